@@ -1,0 +1,101 @@
+"""Weights files: safetensors with the spec text embedded in the metadata.
+
+A weights file always knows its architecture: the spec it was made for travels in the
+``slimspec.spec`` metadata field, so ``load_model(path)`` can rebuild the network and a
+spec/weights mismatch is caught with a message naming the layers. No pickle anywhere.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .utils.fileio import atomic_write_with
+
+SPEC_KEY = "slimspec.spec"
+FORMAT_KEY = "slimspec.format"
+FORMAT_VERSION = "1"
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be read or does not fit the spec it is loaded into."""
+
+
+def _state_dict(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
+    # safetensors needs contiguous, unshared CPU tensors
+    return {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state.items()}
+
+
+def save_weights(
+    model_or_state: torch.nn.Module | Mapping[str, torch.Tensor],
+    spec_text: str,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = True,
+    metadata: Mapping[str, object] | None = None,
+) -> Path:
+    """Write a state dict as safetensors with ``spec_text`` embedded; atomic."""
+    meta = {FORMAT_KEY: FORMAT_VERSION, SPEC_KEY: spec_text}
+    for key, value in (metadata or {}).items():
+        meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    tensors = _state_dict(model_or_state)
+    return atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), overwrite=overwrite)
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Return ``(tensors, metadata)`` of a slimspec safetensors file."""
+    file = Path(path)
+    if not file.is_file():
+        raise WeightsError(f"{file}: no such weights file")
+    try:
+        tensors = load_file(str(file))
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
+    return tensors, metadata
+
+
+def embedded_spec_text(metadata: Mapping[str, str], path: str | os.PathLike = "<weights>") -> str:
+    """The spec text stored in a weights file's metadata."""
+    text = metadata.get(SPEC_KEY)
+    if not text:
+        raise WeightsError(f"{path}: no embedded spec (metadata '{SPEC_KEY}' missing); pass --spec")
+    return text
+
+
+def check_state_matches(
+    model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str = "<weights>"
+) -> None:
+    """Raise :class:`WeightsError` naming every missing, unexpected or mis-shaped tensor."""
+    expected = model.state_dict()
+    problems: list[str] = []
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        problems.append("missing " + ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else ""))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected[:6]) + (" ..." if len(unexpected) > 6 else ""))
+    shaped = [
+        f"{name} {tuple(tensors[name].shape)} vs spec {tuple(expected[name].shape)}"
+        for name in sorted(set(expected) & set(tensors))
+        if tuple(tensors[name].shape) != tuple(expected[name].shape)
+    ]
+    if shaped:
+        problems.append("shape mismatch " + "; ".join(shaped[:6]) + (" ..." if len(shaped) > 6 else ""))
+    if problems:
+        raise WeightsError(f"{source}: weights do not fit the spec: " + " | ".join(problems))
+
+
+def load_state_into(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str = "<weights>") -> None:
+    """Strictly load ``tensors`` into ``model`` after checking names and shapes."""
+    check_state_matches(model, tensors, source)
+    model.load_state_dict(dict(tensors), strict=True)
