@@ -1,0 +1,64 @@
+"""The family interface and registry.
+
+A family turns one spec form (``arch: vgg``, ``arch: resnet`` ...) into the IR and writes a
+pruned IR back in the same form. Families are registered by name; adding one is one file.
+"""
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..ir import IR, IRBuilder
+from ..spec.errors import SpecError, SpecIssue
+
+_FAMILIES: dict[str, "Family"] = {}
+
+
+class Family(ABC):
+    """Spec <-> IR for one ``arch``."""
+
+    arch: ClassVar[str]
+
+    @abstractmethod
+    def emit(self, b: IRBuilder, data: dict) -> None:
+        """Append the network's nodes to ``b`` (``data`` is schema-valid)."""
+
+    @abstractmethod
+    def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping[str, tuple[int, ...]]) -> dict:
+        """Return new spec data in this family's form with the given slot widths and selections."""
+
+    def to_ir(self, data: dict, source: str | None = None) -> IR:
+        b = IRBuilder(self.arch, str(data.get("name", self.arch)), data["input"], data["num_classes"], data)
+        try:
+            self.emit(b, data)
+        except SpecError as exc:
+            raise SpecError(list(exc.issues) + b.issues, source) from None
+        return b.finish(source)
+
+
+def register_family(cls: type[Family]) -> type[Family]:
+    """Class decorator: make a family available under its ``arch`` name."""
+    _FAMILIES[cls.arch] = cls()
+    return cls
+
+
+def get_family(arch: str) -> Family:
+    try:
+        return _FAMILIES[arch]
+    except KeyError:
+        raise SpecError([SpecIssue.at(("arch",), f"unknown arch '{arch}' (known: {', '.join(sorted(_FAMILIES))})")]) from None
+
+
+def families() -> dict[str, Family]:
+    return dict(_FAMILIES)
+
+
+def copy_data(data: Mapping[str, Any]) -> dict:
+    return copy.deepcopy(dict(data))
+
+
+def fail(path: tuple, message: str) -> SpecError:
+    """A one-issue SpecError, for semantic problems found while emitting."""
+    return SpecError([SpecIssue.at(path, message)])

@@ -1,0 +1,59 @@
+"""Pieces shared by several families: channel selections and list-form blocks."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..ir import IRBuilder
+from ..spec.channels import format_channel_set, parse_channel_set
+from ..spec.errors import SpecError, SpecIssue, format_path, parse_path
+
+
+def resolve_select(b: IRBuilder, path: tuple, text: str | None, base_size: int) -> tuple[int, ...]:
+    """Parse a channel-set string against the width it selects from, with a located error."""
+    if text is None:
+        return tuple(range(base_size))
+    try:
+        return parse_channel_set(str(text), base_size)
+    except ValueError as exc:
+        raise SpecError([SpecIssue.at(path, f"{exc} (selecting from {base_size} channels)")]) from None
+
+
+def selection_layer(b: IRBuilder, prefix: str, x: str, slot_path: tuple, text: str | None) -> str:
+    """BN on the full input, then a channel selection slot (Network Slimming's ``channel_selection``)."""
+    base = b.channels(x)
+    index = resolve_select(b, slot_path, text, base)
+    slot = format_path(slot_path)
+    b.add_slot(slot, len(index), "select", index, base)
+    y = b.bn(f"{prefix}.bn", x, at=slot)
+    y = b.select(f"{prefix}.select", y, slot, at=slot)
+    y = b.relu(f"{prefix}.relu", y, at=slot)
+    return b.gate(f"{prefix}.gate", y, at=slot)
+
+
+def selection_text(index: tuple[int, ...], base_size: int) -> str | None:
+    """The spec value for a selection: ``None`` when it keeps everything."""
+    return None if tuple(index) == tuple(range(base_size)) else format_channel_set(index)
+
+
+def set_path(data: dict, path: str, value: object) -> None:
+    """Assign ``value`` at a spec path such as ``cfg[3]`` or ``layers[2].conv.out``."""
+    parts = parse_path(path)
+    target = data
+    for part in parts[:-1]:
+        target = target[part]
+    target[parts[-1]] = value
+
+
+def new_sizes(sizes: Mapping[str, int], slots: Mapping) -> dict[str, int]:
+    return {path: sizes.get(path, slot.size) for path, slot in slots.items()}
+
+
+def write_channel_slots(data: dict, ir, sizes: Mapping[str, int]) -> dict:
+    """New spec data where every ``channel`` slot's spec path gets its new width."""
+    import copy
+
+    new = copy.deepcopy(data)
+    for path, slot in ir.slots.items():
+        if slot.kind == "channel":
+            set_path(new, path, sizes.get(path, slot.size))
+    return new

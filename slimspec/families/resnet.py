@@ -1,0 +1,115 @@
+"""``arch: resnet`` — CIFAR-style ResNets (He et al. 2016) with per-block inner widths.
+
+``stages[s].width`` is the residual stream width; ``blocks`` is a count or one entry per
+block: an int (basic: conv1's width) or ``[c1, c2]`` (bottleneck, expansion 4). Shortcut A
+is Li et al. 2017's parameter-free shortcut (2x2 average pool where the stride is 2, zero
+channels appended where the stream widens); B is a 1x1 conv + BN where the shape changes.
+
+Slots: ``stages[s].blocks[b]`` (basic) or ``stages[s].blocks[b][0|1]`` (bottleneck) are the
+inner widths Li et al. prune. The residual streams are ``stream`` slots (``stem``,
+``stages[s].width``) shared by every layer that reads or writes them; with shortcut A a
+wider stage's stream is the previous stream plus its zero-padded extra channels.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..ir import IR, Axis, IRBuilder
+from .base import Family, copy_data, register_family
+
+
+def expand_blocks(stage: dict, bottleneck: bool) -> list:
+    """Blocks in list form: one entry per block (int for basic, [c1, c2] for bottleneck)."""
+    blocks = stage["blocks"]
+    if isinstance(blocks, list):
+        return list(blocks)
+    inner = stage["width"] // 4 if bottleneck else stage["width"]
+    return [[inner, inner] if bottleneck else inner for _ in range(blocks)]
+
+
+def block_slots(s: int, b: int, bottleneck: bool) -> list[str]:
+    base = f"stages[{s}].blocks[{b}]"
+    return [f"{base}[0]", f"{base}[1]"] if bottleneck else [base]
+
+
+@register_family
+class ResNet(Family):
+    arch = "resnet"
+
+    def emit(self, b: IRBuilder, data: dict) -> None:
+        bottleneck = data["block"] == "bottleneck"
+        shortcut = data.get("shortcut", "A")
+        stream = b.add_slot("stem", data["stem"], "stream")
+        x = b.conv("stem.conv", "input", stream, 3, 1, 1, False, at="stem")
+        x = b.bn("stem.bn", x, at="stem")
+        x = b.relu("stem.relu", x, at="stem")
+        for s, stage in enumerate(data["stages"]):
+            at = f"stages[{s}]"
+            width, stride = stage["width"], stage.get("stride", 1)
+            prev = b.axis_size(stream)
+            if bottleneck and not isinstance(stage["blocks"], list) and width % 4:
+                b.issue(f"{at}.width", f"bottleneck default inner width is width/4; {width} is not a multiple of 4")
+            if shortcut == "A":
+                if width < prev:
+                    b.issue(f"{at}.width", f"shortcut A cannot narrow the residual stream ({prev} -> {width}); use shortcut: B")
+                    width = prev
+                if width > prev:
+                    stream = stream + b.add_slot(f"{at}.width", width - prev, "stream")
+            elif width != prev or stride != 1:
+                stream = b.add_slot(f"{at}.width", width, "stream")
+            entries = expand_blocks(stage, bottleneck)
+            for i, entry in enumerate(entries):
+                if bottleneck != isinstance(entry, list):
+                    want = "[c1, c2] (bottleneck)" if bottleneck else "an int (basic block)"
+                    b.issue(f"{at}.blocks[{i}]", f"expected {want}, got {entry!r}")
+                    continue
+                x = self._block(b, x, stream, s, i, entry, stride if i == 0 else 1, bottleneck, shortcut)
+        x = b.gap("head.pool", x, at="stages")
+        b.classifier(x)
+
+    def _block(self, b: IRBuilder, x: str, stream: Axis, s: int, i: int, entry, stride: int,
+               bottleneck: bool, shortcut: str) -> str:
+        name = f"layer{s + 1}.{i}"
+        widths = entry if bottleneck else [entry]
+        slots = block_slots(s, i, bottleneck)
+        y = x
+        if bottleneck:
+            specs = [(1, 1), (3, stride)]  # stride on the 3x3 conv (ResNet v1.5)
+        else:
+            specs = [(3, stride)]
+        for j, ((kernel, st), width, slot) in enumerate(zip(specs, widths, slots), start=1):
+            y = b.conv(f"{name}.conv{j}", y, b.add_slot(slot, width), kernel, st, kernel // 2, False, at=slot)
+            y = b.bn(f"{name}.bn{j}", y, at=slot)
+            y = b.relu(f"{name}.relu{j}", y, at=slot)
+            y = b.gate(f"{name}.gate{j}", y, at=slot)
+        last = len(specs) + 1
+        kernel = 1 if bottleneck else 3
+        at = f"stages[{s}].blocks[{i}]"
+        y = b.conv(f"{name}.conv{last}", y, stream, kernel, 1, kernel // 2, False, at=at)
+        y = b.bn(f"{name}.bn{last}", y, at=at)
+        if b.axis(x) == stream and stride == 1:
+            short = x
+        elif shortcut == "A":
+            short = b.pad(f"{name}.shortcut", x, stream, stride, at=at)
+        else:
+            short = b.conv(f"{name}.shortcut.conv", x, stream, 1, stride, 0, False, at=at)
+            short = b.bn(f"{name}.shortcut.bn", short, at=at)
+        y = b.add(f"{name}.add", y, short, at=at)
+        return b.relu(f"{name}.relu", y, at=at)
+
+    def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping) -> dict:
+        new = copy_data(data)
+        bottleneck = data["block"] == "bottleneck"
+        size = lambda path: sizes.get(path, ir.slots[path].size)  # noqa: E731
+        new["stem"] = size("stem")
+        for s, stage in enumerate(data["stages"]):
+            width = sum(size(seg) for seg in ir.node(f"layer{s + 1}.0.add").axis.segments)
+            new["stages"][s]["width"] = width
+            old = expand_blocks(stage, bottleneck)
+            entries = [
+                [size(p) for p in block_slots(s, i, True)] if bottleneck else size(block_slots(s, i, False)[0])
+                for i in range(len(old))
+            ]
+            if entries != old:
+                new["stages"][s]["blocks"] = entries
+        return new
