@@ -31,7 +31,7 @@ class Sequential(Family):
         def close_unit(x: str) -> str:
             nonlocal pending_gate
             if pending_gate is not None:
-                x = b.gate(f"gates.{pending_gate}", x, at=b.nodes[x].at)
+                x = b.gate(f"slots.{pending_gate}.gate", x, at=b.nodes[x].at)
                 pending_gate = None
             return x
 

@@ -1,0 +1,97 @@
+"""IR -> nn.Module: one generic network that runs the IR's nodes in order.
+
+Modules are registered under their node names (``features.3.conv``, ``layer2.0.bn1``), so
+parameter names are deterministic, stable across builds of the same spec and across build
+modes, and are exactly the names the pruner transplants by. The forward pass walks a
+precomputed program and frees each intermediate as soon as its last reader has run.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..ir import IR, Node
+from .layers import LAYER_SETS, PlainLayers
+from .ops import ChannelSelect, GlobalAvgPool, ShortcutA
+
+Factory = Callable[[IR, Node, PlainLayers], nn.Module]
+
+
+def _bn(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
+    return nn.BatchNorm2d(node.shape[0]) if len(node.shape) == 3 else nn.BatchNorm1d(node.shape[0])
+
+
+def _pool(cls: type[nn.Module]) -> Factory:
+    return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"))
+
+
+MODULE_FACTORIES: dict[str, Factory] = {
+    "conv": lambda ir, n, layers: layers.conv(ir.axis_size(n.in_axis), n.shape[0], n.attr("kernel"),
+                                              n.attr("stride"), n.attr("padding"), n.attr("bias")),
+    "linear": lambda ir, n, layers: layers.linear(ir.axis_size(n.in_axis), n.shape[0], n.attr("bias")),
+    "bn": _bn,
+    "relu": lambda ir, n, layers: nn.ReLU(),
+    "gate": lambda ir, n, layers: layers.gate(n.shape[0]),
+    "maxpool": _pool(nn.MaxPool2d),
+    "avgpool": _pool(nn.AvgPool2d),
+    "gap": lambda ir, n, layers: GlobalAvgPool(),
+    "flatten": lambda ir, n, layers: nn.Flatten(),
+    "dropout": lambda ir, n, layers: nn.Dropout(n.attr("p")),
+    "pad": lambda ir, n, layers: ShortcutA(n.attr("stride"), n.shape[0] - ir.axis_size(n.in_axis)),
+    "select": lambda ir, n, layers: ChannelSelect(ir.slots[n.axis.segments[0]].index,
+                                                  ir.slots[n.axis.segments[0]].base_size),
+}
+
+FUNCTIONAL: dict[str, Callable[..., torch.Tensor]] = {
+    "add": lambda a, b: a + b,
+    "concat": lambda *xs: torch.cat(xs, dim=1),
+}
+
+
+class _Container(nn.Module):
+    """A named grouping level (``features``, ``layer1.0``); holds children only."""
+
+
+class SpecNet(nn.Module):
+    """The network a spec describes, in one build mode (plain, masked or gated)."""
+
+    def __init__(self, ir: IR, mode: str = "plain", binary_gates: bool = False):
+        super().__init__()
+        if mode not in LAYER_SETS:
+            raise ValueError(f"unknown build mode '{mode}' (choose from {', '.join(LAYER_SETS)})")
+        self.ir, self.mode = ir, mode
+        layers = LAYER_SETS[mode](binary_gates)
+        last_use = {name: i for i, node in enumerate(ir.nodes) for name in node.inputs}
+        self._program: list[tuple[str, Callable, tuple[str, ...], tuple[str, ...]]] = []
+        for i, node in enumerate(ir.nodes[1:], start=1):
+            if node.op in FUNCTIONAL:
+                fn: Callable = FUNCTIONAL[node.op]
+            else:
+                fn = MODULE_FACTORIES[node.op](ir, node, layers)
+                self._register(node.name, fn)
+            frees = tuple(name for name in set(node.inputs) if last_use.get(name) == i)
+            self._program.append((node.name, fn, node.inputs, frees))
+
+    def _register(self, name: str, module: nn.Module) -> None:
+        *parents, leaf = name.split(".")
+        holder: nn.Module = self
+        for part in parents:
+            if part not in holder._modules:
+                holder.add_module(part, _Container())
+            holder = holder._modules[part]  # type: ignore[assignment]
+        holder.add_module(leaf, module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values: dict[str, torch.Tensor] = {"input": x}
+        out = x
+        for name, fn, inputs, frees in self._program:
+            out = fn(*(values[i] for i in inputs))
+            values[name] = out
+            for dead in frees:
+                del values[dead]
+        return out
+
+    def extra_repr(self) -> str:
+        return f"spec={self.ir.name!r}, arch={self.ir.arch!r}, mode={self.mode!r}"
