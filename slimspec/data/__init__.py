@@ -1,0 +1,17 @@
+"""Datasets as in-memory tensor bundles: registry, digits (offline), torchvision, synthetic."""
+from . import digits, synthetic, vision  # noqa: F401  (register the datasets)
+from .registry import DataBundle, available_datasets, dataset_entry, get_dataset, register_dataset
+from .tensors import DataError, TensorDataBundle, adapt_input, random_crop, random_flip
+
+__all__ = [
+    "DataBundle",
+    "DataError",
+    "TensorDataBundle",
+    "adapt_input",
+    "available_datasets",
+    "dataset_entry",
+    "get_dataset",
+    "random_crop",
+    "random_flip",
+    "register_dataset",
+]
