@@ -1,2 +1,35 @@
-"""slimspec: declarative CNN specs and a pruning DSL for PyTorch."""
+"""slimspec: declarative CNN specs and a pruning DSL for PyTorch.
+
+    import slimspec
+    spec = slimspec.load_spec("specs/vgg19.yaml")
+    model = slimspec.build(spec, mode="plain")
+    slimspec.info(spec)["params"]
+
+Torch is imported only when a torch-backed function is first used, so spec-only work
+(validate, info, diff) stays fast.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .document import Spec, dump_spec, load_spec, stock_specs
+from .spec.errors import SpecError, SpecIssue
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "build": "api", "info": "report.info", "save_weights": "api", "load_model": "api",
+    "prune": "pruning.api", "PruneResult": "pruning.api",
+    "train": "train.api", "finetune": "train.api", "evaluate": "train.api",
+}
+
+__all__ = ["Spec", "SpecError", "SpecIssue", "load_spec", "dump_spec", "stock_specs", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'slimspec' has no attribute {name!r}")

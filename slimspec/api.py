@@ -1,0 +1,56 @@
+"""The Python API (the CLI is a thin layer over these functions)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .nn import SpecNet, init_weights
+from .document import Spec, load_spec, spec_from_text
+from .weights import embedded_spec_text, load_state_into, read_weights, save_weights as _save_weights
+
+
+def build(spec: Spec | str | os.PathLike, mode: str = "plain", *, binary_gates: bool = False,
+          seed: int | None = None) -> SpecNet:
+    """Build the spec's network as a ``torch.nn.Module`` in ``plain``, ``masked`` or ``gated`` mode."""
+    spec = load_spec(spec)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = SpecNet(spec.ir, mode, binary_gates=binary_gates)
+        init_weights(model, spec.data.get("init"))
+    model.spec = spec  # type: ignore[attr-defined]
+    return model
+
+
+def save_weights(model: torch.nn.Module, spec: Spec | str | os.PathLike, path: str | os.PathLike, *,
+                 overwrite: bool = True, metadata: dict | None = None) -> Path:
+    """Save a model's state as safetensors with the spec text embedded."""
+    spec = load_spec(spec)
+    return _save_weights(model, spec.text, path, overwrite=overwrite, metadata=metadata)
+
+
+def mode_of_state(tensors: dict[str, torch.Tensor]) -> str:
+    """The build mode a saved state dict was written from."""
+    if any(name.endswith("weight_mask") or name.endswith(".mask") for name in tensors):
+        return "masked"
+    return "plain"
+
+
+def load_model(path: str | os.PathLike, spec: Spec | str | os.PathLike | None = None, *,
+               mode: str | None = None, binary_gates: bool = False) -> tuple[SpecNet, Spec]:
+    """Build the model from the weights file's embedded spec (or ``spec``) and load it strictly."""
+    tensors, metadata = read_weights(path)
+    spec = load_spec(spec) if spec is not None else spec_from_text(embedded_spec_text(metadata, path), f"{path}#spec")
+    if mode is None:
+        gated = any(_is_gate_name(spec, name) for name in tensors)
+        mode = "gated" if gated else mode_of_state(tensors)
+    model = build(spec, mode, binary_gates=binary_gates)
+    load_state_into(model, tensors, str(path))
+    return model, spec
+
+
+def _is_gate_name(spec: Spec, name: str) -> bool:
+    prefix = name.rsplit(".", 1)[0]
+    return name.endswith(".weight") and prefix in spec.ir and spec.ir.node(prefix).op == "gate"

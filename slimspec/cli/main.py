@@ -1,0 +1,37 @@
+"""The ``slimspec`` command: a thin layer over the Python API."""
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .prune_cmds import prune
+from .spec_cmds import build, diff, git_setup, info, schema, textconv, validate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="slimspec")
+def cli() -> None:
+    """Declarative CNN specs and a pruning DSL for PyTorch.
+
+    Pruning writes a new spec file plus transplanted weights, so a pruned architecture can be
+    diffed in git, versioned, fine-tuned or retrained from scratch.
+    """
+
+
+for command in (validate, info, build, schema, diff, textconv, git_setup, prune):
+    cli.add_command(command)
+
+try:  # training commands arrive with the training pipeline
+    from .train_cmds import register as _register_training
+
+    _register_training(cli)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def main() -> None:
+    cli(prog_name="slimspec")
+
+
+if __name__ == "__main__":
+    main()

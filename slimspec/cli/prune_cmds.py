@@ -1,0 +1,83 @@
+"""``slimspec prune``: weights in, a new spec file and its transplanted weights out."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import report_errors
+
+
+@click.command()
+@click.argument("weights", type=click.Path(dir_okay=False))
+@click.option("--method", "-m", help="l1 | slimming | gate | sss | attention | attention-weight | magnitude | random")
+@click.option("--ratio", type=float, help="Fraction of prunable channels to remove.")
+@click.option("--target", help="Reach a fraction of the original: macs=0.5 or params=0.3.")
+@click.option("--threshold", type=float, help="Remove channels whose score is <= this value.")
+@click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it.")
+@click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer.")
+@click.option("--min-channels", type=int, help="Never keep fewer channels in a slot (default 1).")
+@click.option("--round-to", type=int, help="Round kept channel counts up to a multiple of this.")
+@click.option("--exclude", multiple=True, help="Spec-path pattern of slots to leave alone (repeatable).")
+@click.option("--override", "overrides", multiple=True, help="PATTERN=RATIO per-slot ratio (repeatable).")
+@click.option("--prune-stream", is_flag=True, default=None, help="Also prune residual stream widths.")
+@click.option("--data", "calibration", help="Calibration dataset for 'attention' (e.g. digits, cifar10).")
+@click.option("--data-dir", help="Where torchvision datasets live.")
+@click.option("--seed", type=int, help="Seed for 'random' and calibration order.")
+@click.option("--fold-bias", is_flag=True, default=None, help="Fold removed channels' constant output into the next layer.")
+@click.option("--binary-gates", is_flag=True, default=None, help="Gated weights were trained with binarized gates.")
+@click.option("--spec", "spec_path", help="Spec of the weights (default: the one embedded in the weights file).")
+@click.option("--out", "-o", "out", type=click.Path(dir_okay=False), help="New spec file to write.")
+@click.option("--weights-out", type=click.Path(dir_okay=False), help="New weights (default: OUT with .safetensors).")
+@click.option("--dry-run", is_flag=True, help="Print the per-slot table and counts; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@report_errors
+def prune(weights: str, method: str | None, ratio: float | None, target: str | None, threshold: float | None,
+          plan: str | None, scope: str | None, min_channels: int | None, round_to: int | None,
+          exclude: tuple[str, ...], overrides: tuple[str, ...], prune_stream: bool | None, calibration: str | None,
+          data_dir: str | None, seed: int | None, fold_bias: bool | None, binary_gates: bool | None,
+          spec_path: str | None, out: str | None, weights_out: str | None, dry_run: bool, as_json: bool,
+          force: bool) -> None:
+    """Prune trained WEIGHTS and write the pruned spec (same form as its parent) plus weights."""
+    from ..pruning.api import prune as run_prune
+    from ..report.tables import human
+    from ..utils.fileio import check_writable
+
+    if not dry_run and not out:
+        raise click.UsageError("give --out NEW.yaml (or --dry-run)")
+    if out and not dry_run:
+        check_writable(out, force)
+        check_writable(weights_out or Path(out).with_suffix(".safetensors"), force)
+    parsed_overrides = {}
+    for item in overrides:
+        pattern, sep, value = item.rpartition("=")
+        try:
+            parsed_overrides[pattern] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not pattern:
+            raise click.BadParameter(f"expected PATTERN=RATIO, got '{item}'", param_hint="--override")
+    result = run_prune(weights, method, spec=spec_path, plan=plan, ratio=ratio, target=target, threshold=threshold,
+                       scope=scope, min_channels=min_channels, round_to=round_to, exclude=list(exclude),
+                       overrides=parsed_overrides, prune_stream=prune_stream, calibration=calibration,
+                       data_dir=data_dir, seed=seed, fold_bias=fold_bias, binary_gates=binary_gates)
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+    else:
+        click.echo(result.table())
+        for key in ("params", "macs"):
+            before, after = getattr(result, key)
+            click.echo(f"{key:6s} {before:>13,} -> {after:>13,}  ({human(before)} -> {human(after)}, "
+                       f"{100 * after / before:.1f}% kept)")
+        if result.decision.threshold is not None:
+            click.echo(f"threshold {result.decision.threshold:.6g} (channels with score <= threshold removed)")
+        for note in result.notes:
+            click.echo(f"note: {note}")
+    if dry_run:
+        return
+    spec_file, weights_file = result.save(out, weights_out, overwrite=force)
+    click.echo(f"wrote {spec_file} and {weights_file}", err=as_json)
+    sys.exit(0)

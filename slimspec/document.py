@@ -1,0 +1,94 @@
+"""A validated spec: its text, its data and its resolved IR. Torch-free.
+
+``load_spec`` accepts a file path, YAML text, or the name of a stock spec (``vgg19``); it
+runs the JSON Schema, then the family's semantic checks while resolving the IR, and raises
+one :class:`SpecError` listing every located problem.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .families import get_family
+from .ir import IR
+from .spec.errors import SpecError, SpecIssue
+from .spec.validate import schema_issues
+from .spec.yamlio import format_spec, parse_yaml
+from .utils.fileio import atomic_write, sha256_bytes
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A spec as written (``text``), as data (``data``) and resolved (``ir``)."""
+
+    data: dict
+    text: str
+    source: str | None = None
+    ir: IR = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def arch(self) -> str:
+        return str(self.data["arch"])
+
+    @property
+    def sha256(self) -> str:
+        return sha256_bytes(self.text)
+
+    @classmethod
+    def from_data(cls, data: dict, source: str | None = None) -> "Spec":
+        """Validate data written by code and give it a human-looking text."""
+        return spec_from_text(format_spec(data), source)
+
+
+def stock_specs() -> dict[str, Path]:
+    """The specs shipped with the package, by name."""
+    folder = resources.files("slimspec") / "specs"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def spec_from_text(text: str, source: str | None = None) -> Spec:
+    data = parse_yaml(text, source or "<spec>")
+    issues = schema_issues(data)
+    if issues:
+        raise SpecError(issues, source)
+    ir = get_family(data["arch"]).to_ir(data, source)
+    return Spec(data, text, source, ir)
+
+
+def read_spec_text(source: str | os.PathLike) -> tuple[str, str]:
+    """``(text, label)`` for a path, a stock spec name, or literal YAML text."""
+    text_source = str(source)
+    path = Path(text_source)
+    if "\n" in text_source or (":" in text_source and not path.exists()):
+        return text_source, "<text>"
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError([SpecIssue("", f"cannot read file ({exc})")], str(path)) from None
+    stock = stock_specs()
+    if text_source in stock:
+        return stock[text_source].read_text(encoding="utf-8"), text_source
+    if path.is_dir():
+        raise SpecError([SpecIssue("", "is a directory, not a spec file")], str(path))
+    hint = f" (stock specs: {', '.join(sorted(stock))})" if os.sep not in text_source and "." not in text_source else ""
+    raise SpecError([SpecIssue("", f"no such spec file{hint}")], str(path))
+
+
+def load_spec(source: str | os.PathLike | Spec) -> Spec:
+    """Load and validate a spec from a path, a stock name or YAML text."""
+    if isinstance(source, Spec):
+        return source
+    text, label = read_spec_text(source)
+    return spec_from_text(text, label)
+
+
+def dump_spec(spec: Spec, path: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Write a spec's text atomically."""
+    return atomic_write(path, spec.text, overwrite=overwrite)

@@ -1,0 +1,1 @@
+"""Pruning: criteria, policies, plans, transplant. Import ``slimspec.pruning.api`` for ``prune``."""

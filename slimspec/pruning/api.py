@@ -1,0 +1,209 @@
+"""``slimspec.prune``: trained weights + spec + method -> new spec + transplanted weights.
+
+Flow: score channels per slot (criterion) -> decide kept channels (policy) -> write the new
+spec in the parent's own form and layout (family + comment-preserving YAML) -> transplant
+the weights by name and kept index -> load them into a model built from the new spec.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..api import build, load_model
+from ..document import Spec, spec_from_text
+from ..families import get_family
+from ..ir import IR, count_macs, count_params
+from ..spec.yamlio import update_spec_text
+from ..utils.fileio import check_writable, sha256_file
+from ..weights import load_state_into, save_weights
+from .criteria import PruneError, ScoreContext, get_criterion
+from .options import PruneOptions
+from .policy import Decision, PolicyConfig, decide, fraction_search, keep_count, pattern_check
+from .report import SlotRow, prune_table, slot_rows
+from .transplant import fold_gates, fold_removed_bias, transplant
+
+
+@dataclass
+class PruneResult:
+    """A pruned network: its new spec, the transplanted model and a per-slot report."""
+
+    spec: Spec
+    model: torch.nn.Module
+    parent: Spec
+    report: list[SlotRow]
+    decision: Decision
+    options: PruneOptions
+    params: tuple[int, int]
+    macs: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
+
+    def table(self, changed_only: bool = False) -> str:
+        return prune_table(self.report, changed_only)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "method": self.options.method,
+            "params": {"before": self.params[0], "after": self.params[1]},
+            "macs": {"before": self.macs[0], "after": self.macs[1]},
+            "flops": {"before": 2 * self.macs[0], "after": 2 * self.macs[1]},
+            "threshold": self.decision.threshold,
+            "clamped": self.decision.clamped,
+            "slots": [row.as_dict() for row in self.report],
+            "notes": self.notes,
+        }
+
+    def save(self, spec_path: str | os.PathLike, weights_path: str | os.PathLike | None = None,
+             overwrite: bool = False) -> tuple[Path, Path]:
+        """Write the spec and its weights (default: next to the spec, ``.safetensors``); atomic."""
+        spec_path = Path(spec_path)
+        weights_path = Path(weights_path) if weights_path else spec_path.with_suffix(".safetensors")
+        check_writable(spec_path, overwrite)
+        check_writable(weights_path, overwrite)
+        save_weights(self.model, self.spec.text, weights_path, overwrite=overwrite)
+        from ..utils.fileio import atomic_write
+
+        atomic_write(spec_path, self.spec.text, overwrite=overwrite)
+        return spec_path, weights_path
+
+
+def _calibration_batches(options: PruneOptions, spec: Spec) -> Iterable[torch.Tensor] | None:
+    if not options.calibration:
+        return None
+    from ..data import get_dataset
+
+    data = get_dataset(options.calibration, input_shape=tuple(spec.ir.input_shape), data_dir=options.data_dir,
+                       seed=options.seed)
+    batches = []
+    for images, _ in data.batches("train", options.calibration_batch_size, shuffle=False, augment=False):
+        batches.append(images)
+        if len(batches) >= options.calibration_batches:
+            break
+    return batches
+
+
+def _new_ir(parent: Spec, decision: Decision) -> tuple[dict, IR]:
+    ir = parent.ir
+    sizes = {path: len(keep) for path, keep in decision.kept.items()}
+    selects = {path: tuple(ir.slots[path].index[i] for i in keep)  # type: ignore[index]
+               for path, keep in decision.kept.items() if ir.slots[path].kind == "select"}
+    family = get_family(parent.arch)
+    data = family.write(dict(parent.data), ir, sizes, selects)
+    data.pop("pruned", None)
+    return data, family.to_ir(data)
+
+
+def _policy(options: PruneOptions, default_scope: str, threshold: float | None, ratio: float | None) -> PolicyConfig:
+    return PolicyConfig(ratio=ratio, threshold=threshold, scope=options.scope or default_scope,
+                        min_channels=options.min_channels, round_to=options.round_to, exclude=tuple(options.exclude),
+                        overrides=tuple(options.overrides.items()), prune_stream=options.prune_stream)
+
+
+def _provenance(parent: Spec, options: PruneOptions, decision: Decision, weights_sha: str | None,
+                params: tuple[int, int], macs: tuple[int, int], ratio: float | None) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "parent": parent.name,
+        "parent_sha256": parent.sha256,
+        "weights_sha256": weights_sha,
+        "method": options.method,
+        "scope": options.scope_used,
+        "ratio": None if ratio is None else round(ratio, 6),
+        "target": dict(options.target) if options.target else None,
+        "threshold": None if decision.threshold is None else float(f"{decision.threshold:.6g}"),
+        "min_channels": options.min_channels,
+        "round_to": options.round_to,
+        "seed": options.seed,
+        "calibration": options.calibration,
+        "clamped": list(decision.clamped) or None,
+        "params": {"before": params[0], "after": params[1]},
+        "macs": {"before": macs[0], "after": macs[1]},
+    }
+    return {k: v for k, v in block.items() if v is not None}
+
+
+def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str | os.PathLike | None):
+    if isinstance(weights, torch.nn.Module):
+        model = weights
+        parent = getattr(model, "spec", None) if spec is None else spec
+        if parent is None:
+            raise PruneError("a model passed to prune() needs its spec (build it with slimspec.build)")
+        from ..document import load_spec
+
+        return model, load_spec(parent), {k: v.detach().cpu() for k, v in model.state_dict().items()}, None
+    model, parent = load_model(weights, spec)
+    return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, sha256_file(weights)
+
+
+def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = None, *,
+          spec: Spec | str | os.PathLike | None = None, plan: str | os.PathLike | Mapping | None = None,
+          **overrides: Any) -> PruneResult:
+    """Prune trained weights with ``method`` and a ratio / target / threshold (or a plan file).
+
+    Keyword options are those of :class:`PruneOptions` (ratio, target, threshold, scope,
+    min_channels, round_to, exclude, overrides, prune_stream, calibration, seed, fold_bias,
+    binary_gates); explicit keywords override the plan's values.
+    """
+    options = PruneOptions.resolve(plan, method=method, **overrides)
+    criterion = get_criterion(options.method)
+    model, parent, state, weights_sha = _load_source(weights, spec)
+    ir = parent.ir
+    pattern_check(ir, options.exclude, "exclude")
+    pattern_check(ir, list(options.overrides), "overrides")
+    ctx = ScoreContext(ir, state, model, _calibration_batches(options, parent), options.seed)
+    if not criterion.structured:
+        from .unstructured import prune_weights
+
+        return prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
+    scores = criterion.score(ctx)
+    for path, values in scores.items():
+        if values.numel() != ir.slots[path].size:
+            raise PruneError(f"{options.method}: {path} scored {values.numel()} channels, expected {ir.slots[path].size}")
+    options.scope_used = options.scope or criterion.default_scope
+    threshold = options.threshold
+    if options.ratio is None and not options.target and threshold is None and not options.overrides:
+        threshold = criterion.default_threshold
+        if threshold is None:
+            raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
+    before = (count_params(ir), count_macs(ir))
+    ratio = options.ratio
+    if options.target:
+        (metric, goal), = options.target.items()
+        counter = count_macs if metric == "macs" else count_params
+        base = before[1] if metric == "macs" else before[0]
+
+        def fraction(r: float) -> float:
+            return counter(_new_ir(parent, decide(ir, scores, _policy(options, criterion.default_scope, None, r)))[1]) / base
+
+        ratio = fraction_search(fraction, goal)
+        threshold = None
+    decision = decide(ir, scores, _policy(options, criterion.default_scope, threshold, ratio))
+    data, new_ir = _new_ir(parent, decision)
+    after = (count_params(new_ir), count_macs(new_ir))
+    data["pruned"] = _provenance(parent, options, decision, weights_sha, (before[0], after[0]),
+                                 (before[1], after[1]), ratio)
+    new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
+
+    notes: list[str] = []
+    if decision.clamped:
+        notes.append(f"min_channels={options.min_channels} kept channels in {len(decision.clamped)} slot(s) "
+                     f"the policy would have emptied: {', '.join(decision.clamped[:8])}")
+    source_mode = getattr(model, "mode", "plain")
+    if source_mode == "gated":
+        state = fold_gates(ir, state, binary=options.binary_gates)
+    if options.fold_bias:
+        state, skipped = fold_removed_bias(ir, state, decision.kept)
+        if skipped:
+            notes.append(f"fold-bias: no BN or bias to absorb removed channels in {', '.join(skipped)}")
+    out_mode = "masked" if source_mode == "masked" else "plain"
+    new_model = build(new_spec, out_mode)
+    load_state_into(new_model, transplant(ir, state, decision.kept, set(new_model.state_dict())), "transplant")
+    new_model.train(model.training)
+    return PruneResult(new_spec, new_model, parent, slot_rows(ir, decision.kept), decision, options,
+                       (before[0], after[0]), (before[1], after[1]), notes)
+
+
+__all__ = ["prune", "PruneResult", "PruneError", "keep_count"]

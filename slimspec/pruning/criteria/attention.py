@@ -1,0 +1,85 @@
+"""``attention`` and ``attention-weight`` — activation-attention channel importance.
+
+For a feature map A of shape [C, H, W], the attention map is F(A) = sum_i |A_i| over channels,
+normalized by its L2 norm. Channel j's score is sum |F(A)/||F(A)|| - F(A\\j)/||F(A\\j)|| |:
+how much the layer's attention map changes without it (the seeds' attention-based pruning of
+VGG-19-BN, after Zagoruyko & Komodakis 2017's activation-based attention). ``attention``
+averages it over calibration batches, read at each slot's output (after BN and ReLU);
+``attention-weight`` computes the same on |W| of the producing filters, data-free, treating
+each filter [C_in, k, k] as one channel's map. For a fully connected slot (no spatial map),
+``attention`` scores a feature by its mean absolute activation.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+
+from .base import Criterion, PruneError, ScoreContext, Scores, mean_over_sources, register_criterion
+
+
+def attention_change(maps: torch.Tensor) -> torch.Tensor:
+    """maps [N, C, P] (non-negative) -> [N, C] change of the normalized attention map per removed channel."""
+    total = maps.sum(1, keepdim=True)  # [N, 1, P]
+    without = total - maps  # [N, C, P]
+    eps = torch.finfo(maps.dtype).tiny
+    full = total / total.norm(dim=2, keepdim=True).clamp_min(eps)
+    part = without / without.norm(dim=2, keepdim=True).clamp_min(eps)
+    return (full - part).abs().sum(2)
+
+
+@register_criterion
+class Attention(Criterion):
+    name = "attention"
+    default_scope = "global"
+    needs_calibration = True
+
+    @torch.no_grad()
+    def score(self, ctx: ScoreContext) -> Scores:
+        if ctx.calibration is None:
+            raise PruneError("method 'attention' needs calibration data (--data NAME or a plan's calibration)")
+        gate_nodes = [n for n in ctx.ir.nodes if n.op == "gate"]
+        modules = dict(ctx.model.named_modules())
+        sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros(0))
+        count = 0
+        handles = []
+
+        def hook_for(node_name: str):
+            def hook(module, inputs, output):
+                act = inputs[0].detach().float().abs()
+                n, c = act.shape[:2]
+                score = attention_change(act.reshape(n, c, -1)) if act.dim() == 4 else act
+                total = score.sum(0).cpu()
+                sums[node_name] = total if sums[node_name].numel() == 0 else sums[node_name] + total
+            return hook
+
+        for node in gate_nodes:
+            handles.append(modules[node.name].register_forward_hook(hook_for(node.name)))
+        was_training = ctx.model.training
+        ctx.model.eval()
+        device = next(ctx.model.parameters()).device
+        try:
+            for batch in ctx.calibration:
+                ctx.model(batch.to(device))
+                count += batch.shape[0]
+        finally:
+            for handle in handles:
+                handle.remove()
+            ctx.model.train(was_training)
+        if count == 0:
+            raise PruneError("calibration data gave no batches")
+        return mean_over_sources(ctx, "gate", lambda src: sums[src.node][list(src.positions)] / count)
+
+
+@register_criterion
+class AttentionWeight(Criterion):
+    name = "attention-weight"
+    default_scope = "layer"
+
+    def score(self, ctx: ScoreContext) -> Scores:
+        def weight_attention(src):
+            weight = ctx.state[f"{src.node}.weight"].float().abs()
+            maps = weight.flatten(1).unsqueeze(0)  # [1, C_out, C_in*k*k]
+            return attention_change(maps)[0][list(src.positions)]
+
+        return mean_over_sources(ctx, "producer", weight_attention)

@@ -1,0 +1,88 @@
+"""The criterion interface and registry.
+
+A criterion scores the channels of every slot it can judge (higher = more important). It
+sees the IR, the trained tensors, the model (for data-driven criteria) and optional
+calibration batches; it does not decide how many channels go — that is the policy's job.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from ...ir import IR
+from ..sources import Source, slot_sources
+
+
+class PruneError(ValueError):
+    """A pruning request that cannot be carried out (bad ratio, missing gates, no data...)."""
+
+
+@dataclass
+class ScoreContext:
+    ir: IR
+    state: Mapping[str, torch.Tensor]
+    model: torch.nn.Module
+    calibration: Iterable[torch.Tensor] | None = None
+    seed: int = 0
+    sources: dict[str, list[Source]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            self.sources = slot_sources(self.ir)
+
+    def of_kind(self, slot: str, kind: str) -> list[Source]:
+        return [s for s in self.sources.get(slot, []) if s.kind == kind]
+
+
+Scores = dict[str, torch.Tensor]
+
+
+class Criterion(ABC):
+    """Scores channels per slot."""
+
+    name: ClassVar[str]
+    default_scope: ClassVar[str] = "layer"
+    structured: ClassVar[bool] = True
+    needs_calibration: ClassVar[bool] = False
+    default_threshold: ClassVar[float | None] = None
+
+    @abstractmethod
+    def score(self, ctx: ScoreContext) -> Scores:
+        """Return slot path -> 1-D float tensor of channel scores (slots it cannot judge are omitted)."""
+
+
+_CRITERIA: dict[str, Criterion] = {}
+
+
+def register_criterion(cls: type[Criterion]) -> type[Criterion]:
+    _CRITERIA[cls.name] = cls()
+    return cls
+
+
+def get_criterion(name: str) -> Criterion:
+    try:
+        return _CRITERIA[name]
+    except KeyError:
+        raise PruneError(f"unknown method '{name}' (choose from {', '.join(sorted(_CRITERIA))})") from None
+
+
+def criteria() -> dict[str, Criterion]:
+    return dict(_CRITERIA)
+
+
+def mean_over_sources(ctx: ScoreContext, kind: str, per_source) -> Scores:
+    """Score each slot by averaging ``per_source(tensor_positions)`` over its sources of ``kind``."""
+    out: Scores = {}
+    for slot in ctx.ir.slots:
+        found = ctx.of_kind(slot, kind)
+        if not found:
+            continue
+        parts = [per_source(src) for src in found]
+        parts = [p for p in parts if p is not None]
+        if parts:
+            out[slot] = torch.stack(parts).mean(0)
+    return out

@@ -1,0 +1,22 @@
+"""``l1`` — Li et al. 2017, "Pruning Filters for Efficient ConvNets".
+
+A filter's importance is the sum of the absolute values of its kernel weights. Norms are
+not comparable across layers, so the default scope is per layer. Slots produced by several
+layers (residual streams) average the norms of every producing filter.
+"""
+from __future__ import annotations
+
+from .base import Criterion, ScoreContext, Scores, mean_over_sources, register_criterion
+
+
+@register_criterion
+class L1Norm(Criterion):
+    name = "l1"
+    default_scope = "layer"
+
+    def score(self, ctx: ScoreContext) -> Scores:
+        def filter_norms(src):
+            weight = ctx.state[f"{src.node}.weight"].float()
+            return weight.abs().flatten(1).sum(1)[list(src.positions)]
+
+        return mean_over_sources(ctx, "producer", filter_norms)

@@ -1,0 +1,113 @@
+"""Pruning options: one object for the plan file's keys and the CLI flags (flags win).
+
+A plan is a YAML file with the keys of ``slimspec prune``'s flags, validated by its own JSON
+Schema (``plan_schema.json``) with located errors. Unset values fall back to the criterion's
+defaults (scope, threshold).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..spec.errors import SpecError, SpecIssue
+from ..spec.validate import issues_for_schema
+from ..spec.yamlio import parse_yaml
+
+
+@lru_cache(maxsize=1)
+def plan_schema() -> dict:
+    return json.loads(resources.files(__package__).joinpath("plan_schema.json").read_text(encoding="utf-8"))
+
+
+def parse_target(text: str | Mapping[str, float] | None) -> dict[str, float] | None:
+    """``"macs=0.5"`` or ``{"macs": 0.5}`` -> ``{"macs": 0.5}``."""
+    if text is None or isinstance(text, Mapping):
+        target = dict(text) if text else None
+    else:
+        key, sep, value = str(text).partition("=")
+        try:
+            target = {key.strip(): float(value)} if sep else None
+        except ValueError:
+            target = None
+        if target is None:
+            raise ValueError(f"target: expected 'macs=FRACTION' or 'params=FRACTION', got '{text}'")
+    if target is not None:
+        issues = issues_for_schema(plan_schema(), {"target": target})
+        if issues:
+            raise ValueError("; ".join(str(i) for i in issues))
+    return target
+
+
+@dataclass
+class PruneOptions:
+    method: str = ""
+    ratio: float | None = None
+    target: dict[str, float] | None = None
+    threshold: float | None = None
+    scope: str | None = None
+    min_channels: int = 1
+    round_to: int = 1
+    exclude: list[str] = field(default_factory=list)
+    overrides: dict[str, float] = field(default_factory=dict)
+    prune_stream: bool = False
+    calibration: str | None = None
+    data_dir: str | None = None
+    calibration_batches: int = 8
+    calibration_batch_size: int = 64
+    seed: int = 0
+    fold_bias: bool = False
+    binary_gates: bool = False
+    scope_used: str = ""
+
+    @classmethod
+    def from_plan(cls, plan: Mapping[str, Any]) -> "PruneOptions":
+        values = dict(plan)
+        values.pop("description", None)
+        calibration = values.pop("calibration", None)
+        if calibration:
+            values["calibration"] = calibration["data"]
+            values["data_dir"] = calibration.get("data_dir")
+            values["calibration_batches"] = calibration.get("batches", 8)
+            values["calibration_batch_size"] = calibration.get("batch_size", 64)
+        return cls(**values)
+
+    @classmethod
+    def resolve(cls, plan: str | os.PathLike | Mapping | None = None, **flags: Any) -> "PruneOptions":
+        """Plan values, then every flag that is not None."""
+        options = cls.from_plan(load_plan(plan)) if plan is not None else cls()
+        known = {f.name for f in fields(cls)}
+        for key, value in flags.items():
+            if key not in known:
+                raise TypeError(f"prune() got an unexpected option '{key}'")
+            if value is None or (key in ("exclude", "overrides") and not value):
+                continue
+            setattr(options, key, value)
+        options.target = parse_target(options.target)
+        if not options.method:
+            raise ValueError("method: not given (use --method or a plan's 'method')")
+        if options.ratio is not None and options.target:
+            raise ValueError("give either a ratio or a target, not both")
+        return options
+
+
+def load_plan(plan: str | os.PathLike | Mapping) -> dict:
+    """Read and validate a plan file (or check a mapping); raises SpecError with located issues."""
+    if isinstance(plan, Mapping):
+        data, source = dict(plan), "<plan>"
+    else:
+        path = Path(plan)
+        if not path.is_file():
+            raise SpecError([SpecIssue("", "no such plan file")], str(path))
+        data, source = parse_yaml(path.read_text(encoding="utf-8"), str(path)), str(path)
+    if not isinstance(data, dict):
+        raise SpecError([SpecIssue("", "a plan must be a YAML mapping")], source)
+    issues = issues_for_schema(plan_schema(), data)
+    if issues:
+        raise SpecError(issues, source)
+    return data

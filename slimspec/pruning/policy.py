@@ -1,0 +1,160 @@
+"""Policies: from channel scores to the channels each slot keeps.
+
+Conventions (documented in the README, tested):
+
+* A layer of width ``n`` pruned at ratio ``r`` keeps ``floor(n * (1 - r))`` channels, as Li
+  et al.'s reference code does; a global ratio prunes ``N - floor(N * (1 - r))`` of the ``N``
+  channels pooled from every slot in scope.
+* Channels are ranked by ``(score, slot order, position)``: among equal scores the channel
+  that comes first in the network is pruned first, so results are deterministic.
+* A ``threshold`` prunes every channel whose score is ``<= threshold`` (Network Slimming keeps
+  ``score > threshold``; gates at exactly zero are removed with threshold 0).
+* ``min_channels`` (default 1) is applied last-but-one: a slot never keeps fewer than
+  ``min(min_channels, width)`` channels; its best-scored channels are kept and the slot is
+  reported as clamped. ``round_to`` then rounds each kept count up to a multiple.
+* Slots matching ``exclude`` are untouched; ``overrides`` give a per-slot ratio (first match
+  wins) and take those slots out of the global pool; residual stream slots are pruned only
+  with ``prune_stream``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..ir import IR
+from .criteria.base import PruneError
+from .patterns import matches
+
+SCOPES = ("global", "layer")
+
+
+def keep_count(width: int, ratio: float) -> int:
+    """Channels a layer of ``width`` keeps at ``ratio`` (Li et al.: ``int(width * (1 - ratio))``)."""
+    return int(math.floor(width * (1.0 - ratio) + 1e-9))
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    ratio: float | None = None
+    threshold: float | None = None
+    scope: str = "global"
+    min_channels: int = 1
+    round_to: int = 1
+    exclude: tuple[str, ...] = ()
+    overrides: tuple[tuple[str, float], ...] = ()
+    prune_stream: bool = False
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise PruneError(f"scope: expected one of {', '.join(SCOPES)}, got '{self.scope}'")
+        for label, value in [("ratio", self.ratio), *[(f"overrides[{p}]", r) for p, r in self.overrides]]:
+            if value is not None and not 0.0 <= value < 1.0:
+                raise PruneError(f"{label}: a pruning ratio must be in [0, 1), got {value}")
+        if self.min_channels < 1:
+            raise PruneError(f"min_channels: must be >= 1, got {self.min_channels}")
+        if self.round_to < 1:
+            raise PruneError(f"round_to: must be >= 1, got {self.round_to}")
+
+
+@dataclass
+class Decision:
+    """Kept channel positions per slot, plus what the policy did."""
+
+    kept: dict[str, tuple[int, ...]]
+    threshold: float | None = None
+    clamped: list[str] = field(default_factory=list)
+
+
+def candidate_slots(ir: IR, scores: Mapping[str, torch.Tensor], config: PolicyConfig) -> list[str]:
+    kinds = {"channel", "select"} | ({"stream"} if config.prune_stream else set())
+    return [path for path, slot in ir.slots.items()
+            if slot.kind in kinds and path in scores and not any(matches(p, path) for p in config.exclude)]
+
+
+def _override(path: str, config: PolicyConfig) -> float | None:
+    for pattern, ratio in config.overrides:
+        if matches(pattern, path):
+            return ratio
+    return None
+
+
+def _lowest(scores: torch.Tensor, count: int) -> list[int]:
+    """Positions of the ``count`` lowest scores, ties broken by position."""
+    order = sorted(range(len(scores)), key=lambda i: (float(scores[i]), i))
+    return order[:count]
+
+
+def decide(ir: IR, scores: Mapping[str, torch.Tensor], config: PolicyConfig) -> Decision:
+    """Apply the policy; returns kept positions for every slot (untouched slots keep all)."""
+    pruned: dict[str, set[int]] = {}
+    pool: list[str] = []
+    for path in candidate_slots(ir, scores, config):
+        ratio = _override(path, config)
+        if ratio is not None:
+            pruned[path] = set(_lowest(scores[path], ir.slots[path].size - keep_count(ir.slots[path].size, ratio)))
+        else:
+            pool.append(path)
+    threshold = None
+    if config.threshold is not None:
+        threshold = config.threshold
+        for path in pool:
+            pruned[path] = {i for i, s in enumerate(scores[path].tolist()) if s <= config.threshold}
+    elif config.ratio is not None and config.scope == "layer":
+        for path in pool:
+            size = ir.slots[path].size
+            pruned[path] = set(_lowest(scores[path], size - keep_count(size, config.ratio)))
+    elif config.ratio is not None and pool:
+        flat = [(float(s), order, path, i) for order, path in enumerate(pool)
+                for i, s in enumerate(scores[path].tolist())]
+        flat.sort(key=lambda t: (t[0], t[1], t[3]))
+        count = len(flat) - keep_count(len(flat), config.ratio)
+        for _, _, path, i in flat[:count]:
+            pruned.setdefault(path, set()).add(i)
+        threshold = flat[count - 1][0] if count else None
+    return _finish(ir, scores, pruned, threshold, config)
+
+
+def _finish(ir: IR, scores: Mapping[str, torch.Tensor], pruned: dict[str, set[int]], threshold: float | None,
+            config: PolicyConfig) -> Decision:
+    kept: dict[str, tuple[int, ...]] = {}
+    clamped: list[str] = []
+    for path, slot in ir.slots.items():
+        drop = pruned.get(path, set())
+        keep = [i for i in range(slot.size) if i not in drop]
+        floor = min(config.min_channels, slot.size)
+        want = max(len(keep), floor)
+        if config.round_to > 1 and drop:
+            want = min(slot.size, int(math.ceil(want / config.round_to) * config.round_to))
+        if want > len(keep):
+            if len(keep) < floor:
+                clamped.append(path)
+            best_dropped = sorted(drop, key=lambda i: (-float(scores[path][i]), i))
+            keep += best_dropped[: want - len(keep)]
+        kept[path] = tuple(sorted(keep))
+    return Decision(kept, threshold, clamped)
+
+
+def fraction_search(evaluate, goal: float, tolerance: float = 1e-4) -> float:
+    """Smallest ratio in [0, 1) whose ``evaluate(ratio)`` (a fraction of the original) is <= goal."""
+    if evaluate(0.0) <= goal:
+        return 0.0
+    low, high = 0.0, 0.999
+    if evaluate(high) > goal:
+        raise PruneError(f"target {goal:g} is out of reach: pruning 99.9% of the channels gives {evaluate(high):.4f}")
+    while high - low > tolerance:
+        mid = (low + high) / 2
+        if evaluate(mid) <= goal:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def pattern_check(ir: IR, patterns: Sequence[str], label: str) -> None:
+    """Every exclude/override pattern must match at least one slot (catches typos)."""
+    for pattern in patterns:
+        if not any(matches(pattern, path) for path in ir.slots):
+            raise PruneError(f"{label}: pattern '{pattern}' matches no slot of this spec")

@@ -1,0 +1,118 @@
+"""Weight transplant: old tensors -> the pruned network's tensors, by name and kept index.
+
+Never by walking modules in order: each tensor is looked up by its parameter name, and each
+of its channel dimensions is indexed with the kept positions of the axis the IR says it
+carries (out channels, in channels, or flattened features). Gates are folded into the BN
+(or conv) they scale first, so a gated model transplants into a plain one exactly.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from ..ir import IR, Axis, Node
+from .criteria.base import PruneError
+from .sources import axis_index, slot_sources
+
+# tensor attribute -> which node axes index its dims ("out" = node.axis, "in" = node.in_axis)
+TENSOR_DIMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "conv": {"weight": ("out", "in"), "weight_mask": ("out", "in"), "bias": ("out",)},
+    "linear": {"weight": ("out", "in"), "weight_mask": ("out", "in"), "bias": ("out",)},
+    "bn": {"weight": ("out",), "bias": ("out",), "running_mean": ("out",), "running_var": ("out",)},
+    "gate": {"weight": ("out",), "mask": ("out",)},
+}
+
+
+def _axis(node: Node, which: str) -> Axis:
+    return node.axis if which == "out" else node.in_axis  # type: ignore[return-value]
+
+
+def transplant(old_ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str, tuple[int, ...]],
+               target_keys: set[str]) -> dict[str, torch.Tensor]:
+    """The state dict for the pruned network: every key of ``target_keys`` taken from ``state``."""
+    out: dict[str, torch.Tensor] = {}
+    for key in sorted(target_keys):
+        node_name, attr = key.rsplit(".", 1)
+        if key not in state:
+            raise PruneError(f"transplant: the source weights have no tensor '{key}'")
+        tensor = state[key]
+        if node_name in old_ir:
+            node = old_ir.node(node_name)
+            for dim, which in enumerate(TENSOR_DIMS.get(node.op, {}).get(attr, ())):
+                index = axis_index(old_ir, _axis(node, which), kept)
+                if len(index) != tensor.shape[dim]:
+                    tensor = tensor.index_select(dim, torch.tensor(index, dtype=torch.long))
+                elif index != list(range(tensor.shape[dim])):
+                    tensor = tensor.index_select(dim, torch.tensor(index, dtype=torch.long))
+        out[key] = tensor.clone()
+    return out
+
+
+def fold_gates(ir: IR, state: Mapping[str, torch.Tensor], binary: bool = False) -> dict[str, torch.Tensor]:
+    """Fold every gate into the BN that normalizes its channels (or the producing conv/linear).
+
+    gate * ReLU(BN(x)) == ReLU(BN'(x)) with gamma' = gate * gamma, beta' = gate * beta, valid for
+    gate >= 0 (APG keeps gates non-negative). Binary gates fold as 0/1.
+    """
+    new = {k: v.clone() for k, v in state.items()}
+    sources = slot_sources(ir)
+    for node in ir.nodes_of("gate"):
+        key = f"{node.name}.weight"
+        if key not in state:
+            continue
+        gate = state[key].float()
+        gate = (gate > 0).float() if binary else gate
+        if (gate < 0).any():
+            raise PruneError(f"{node.name}: negative gate values cannot be folded through ReLU")
+        del new[key]
+        for slot, offset in ir.axis_offsets(node.axis):
+            values = gate[offset: offset + ir.slots[slot].size]
+            targets = [s for s in sources.get(slot, []) if s.kind == "bn"] or \
+                      [s for s in sources.get(slot, []) if s.kind == "producer"]
+            if len(targets) != 1:
+                raise PruneError(f"{node.name}: cannot fold gate of slot {slot} (needs exactly one BN or producer)")
+            src = targets[0]
+            idx = torch.tensor(src.positions, dtype=torch.long)
+            for attr in ("weight", "bias"):
+                name = f"{src.node}.{attr}"
+                if name in new:
+                    tensor = new[name]
+                    shape = (-1,) + (1,) * (tensor.dim() - 1)
+                    tensor[idx] = tensor[idx] * values.view(shape).to(tensor.dtype)
+    return new
+
+
+def fold_removed_bias(ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str, tuple[int, ...]]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Fold the constant output of removed channels into the next layer (``--fold-bias``).
+
+    A channel whose BN gamma is ~0 outputs the constant ReLU(beta). Instead of dropping that
+    constant with the channel, add its contribution W[:, j] * c_j (summed over the kernel) to
+    the consumer's following BN running mean (subtracted) or to its bias. Exact for linear
+    consumers and for conv pixels away from zero-padded borders. Returns the new state and
+    the consumers that could not absorb it (no BN and no bias).
+    """
+    new = {k: v.clone() for k, v in state.items()}
+    skipped: list[str] = []
+    sources = slot_sources(ir)
+    followers = {node.inputs[0]: node for node in ir.nodes if node.op == "bn"}
+    for slot, keep in kept.items():
+        removed = sorted(set(range(ir.slots[slot].size)) - set(keep))
+        bns = [s for s in sources.get(slot, []) if s.kind == "bn"]
+        if not removed or len(bns) != 1:
+            continue
+        beta = state[f"{bns[0].node}.bias"].float()[list(bns[0].positions)]
+        const = torch.relu(beta)[removed]
+        for consumer in (s for s in sources.get(slot, []) if s.kind == "consumer"):
+            node = ir.node(consumer.node)
+            weight = state[f"{node.name}.weight"].float()
+            cols = [consumer.positions[r] for r in removed]
+            delta = (weight[:, cols].flatten(2).sum(2) if weight.dim() == 4 else weight[:, cols]) @ const
+            follower = followers.get(node.name)
+            if follower is not None:
+                new[f"{follower.name}.running_mean"] = new[f"{follower.name}.running_mean"] - delta
+            elif f"{node.name}.bias" in new:
+                new[f"{node.name}.bias"] = new[f"{node.name}.bias"] + delta
+            else:
+                skipped.append(node.name)
+    return new, skipped

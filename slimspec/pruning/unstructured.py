@@ -1,0 +1,88 @@
+"""Unstructured pruning: weight masks instead of narrower layers (``magnitude``).
+
+The spec keeps its widths (only the provenance block is added); the pruned weights are
+zeroed and a ``weight_mask`` buffer per conv/linear travels with them, so the weights file
+builds in ``masked`` mode and stays pruned through fine-tuning.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..api import build
+from ..document import Spec, spec_from_text
+from ..ir import count_macs, count_params
+from ..spec.yamlio import update_spec_text
+from ..weights import load_state_into
+from .criteria import PruneError
+from .policy import Decision, fraction_search, keep_count
+from .report import SlotRow
+
+if TYPE_CHECKING:
+    from .api import PruneResult
+    from .options import PruneOptions
+
+
+def _masks(scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, torch.Tensor]:
+    if scope == "layer":
+        masks = {}
+        for name, score in scores.items():
+            flat = score.flatten()
+            drop = flat.numel() - keep_count(flat.numel(), ratio)
+            mask = torch.ones_like(flat)
+            if drop:
+                # stable sort: ties pruned in storage order
+                mask[torch.sort(flat, stable=True).indices[:drop]] = 0
+            masks[name] = mask.view_as(score)
+        return masks
+    names = list(scores)
+    flat = torch.cat([scores[n].flatten() for n in names])
+    drop = flat.numel() - keep_count(flat.numel(), ratio)
+    keep = torch.ones_like(flat)
+    if drop:
+        keep[torch.sort(flat, stable=True).indices[:drop]] = 0
+    masks, offset = {}, 0
+    for name in names:
+        size = scores[name].numel()
+        masks[name] = keep[offset: offset + size].view_as(scores[name])
+        offset += size
+    return masks
+
+
+def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.Tensor],
+                  scores: dict[str, torch.Tensor], options: "PruneOptions", weights_sha: str | None) -> "PruneResult":
+    from .api import PruneResult, _provenance
+
+    options.scope_used = options.scope or "global"
+    total = count_params(parent.ir)
+    prunable = sum(s.numel() for s in scores.values())
+    ratio = options.ratio
+    if options.target:
+        (metric, goal), = options.target.items()
+        if metric != "params":
+            raise PruneError("magnitude pruning keeps every layer's width: only a 'params' target applies")
+        ratio = fraction_search(lambda r: (total - (prunable - keep_count(prunable, r))) / total, goal)
+    if ratio is None:
+        raise PruneError("method 'magnitude' needs --ratio or --target params=FRACTION")
+    masks = _masks(scores, ratio, options.scope_used)
+    remaining = total - sum(int((m == 0).sum()) for m in masks.values())
+    macs = count_macs(parent.ir)
+    decision = Decision({path: tuple(range(slot.size)) for path, slot in parent.ir.slots.items()}, None)
+    data = dict(parent.data)
+    data["pruned"] = _provenance(parent, options, decision, weights_sha, (total, remaining), (macs, macs), ratio)
+    new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
+    new_model = build(new_spec, "masked")
+    new_state = {k: v.clone() for k, v in state.items()}
+    for name, mask in masks.items():
+        new_state[name] = new_state[name] * mask.to(new_state[name].dtype)
+        new_state[f"{name}_mask"] = mask.to(new_state[name].dtype)
+    target_keys = set(new_model.state_dict())
+    if model is not None and getattr(model, "mode", "plain") == "gated":
+        raise PruneError("magnitude pruning of gated weights: prune the gates first (method 'gate')")
+    load_state_into(new_model, {k: new_state[k] if k in new_state else v for k, v in new_model.state_dict().items()
+                                if k in target_keys}, "magnitude")
+    rows = [SlotRow(name, "weights", int(m.numel()), int(m.sum())) for name, m in masks.items()]
+    result: Any = PruneResult(new_spec, new_model, parent, rows, decision, options, (total, remaining), (macs, macs),
+                              [f"{100 * (1 - remaining / total):.1f}% of parameters masked (widths unchanged)"])
+    return result

@@ -1,0 +1,1 @@
+"""Reports: spec summaries, diffs and tables. Torch-free."""

@@ -1,0 +1,29 @@
+"""Spec summaries computed from the IR alone (torch-free, so ``slimspec info`` is instant)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..document import Spec, load_spec
+from ..ir import count_macs, count_params, layer_counts
+
+
+def info(spec: Spec | str | os.PathLike) -> dict[str, Any]:
+    """Params, MACs, FLOPs (2 x MACs) and per-layer rows, computed from the IR (no torch needed)."""
+    spec = load_spec(spec)
+    ir = spec.ir
+    macs = count_macs(ir)
+    return {
+        "name": spec.name,
+        "arch": spec.arch,
+        "input": list(ir.input_shape),
+        "num_classes": ir.num_classes,
+        "params": count_params(ir),
+        "macs": macs,
+        "flops": 2 * macs,
+        "layers": [
+            {"name": r.name, "op": r.op, "shape": list(r.shape), "slot": r.slot, "params": r.params, "macs": r.macs}
+            for r in layer_counts(ir)
+        ],
+        "slots": [{"path": s.path, "size": s.size, "kind": s.kind} for s in ir.prunable_slots()],
+    }

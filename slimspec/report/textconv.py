@@ -1,0 +1,47 @@
+"""A git textconv view of a spec: one line per layer slot, so ``git diff`` shows width changes.
+
+Register it with ``slimspec git-setup``. Files that are not valid slimspec specs are printed
+unchanged, so the driver is safe on every ``*.yaml`` in a repository.
+"""
+from __future__ import annotations
+
+from ..document import Spec
+from ..ir import count_macs, count_params
+from ..spec.channels import format_channel_set
+
+
+def _slot_line(slot, width: int) -> str:
+    line = f"{slot.path:<{width}} {slot.size}"
+    if slot.kind == "select" and slot.index is not None and slot.base_size is not None:
+        line += f" of {slot.base_size}"
+        if len(slot.index) != slot.base_size:
+            line += f"  [{format_channel_set(slot.index)}]"
+    elif slot.kind != "channel":
+        line += f"  ({slot.kind})"
+    return line
+
+
+def textconv(spec: Spec) -> str:
+    ir = spec.ir
+    lines = [f"name: {spec.name}", f"arch: {spec.arch}", f"input: {list(ir.input_shape)}",
+             f"num_classes: {ir.num_classes}",
+             f"params: {count_params(ir):,}", f"macs: {count_macs(ir):,}"]
+    for key, value in spec.data.items():
+        if key not in ("slimspec", "name", "arch", "input", "num_classes", "pruned", "cfg", "stages", "blocks",
+                       "layers", "classifier", "transitions", "head_select", "stem"):
+            lines.append(f"{key}: {value}")
+    width = max((len(p) for p in ir.slots), default=10) + 2
+    seen: set[str] = set()
+    for node in ir.nodes:
+        if node.op in ("maxpool", "avgpool") and node.at.startswith(("cfg", "layers")):
+            lines.append(f"{node.at:<{width}} {node.op}")
+        for path in node.axis.segments:
+            if path in seen or path.startswith("#"):
+                continue
+            seen.add(path)
+            lines.append(_slot_line(ir.slots[path], width))
+    pruned = spec.data.get("pruned")
+    if pruned:
+        for key, value in pruned.items():
+            lines.append(f"pruned.{key}: {value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,323 @@
+"""JSON Schema validation of spec data, with every error turned into a located one-liner.
+
+The schema ships as package data (``schema.json``). :func:`schema_issues` runs it and
+rewrites jsonschema's errors as :class:`SpecIssue` s such as
+``cfg[3]: expected a positive integer or 'M', got -5`` or
+``stages[0]: unknown key 'widht' (did you mean 'width'?)``. Channel-set strings are also
+checked for syntax (widths are checked later, by the families).
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import ValidationError
+
+from .channels import check_channel_set
+from .errors import Path, SpecError, SpecIssue
+
+ARCHS = ("vgg", "mlp", "resnet", "preresnet", "densenet", "sequential")
+# Keywords that constrain a value of the right type: inside an anyOf, report them with the
+# anyOf's own phrase ("expected a positive integer or 'M', got -5").
+_VALUE_KEYWORDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "not",
+                   "minLength", "maxLength"}
+_MISMATCH_KEYWORDS = {"type", "const", "enum"}
+
+
+@lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return resources.files(__package__).joinpath("schema.json").read_text(encoding="utf-8")
+
+
+def schema() -> dict:
+    """The spec JSON Schema (draft 2020-12), as a fresh dict."""
+    return json.loads(_schema_text())
+
+
+def _is_int(_checker: Any, value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _channel_set_ok(value: object) -> bool:
+    if isinstance(value, str):
+        check_channel_set(value)
+    return True
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    # YAML 1.0 would pass as an integer under plain JSON Schema; a width must be a real int.
+    cls = validators.extend(
+        Draft202012Validator,
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_int),
+    )
+    formats = FormatChecker(formats=())
+    formats.checks("channel-set", raises=ValueError)(_channel_set_ok)
+    return cls(schema(), format_checker=formats)
+
+
+# ---- describing values and schemas ---------------------------------------------------------
+
+def _kind(value: object) -> str:
+    """The YAML kind of a value: list, mapping, string, integer, number, boolean, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _describe(value: object) -> str:
+    """A short description of a value for 'got ...'."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if isinstance(value, list):
+        if not value:
+            return "an empty list"
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, dict):
+        keys = ", ".join(str(key) for key in value)
+        return f"a mapping with {len(value)} key{'s' if len(value) != 1 else ''} ({keys})" if value else "an empty mapping"
+    return f"a {type(value).__name__} ({value})"
+
+
+def _literal(value: object) -> str:
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _resolve(node: dict) -> dict:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return _resolve(_validator().schema["$defs"][ref.rsplit("/", 1)[1]])
+    return node
+
+
+def _join(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " or " + phrases[-1]
+
+
+_TYPE_PHRASES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+                 "array": "a list", "object": "a mapping", "null": "null"}
+
+
+def _phrase(node: dict) -> str:
+    """What a schema expects, as a noun phrase ('a positive integer or 'M'')."""
+    if "title" in node:
+        return str(node["title"])
+    if "$ref" in node:
+        return _phrase(_resolve(node))
+    if "const" in node:
+        return _literal(node["const"])
+    if "enum" in node:
+        return "one of " + ", ".join(_literal(value) for value in node["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in node:
+            return _join([_phrase(branch) for branch in node[key]])
+    kind = node.get("type")
+    if isinstance(kind, list):
+        return _join([_TYPE_PHRASES.get(k, k) for k in kind])
+    return _TYPE_PHRASES.get(kind, "a valid value") if isinstance(kind, str) else "a valid value"
+
+
+def _choices(node: dict) -> list[str]:
+    """String constants a schema accepts (for 'did you mean')."""
+    node = _resolve(node)
+    found = [v for v in node.get("enum", []) if isinstance(v, str)]
+    if isinstance(node.get("const"), str):
+        found.append(node["const"])
+    for key in ("anyOf", "oneOf"):
+        for branch in node.get(key, []):
+            found.extend(_choices(branch))
+    return found
+
+
+def _suggest(word: object, choices: Iterable[str]) -> str:
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _expected(path: Path, node: dict, value: object, suggest: bool = True) -> SpecIssue:
+    hint = _suggest(value, _choices(node)) if suggest else ""
+    return SpecIssue.at(path, f"expected {_phrase(node)}, got {_describe(value)}{hint}")
+
+
+def _unknown_key(path: Path, key: object, known: Iterable[str]) -> SpecIssue:
+    return SpecIssue.at(path, f"unknown key {str(key)!r}{_suggest(str(key), known)}")
+
+
+# ---- converting jsonschema errors ----------------------------------------------------------
+
+def _type_ok(errors: list[ValidationError]) -> bool:
+    """False when a union branch failed because the value has the wrong type altogether."""
+    for error in errors:
+        if error.relative_path:
+            continue
+        if error.validator in _MISMATCH_KEYWORDS:
+            return False
+        if error.validator in ("anyOf", "oneOf") and not any(_type_ok(b) for b in _branches(error).values()):
+            return False
+    return True
+
+
+def _branches(error: ValidationError) -> dict[Any, list[ValidationError]]:
+    groups: dict[Any, list[ValidationError]] = {}
+    for sub in error.context or ():
+        groups.setdefault(sub.relative_schema_path[0] if sub.relative_schema_path else None, []).append(sub)
+    return groups
+
+
+def _convert_union(error: ValidationError) -> Iterator[SpecIssue]:
+    """An anyOf failed: follow the one branch of the value's type, else say what was expected."""
+    path = tuple(error.absolute_path)
+    matching = [errs for errs in _branches(error).values() if _type_ok(errs)]
+    if len(matching) != 1:
+        yield _expected(path, error.schema, error.instance)
+        return
+    for sub in matching[0]:
+        scalar = not isinstance(sub.instance, (list, dict))
+        if tuple(sub.absolute_path) == path and sub.validator in _VALUE_KEYWORDS and scalar:
+            yield _expected(path, error.schema, error.instance)
+        else:
+            yield from _convert(sub)
+
+
+def _convert(error: ValidationError) -> Iterator[SpecIssue]:
+    """One jsonschema error -> located one-line issues."""
+    path = tuple(error.absolute_path)
+    keyword = error.validator
+    value = error.instance
+    node = error.schema if isinstance(error.schema, dict) else {}
+    if keyword in ("anyOf", "oneOf"):
+        yield from _convert_union(error)
+    elif keyword == "required":
+        for key in error.validator_value:
+            if isinstance(value, dict) and key not in value:
+                yield SpecIssue.at(path, f"missing required key {key!r}")
+    elif keyword == "additionalProperties":
+        known = list(node.get("properties", {}))
+        for key in value:
+            if key not in known:
+                yield _unknown_key(path, key, known)
+    elif keyword == "unevaluatedProperties":
+        return  # unknown top-level keys are found by _unknown_top_keys (it knows the arch)
+    elif keyword in ("format", "pattern") and node.get("format") == "channel-set":
+        try:
+            check_channel_set(value)
+        except ValueError as exc:
+            yield SpecIssue.at(path, str(exc))
+        else:
+            yield _expected(path, node, value)
+    elif keyword == "enum" and "title" not in node:
+        choices = ", ".join(_literal(v) for v in error.validator_value)
+        yield SpecIssue.at(path, f"expected one of {choices}, got {_describe(value)}{_suggest(value, _choices(node))}")
+    else:
+        yield _expected(path, node, value)
+
+
+# ---- checks outside the schema -------------------------------------------------------------
+
+def _walk(value: object, path: Path = ()) -> Iterator[tuple[Path, object]]:
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, path + (str(key),))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk(item, path + (index,))
+
+
+def _plain_keys(value: object) -> object:
+    """A copy with every mapping key made a string (jsonschema assumes JSON)."""
+    if isinstance(value, dict):
+        return {str(key): _plain_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_keys(item) for item in value]
+    return value
+
+
+def _extra_issues(data: dict) -> Iterator[SpecIssue]:
+    for path, value in _walk(data):
+        if isinstance(value, float) and not math.isfinite(value):
+            yield SpecIssue.at(path, f"expected a finite number, got {value!r}")
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    yield SpecIssue.at(path, f"keys must be strings, got {_describe(key)}")
+
+
+def _unknown_top_keys(data: dict) -> Iterator[SpecIssue]:
+    root = _validator().schema
+    common = list(root["properties"])
+    families = {arch: list(root["$defs"][arch]["properties"]) for arch in ARCHS}
+    arch = data.get("arch")
+    if arch in families:
+        known = common + families[arch]
+        for key in data:
+            if str(key) in known:
+                continue
+            owners = [name for name, keys in families.items() if str(key) in keys]
+            if owners:
+                yield SpecIssue.at((), f"unknown key {str(key)!r} for arch {arch!r} (a key of: {', '.join(owners)})")
+            else:
+                yield _unknown_key((), key, known)
+    else:
+        known = common + sorted({key for keys in families.values() for key in keys})
+        for key in data:
+            if str(key) not in known:
+                yield _unknown_key((), key, known)
+
+
+def _transition_count(data: dict) -> Iterator[SpecIssue]:
+    blocks, transitions = data.get("blocks"), data.get("transitions")
+    if data.get("arch") == "densenet" and isinstance(blocks, list) and isinstance(transitions, list):
+        if blocks and len(transitions) != len(blocks) - 1:
+            yield SpecIssue.at(("transitions",), f"expected {len(blocks) - 1} channel sets (one per transition "
+                                                 f"between {len(blocks)} dense blocks), got {len(transitions)}")
+
+
+def schema_issues(data: object) -> list[SpecIssue]:
+    """Every schema problem of parsed spec data, located and sorted; ``[]`` when valid."""
+    if not isinstance(data, dict):
+        got = "an empty document" if data is None else _kind(data)
+        return [SpecIssue.at((), f"a spec must be a YAML mapping, got {got}")]
+    plain = _plain_keys(data)
+    assert isinstance(plain, dict)
+    issues: list[SpecIssue] = list(_extra_issues(data))
+    issues.extend(_unknown_top_keys(plain))
+    for error in _validator().iter_errors(plain):
+        issues.extend(_convert(error))
+    issues.extend(_transition_count(plain))
+    return SpecError(issues).issues
+
+
+def issues_for_schema(other_schema: dict, data: object) -> list[SpecIssue]:
+    """Validate ``data`` against another JSON Schema (e.g. the plan schema) with the same located messages."""
+    validator = Draft202012Validator(other_schema)
+    issues: list[SpecIssue] = []
+    for error in validator.iter_errors(data):
+        issues.extend(_convert(error))
+    return SpecError(issues).issues
