@@ -134,9 +134,10 @@ def test_train_sharding_like_distributed_sampler():
     seen = []
     for rank in range(2):
         shard = bundle.shard(rank, 2)
-        ys = [y for _, y in shard.batches("train", 4, shuffle=True, generator=torch.Generator().manual_seed(5))]
-        assert sum(len(y) for y in ys) == 5 == shard.num_examples("train")  # ceil(9/2), padded
-        seen.append(torch.cat([x for x, _ in shard.batches("train", 4, shuffle=True, generator=torch.Generator().manual_seed(5))]))
+        gen = torch.Generator().manual_seed(5)  # the same seed on every rank
+        xs = [x for x, _ in shard.batches("train", 4, shuffle=True, generator=gen)]
+        assert sum(len(x) for x in xs) == 5 == shard.num_examples("train")  # ceil(9/2), padded
+        seen.append(torch.cat(xs))
     union = torch.cat(seen)
     full = torch.cat([x for x, _ in bundle.batches("train", 9)])
     assert {tuple(r.flatten().tolist()) for r in union} == {tuple(r.flatten().tolist()) for r in full}
