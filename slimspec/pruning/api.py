@@ -159,6 +159,9 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
 
         return prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
     scores = criterion.score(ctx)
+    if not any(ir.slots[path].prunable for path in scores):
+        raise PruneError(f"method '{options.method}' found nothing to score in {parent.name} "
+                         f"(e.g. 'slimming' needs BatchNorm after the prunable layers)")
     for path, values in scores.items():
         if values.numel() != ir.slots[path].size:
             raise PruneError(f"{options.method}: {path} scored {values.numel()} channels, expected {ir.slots[path].size}")

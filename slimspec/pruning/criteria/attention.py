@@ -6,7 +6,8 @@ how much the layer's attention map changes without it (the seeds' attention-base
 VGG-19-BN, after Zagoruyko & Komodakis 2017's activation-based attention). ``attention``
 averages it over calibration batches, read at each slot's output (after BN and ReLU);
 ``attention-weight`` computes the same on |W| of the producing filters, data-free, treating
-each filter [C_in, k, k] as one channel's map. For a fully connected slot (no spatial map),
+each filter [C_in, k, k] as one channel's map (a channel selection, which no filter produces,
+uses the weights that read it). For a fully connected slot (no spatial map),
 ``attention`` scores a feature by its mean absolute activation.
 """
 from __future__ import annotations
@@ -82,4 +83,11 @@ class AttentionWeight(Criterion):
             maps = weight.flatten(1).unsqueeze(0)  # [1, C_out, C_in*k*k]
             return attention_change(maps)[0][list(src.positions)]
 
-        return mean_over_sources(ctx, "producer", weight_attention)
+        def input_attention(src):
+            weight = ctx.state[f"{src.node}.weight"].float().abs()
+            maps = weight.transpose(0, 1).flatten(1).unsqueeze(0)  # [1, C_in, C_out*k*k]
+            return attention_change(maps)[0][list(src.positions)]
+
+        scores = mean_over_sources(ctx, "consumer", input_attention)
+        scores.update(mean_over_sources(ctx, "producer", weight_attention))
+        return {slot: scores[slot] for slot in ctx.ir.slots if slot in scores}

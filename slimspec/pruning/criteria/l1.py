@@ -2,7 +2,9 @@
 
 A filter's importance is the sum of the absolute values of its kernel weights. Norms are
 not comparable across layers, so the default scope is per layer. Slots produced by several
-layers (residual streams) average the norms of every producing filter.
+layers (residual streams) average the norms of every producing filter. A channel selection
+(pre-activation ResNet, DenseNet) has no producing filter of its own; it is scored by the L1
+norm of the weights that read it (the consumer's input-channel slices).
 """
 from __future__ import annotations
 
@@ -19,4 +21,10 @@ class L1Norm(Criterion):
             weight = ctx.state[f"{src.node}.weight"].float()
             return weight.abs().flatten(1).sum(1)[list(src.positions)]
 
-        return mean_over_sources(ctx, "producer", filter_norms)
+        def input_norms(src):
+            weight = ctx.state[f"{src.node}.weight"].float()
+            return weight.abs().transpose(0, 1).flatten(1).sum(1)[list(src.positions)]
+
+        scores = mean_over_sources(ctx, "consumer", input_norms)
+        scores.update(mean_over_sources(ctx, "producer", filter_norms))
+        return {slot: scores[slot] for slot in ctx.ir.slots if slot in scores}

@@ -1,0 +1,45 @@
+"""Shared fixtures: stock specs, trained-looking random weights, tiny data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import slimspec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+DIGITS_SPECS = sorted(p.stem for p in SPECS.glob("digits_*.yaml"))
+ALL_SPECS = sorted(p.stem for p in SPECS.glob("*.yaml"))
+
+
+@torch.no_grad()
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Make BN statistics, scales and gates look trained (non-trivial, distinct per channel)."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            n = module.num_features
+            module.weight.copy_(torch.rand(n, generator=generator))
+            module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+        elif type(module).__name__ == "Gate":
+            gate = torch.rand(module.weight.numel(), generator=generator)
+            gate[gate < 0.3] = 0
+            module.weight.copy_(gate)
+    return model.eval()
+
+
+@pytest.fixture
+def trained_weights(tmp_path):
+    """Factory: (spec name, mode) -> path of a weights file with randomized 'trained' state."""
+
+    def make(name: str, mode: str = "plain", seed: int = 0) -> Path:
+        model = randomize(slimspec.build(name, mode, seed=seed), seed)
+        path = tmp_path / f"{name}_{mode}_{seed}.safetensors"
+        slimspec.save_weights(model, model.spec, path)
+        return path
+
+    return make
