@@ -261,7 +261,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     straight = _run(script, tmp_path / "straight", resume=False, delay=0.0)
     victim = _run(script, tmp_path / "killed", resume=False, delay=0.02)
     state = tmp_path / "killed" / "state.pt"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while not state.exists() and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.15)  # into epoch 2

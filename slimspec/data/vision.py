@@ -81,8 +81,8 @@ def load_vision(name: str, data_dir: str, download: bool) -> TensorDataBundle:
         test = cls(str(root), train=False, download=False)
     except (RuntimeError, OSError, EOFError, ValueError) as exc:  # URLError is an OSError
         action = "download failed" if download else "files missing or corrupted"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{name}: {action} under {root} ({first})") from None
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__  # one line
+        raise DataError(f"{name}: {action} under {root} ({detail})") from None
     train_x, test_x = _images(train), _images(test)
     if tuple(train_x.shape[1:]) != info.shape:
         raise DataError(f"{name}: expected images {list(info.shape)}, read {list(train_x.shape[1:])}")

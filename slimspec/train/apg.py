@@ -23,7 +23,15 @@ from torch.optim import Optimizer
 
 
 class APG(Optimizer):
-    """Sparse Structure Selection's APG (Huang & Wang 2018); see the module docstring."""
+    """Sparse Structure Selection's APG (Huang & Wang, ECCV 2018) for gate parameters.
+
+    Per step, with ``S(x, a) = sign(x) * max(|x| - a, 0)`` and state ``v`` starting at 0::
+
+        z = S(w - lr*g, lr*gamma);  v = z - w + mu*v;  w = max(0, z + mu*v)
+
+    Args: ``lr`` learning rate, ``gamma`` L1 weight, ``momentum`` mu, ``nonnegative``
+    (apply the final ``max(0, .)``). No weight decay.
+    """
 
     def __init__(
         self,

@@ -6,6 +6,9 @@ on CUDA, gloo on CPU). Each rank trains on its shard of the train split; DDP ave
 gradients during ``backward()``, so regularizers applied afterwards (the BN L1 subgradient,
 APG on gates) see the same gradients on every rank and the replicas stay identical.
 Metrics are summed over ranks (:func:`all_reduce_sum`); only rank 0 writes files and prints.
+Every rank is seeded alike, so the global RNG (dropout) is the same on all ranks and the
+single ``state.pt`` written by rank 0 restores all of them on resume (a shared file system
+for ``run_dir`` is assumed).
 """
 from __future__ import annotations
 
