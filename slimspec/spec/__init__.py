@@ -1,0 +1,10 @@
+"""The spec layer: YAML in and out, the JSON Schema, channel sets, located errors. No torch."""
+from .channels import format_channel_set, parse_channel_set
+from .errors import SpecError, SpecIssue, format_path, parse_path
+from .validate import schema, schema_issues
+from .yamlio import format_spec, parse_yaml, update_spec_text
+
+__all__ = [
+    "SpecError", "SpecIssue", "format_channel_set", "format_path", "format_spec", "parse_channel_set",
+    "parse_path", "parse_yaml", "schema", "schema_issues", "update_spec_text",
+]

@@ -1,0 +1,488 @@
+"""Reading and writing spec YAML.
+
+* :func:`parse_yaml` reads with PyYAML's safe loader only (plus a duplicate-key check) and
+  turns syntax errors into a located :class:`SpecError`.
+* :func:`update_spec_text` rewrites a parent spec's text with new data, keeping comments,
+  key order, quoting and flow/block style of everything that did not change (ruamel.yaml
+  round-trip mode, which builds only plain data containers).
+* :func:`format_spec` writes data from scratch the way a person would.
+
+Values are compared as PyYAML reads them (YAML 1.1: ``yes`` is true), since that is how
+specs are loaded. New strings that could read as something else (``"0-5,9"``, ``"7"``,
+``"yes"``) are double-quoted.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any
+
+import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.representer import RoundTripRepresenter
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString, SingleQuotedScalarString
+from ruamel.yaml.error import CommentMark
+from ruamel.yaml.tokens import CommentToken
+
+from .channels import is_channel_set_text
+from .errors import SpecError, SpecIssue
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_FLOW_MAP_MAX = 100  # a new mapping of scalars is written inline when about this short
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+class _SafeUniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing duplicate mapping keys."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # unhashable; the base class reports it
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first defined on line {first.line + 1})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_issue(exc: yaml.YAMLError) -> SpecIssue:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
+        problem = f"{problem} ({context} started on line {context_mark.line + 1})"
+    elif context:
+        problem = f"{problem} ({context})"
+    location = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return SpecIssue(location, problem)
+
+
+def parse_yaml(text: str, source: str = "<spec>") -> object:
+    """Parse YAML text with the safe loader; syntax errors and duplicate keys raise SpecError."""
+    # Equivalent to yaml.safe_load, with a SafeLoader subclass that rejects duplicate keys.
+    loader = _SafeUniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise SpecError([_yaml_issue(exc)], source) from None
+    finally:
+        loader.dispose()
+
+
+# ---- writing: scalars ----------------------------------------------------------------------
+
+class _Verbatim:
+    """A loaded null, bool or int, remembering its spelling ('~', '', 'True', '+5')."""
+
+    __slots__ = ("value", "tag", "text")
+
+    def __init__(self, value: Any, text: str):
+        self.value = value
+        self.text = text
+        kind = "null" if value is None else "bool" if isinstance(value, bool) else "int"
+        self.tag = f"tag:yaml.org,2002:{kind}"
+
+
+def _float_text(value: float) -> str:
+    """A float spelled so that YAML 1.1 (PyYAML) and 1.2 both read it back as that float."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    text = repr(value)
+    mantissa, _, exponent = text.partition("e")
+    if exponent:
+        if "." not in mantissa:
+            mantissa += ".0"
+        if exponent[0] not in "+-":
+            exponent = "+" + exponent
+        return f"{mantissa}e{exponent}"
+    return text
+
+
+class _Representer(RoundTripRepresenter):
+    """Round-trip representer: explicit ``null`` for new nulls, PyYAML-safe floats, and no
+    ``&id001`` aliases for values that merely share a Python object."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        anchor = getattr(data, "anchor", None)
+        return getattr(anchor, "value", None) is None
+
+
+def _represent_none(rep: RoundTripRepresenter, _data: None) -> Any:
+    return rep.represent_scalar(_NULL_TAG, "null")
+
+
+def _represent_verbatim(rep: RoundTripRepresenter, data: _Verbatim) -> Any:
+    return rep.represent_scalar(data.tag, data.text)
+
+
+def _represent_float(rep: RoundTripRepresenter, data: float) -> Any:
+    return rep.represent_scalar("tag:yaml.org,2002:float", _float_text(data))
+
+
+_Representer.add_representer(type(None), _represent_none)
+_Representer.add_representer(_Verbatim, _represent_verbatim)
+_Representer.add_representer(float, _represent_float)
+
+_PY_RESOLVER = yaml.resolver.Resolver()
+_SAFE_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
+
+
+def _needs_quotes(text: str) -> bool:
+    """True unless the string is a plain word that every YAML reader takes as that string."""
+    if is_channel_set_text(text) or not _SAFE_PLAIN.fullmatch(text):
+        return True
+    return _PY_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) != _STR_TAG
+
+
+def _new_scalar(value: Any, like: Any = None) -> Any:
+    """A new scalar for the document; strings get quotes when needed (or like the old value)."""
+    if isinstance(value, str):
+        if isinstance(like, (SingleQuotedScalarString, DoubleQuotedScalarString)):
+            return type(like)(value)
+        return DoubleQuotedScalarString(value) if _needs_quotes(value) else str(value)
+    return value
+
+
+# ---- writing: building and comparing -------------------------------------------------------
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, (dict, list, tuple))
+
+
+def _flat(value: dict) -> bool:
+    """All values scalars or lists of scalars, and short enough to read on one line."""
+    size = 2
+    for key, item in value.items():
+        if isinstance(item, (list, tuple)):
+            if not all(_is_scalar(x) for x in item):
+                return False
+            size += sum(len(str(x)) + 2 for x in item) + 2
+        elif not _is_scalar(item):
+            return False
+        else:
+            size += len(str(item)) + 2
+        size += len(str(key)) + 2
+    return size <= _FLOW_MAP_MAX
+
+
+def _build(value: Any, depth: int, in_flow: bool = False, seq_item: bool = False, like: Any = None) -> Any:
+    """A new document node for ``value`` in the house style (see format_spec)."""
+    if isinstance(value, dict):
+        node = CommentedMap()
+        flow = in_flow or not value or (depth >= 2 and _flat(value) and not (seq_item and len(value) == 1))
+        node.fa.set_flow_style() if flow else node.fa.set_block_style()
+        for key, item in value.items():
+            node[_new_scalar(key)] = _build(item, depth + 1, flow)
+        return node
+    if isinstance(value, (list, tuple)):
+        seq = CommentedSeq()
+        flow = in_flow or all(_is_scalar(x) for x in value)
+        if isinstance(like, CommentedSeq) and not in_flow:
+            flow = bool(like.fa.flow_style())
+        seq.fa.set_flow_style() if flow else seq.fa.set_block_style()
+        for item in value:
+            seq.append(_build(item, depth + 1, flow, seq_item=True))
+        return seq
+    return _new_scalar(value, like)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Strict equality of plain data: bool, int and float are different types."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _as_read(old: Any) -> Any:
+    """What PyYAML reads from the text ruamel writes for a loaded scalar."""
+    if isinstance(old, _Verbatim):
+        return old.value
+    if old is None:
+        return None
+    if isinstance(old, ScalarString):
+        return str(old)
+    if type(old) in (bool, int):
+        return old
+    if type(old) is str:
+        if _PY_RESOLVER.resolve(yaml.ScalarNode, old, (True, False)) == _STR_TAG:
+            return old
+        return yaml.safe_load(old)
+    stream = io.StringIO()
+    _yaml(2, 4, 2).dump([old], stream)
+    return yaml.safe_load(stream.getvalue())[0]
+
+
+def _plain(node: Any) -> Any:
+    """A loaded document node as PyYAML would read it."""
+    if isinstance(node, CommentedMap):
+        return {_as_read(key): _plain(value) for key, value in node.items()}
+    if isinstance(node, CommentedSeq):
+        return [_plain(item) for item in node]
+    return _as_read(node)
+
+
+class _Updater:
+    """Applies new data onto a ruamel document in place, tracking whether anything changed."""
+
+    def __init__(self) -> None:
+        self.changed = False
+
+    def value(self, old: Any, new: Any, depth: int, in_flow: bool) -> Any:
+        if isinstance(new, dict) and isinstance(old, CommentedMap):
+            self.mapping(old, new, depth, in_flow)
+            return old
+        if isinstance(new, (list, tuple)) and isinstance(old, CommentedSeq):
+            self.sequence(old, new, depth, in_flow)
+            return old
+        if _is_scalar(new) and _is_scalar(old) and not isinstance(old, (CommentedMap, CommentedSeq)):
+            if _same(_as_read(old), new):
+                return old
+        self.changed = True
+        return _build(new, depth, in_flow, like=old)
+
+    def mapping(self, node: CommentedMap, new: dict, depth: int, in_flow: bool) -> None:
+        flow = in_flow or bool(node.fa.flow_style())
+        if flow and not in_flow and depth > 0 and not _flat(new) and not _same(_plain(node), new):
+            # e.g. a stage {width: 64, blocks: 18} whose blocks become a list of mappings:
+            # one long line would be unreadable, so the stage turns into a block mapping.
+            node.fa.set_block_style()
+            flow = False
+        for key in [k for k in node if k not in new]:
+            _delete_key(node, key)
+            self.changed = True
+        for key, item in new.items():
+            if key in node:
+                updated = self.value(node[key], item, depth + 1, flow)
+                if updated is not node[key]:
+                    node[key] = updated
+            else:
+                node[_new_scalar(key)] = _build(item, depth + 1, flow)
+                self.changed = True
+
+    def sequence(self, seq: CommentedSeq, new: list | tuple, depth: int, in_flow: bool) -> None:
+        flow = in_flow or bool(seq.fa.flow_style())
+        for index, item in enumerate(new[: len(seq)]):
+            was_flow = isinstance(seq[index], CommentedMap) and bool(seq[index].fa.flow_style())
+            updated = self.value(seq[index], item, depth + 1, flow)
+            if updated is not seq[index]:
+                seq[index] = updated
+            elif was_flow and not updated.fa.flow_style():
+                _move_item_comment(seq, index)
+        if len(new) != len(seq):
+            self.changed = True
+            while len(seq) > len(new):
+                _delete_last(seq)
+            for item in new[len(seq):]:
+                seq.append(_build(item, depth + 1, flow, seq_item=True))
+
+
+def _split_comment(token: Any) -> tuple[str, str]:
+    """A ruamel end-of-line comment token's value -> (its own line, the comment lines after it)."""
+    text = token.value if token is not None else ""
+    first, newline, rest = text.partition("\n")
+    return first + newline, rest
+
+
+def _block(node: Any) -> bool:
+    return isinstance(node, (CommentedMap, CommentedSeq)) and len(node) > 0 and not node.fa.flow_style()
+
+
+def _attach_after(node: Any, lines: str, last: Any = None) -> bool:
+    """Put comment lines after the last line a block node prints (or its entry ``last``)."""
+    if not _block(node):
+        return False
+    if last is None:
+        last = list(node)[-1] if isinstance(node, CommentedMap) else len(node) - 1
+    if _attach_after(node[last], lines):
+        return True
+    slot = 2 if isinstance(node, CommentedMap) else 0
+    entry = node.ca.items.setdefault(last, [None, None, None, None])
+    if entry[slot] is None:
+        entry[slot] = CommentToken("\n" + lines, CommentMark(0), None)
+    else:
+        entry[slot].value += lines
+    return True
+
+
+def _delete_key(node: CommentedMap, key: Any) -> None:
+    """Delete a key but keep the comment lines ruamel attached to it that belong to the next key."""
+    keys = list(node)
+    position = keys.index(key)
+    _, following = _split_comment(node.ca.items.get(key, [None] * 4)[2])
+    del node[key]
+    node.ca.items.pop(key, None)
+    if following.strip() and position > 0:
+        _attach_after(node, following, keys[position - 1])
+
+
+def _delete_last(seq: CommentedSeq) -> None:
+    index = len(seq) - 1
+    _, following = _split_comment(seq.ca.items.get(index, [None])[0])
+    del seq[index]
+    seq.ca.items.pop(index, None)
+    if following.strip() and index > 0:
+        _attach_after(seq, following)
+
+
+def _move_item_comment(seq: CommentedSeq, index: int) -> None:
+    """A flow mapping item turned block: its end-of-line comment goes to its first key's line."""
+    entry = seq.ca.items.get(index)
+    node = seq[index]
+    if not entry or entry[0] is None or not isinstance(node, CommentedMap) or not node:
+        return
+    first, following = _split_comment(entry[0])
+    column = entry[0].column
+    seq.ca.items.pop(index)
+    key = next(iter(node))
+    slot = node.ca.items.setdefault(key, [None, None, None, None])
+    if first.strip() and slot[2] is None:
+        slot[2] = CommentToken(first, CommentMark(column), None)
+    if following.strip():
+        _attach_after(node, following)
+
+
+# ---- writing: layout -----------------------------------------------------------------------
+
+def _yaml(mapping: int, sequence: int, offset: int, explicit_start: bool = False) -> YAML:
+    out = YAML(typ="rt")
+    out.Representer = _Representer
+    out.preserve_quotes = True
+    out.width = 1 << 16
+    out.indent(mapping=mapping, sequence=sequence, offset=offset)
+    out.explicit_start = explicit_start
+    return out
+
+
+_KEY_LINE = re.compile(r"^( *)(?!- )[^\s#][^#]*:[ \t]*(#.*)?$")
+
+
+def _guess_indent(text: str) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) indents as ruamel understands them, guessed from block nesting."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    mapping = sequence = offset = None
+    for prev, line in zip(lines, lines[1:]):
+        match = _KEY_LINE.match(prev)
+        if not match:
+            continue
+        base = len(match.group(1))
+        indent = len(line) - len(line.lstrip(" "))
+        body = line.lstrip(" ")
+        if body.startswith("- ") and sequence is None and indent >= base:
+            offset = indent - base
+            sequence = indent + 1 + len(body[1:]) - len(body[1:].lstrip(" ")) - base
+        elif not body.startswith("-") and indent > base and mapping is None:
+            mapping = indent - base
+    mapping = mapping or 2
+    if sequence is None:
+        sequence, offset = mapping + 2, 2
+    return mapping, max(sequence, (offset or 0) + 2), offset or 0
+
+
+_TOKEN = re.compile(r"[^\s,\]\}#]+")
+
+
+def _verbatim(value: Any, lines: list[str], position: tuple[int, int], key_line: int | None) -> Any:
+    """``value`` (a loaded null, bool or plain int), wrapped if ruamel would respell it."""
+    line, column = position
+    same_line = key_line is None or line == key_line
+    match = _TOKEN.match(lines[line], column) if same_line and 0 <= line < len(lines) else None
+    text = match.group(0) if match else ""
+    if value is None:
+        return _Verbatim(None, text if text in ("null", "Null", "NULL", "~") else "")
+    expected = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return value if text == expected or not text else _Verbatim(value, text)
+
+
+def _keep_spelling(node: Any, lines: list[str]) -> None:
+    """Wrap loaded nulls, bools and ints whose spelling ruamel would change (``True`` -> ``true``)."""
+    if isinstance(node, CommentedMap):
+        keys: list[Any] = list(node)
+    elif isinstance(node, CommentedSeq):
+        keys = list(range(len(node)))
+    else:
+        return
+    for key in keys:
+        value = node[key]
+        if value is not None and type(value) not in (bool, int):
+            _keep_spelling(value, lines)
+            continue
+        try:
+            if isinstance(node, CommentedMap):
+                position, key_line = node.lc.value(key), node.lc.key(key)[0]
+            else:
+                position, key_line = node.lc.item(key), None
+        except (KeyError, TypeError, AttributeError, IndexError):
+            continue  # e.g. a key merged in with '<<'
+        node[key] = _verbatim(value, lines, position, key_line)
+
+
+def _dump(document: Any, out: YAML) -> str:
+    stream = io.StringIO()
+    out.dump(document, stream)
+    text = stream.getvalue()
+    return text if text.endswith("\n") else text + "\n"
+
+
+def update_spec_text(parent_text: str, new_data: dict) -> str:
+    """The parent spec's text rewritten to hold ``new_data``, keeping its comments and layout.
+
+    Mappings are updated key by key (new keys appended, missing keys removed), equal-length
+    sequences element by element, other sequences resized keeping their style; values that
+    did not change keep their exact text.
+    """
+    parsed = parse_yaml(parent_text)
+    if not isinstance(parsed, dict):
+        raise SpecError([SpecIssue("", "a spec must be a YAML mapping")], "<parent spec>")
+    if not isinstance(new_data, dict):
+        raise TypeError(f"new_data must be a dict, got {type(new_data).__name__}")
+    lines = parent_text.splitlines()
+    content = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    explicit_start = bool(content) and (content[0].rstrip() == "---" or content[0].startswith("--- "))
+    out = _yaml(*_guess_indent(parent_text), explicit_start=explicit_start)
+    document = out.load(parent_text)
+    _keep_spelling(document, lines)
+    updater = _Updater()
+    updater.mapping(document, new_data, 0, False)
+    if not updater.changed:
+        return parent_text if parent_text.endswith("\n") else parent_text + "\n"
+    text = _dump(document, out)
+    if not _same(yaml.safe_load(text), new_data):
+        return format_spec(new_data)  # a layout ruamel cannot keep; never write wrong data
+    return text
+
+
+def format_spec(data: dict) -> str:
+    """Spec data as YAML a person would write: block mappings, cfg lists and small stage
+    mappings inline (``{width: 16, blocks: 9, stride: 2}``), channel sets quoted."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a spec must be a dict, got {type(data).__name__}")
+    text = _dump(_build(data, 0), _yaml(2, 4, 2))
+    if not _same(yaml.safe_load(text), data):
+        raise ValueError("spec data holds values that cannot be written as YAML and read back unchanged")
+    return text
