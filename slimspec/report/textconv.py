@@ -5,6 +5,8 @@ unchanged, so the driver is safe on every ``*.yaml`` in a repository.
 """
 from __future__ import annotations
 
+import json
+
 from ..document import Spec
 from ..ir import count_macs, count_params
 from ..spec.channels import format_channel_set
@@ -29,7 +31,7 @@ def textconv(spec: Spec) -> str:
     for key, value in spec.data.items():
         if key not in ("slimspec", "name", "arch", "input", "num_classes", "pruned", "cfg", "stages", "blocks",
                        "layers", "classifier", "transitions", "head_select", "stem"):
-            lines.append(f"{key}: {value}")
+            lines.append(f"{key}: {json.dumps(value)}")
     width = max((len(p) for p in ir.slots), default=10) + 2
     seen: set[str] = set()
     for node in ir.nodes:
@@ -43,5 +45,5 @@ def textconv(spec: Spec) -> str:
     pruned = spec.data.get("pruned")
     if pruned:
         for key, value in pruned.items():
-            lines.append(f"pruned.{key}: {value}")
+            lines.append(f"pruned.{key}: {json.dumps(value)}")
     return "\n".join(lines) + "\n"
