@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "build": "api", "info": "report.info", "save_weights": "api", "load_model": "api",
     "prune": "pruning.api", "PruneResult": "pruning.api",
-    "train": "train.api", "finetune": "train.api", "evaluate": "train.api",
+    "train": "training.api", "finetune": "training.api", "evaluate": "training.api",
 }
 
 __all__ = ["Spec", "SpecError", "SpecIssue", "load_spec", "dump_spec", "stock_specs", *_LAZY]

@@ -6,7 +6,7 @@ import io
 import pytest
 import torch
 
-from slimspec.train.apg import APG
+from slimspec.training.apg import APG
 
 
 def soft(x: float, a: float) -> float:

@@ -24,7 +24,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, sys.argv[2])
     from test_train import TinyNet
     from slimspec.data import get_dataset
-    from slimspec.train import TrainConfig, train
+    from slimspec.training import TrainConfig, train
 
     out = sys.argv[1]
     rank = int(os.environ["RANK"])

@@ -16,7 +16,7 @@ from torch import nn
 
 import slimspec
 from slimspec.data import get_dataset
-from slimspec.train import (
+from slimspec.training import (
     TrainConfig,
     bn_l1_subgradient_,
     bn_weights,
@@ -230,7 +230,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[4])
     from test_train import TinyNet
     from slimspec.data import get_dataset
-    from slimspec.train import TrainConfig, train
+    from slimspec.training import TrainConfig, train
 
     run_dir, resume, delay = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
     torch.set_num_threads(1)

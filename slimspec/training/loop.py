@@ -6,7 +6,7 @@ optionally restore ``state.pt``, then per epoch set the lr, train, evaluate, che
 * Network Slimming (Liu et al. 2017): with ``sparsity > 0``, ``s*sign(gamma)`` is added to
   every BN weight's gradient after ``backward()``.
 * Sparse Structure Selection (Huang & Wang 2018): with ``gates="sss"``, parameters named
-  ``*.gate.weight`` are trained by :class:`~slimspec.train.apg.APG` (no weight decay), all
+  ``*.gate.weight`` are trained by :class:`~slimspec.training.apg.APG` (no weight decay), all
   other parameters by SGD with weight decay; both follow the same lr schedule.
 * Files in ``run_dir`` (rank 0 only), each written atomically every epoch, in this order:
   ``best.safetensors`` (when test accuracy improved), ``last.safetensors``, ``state.pt``

@@ -5,7 +5,7 @@ Slimming", ICCV 2017) adds ``s * sum |gamma|`` over all BatchNorm scales to the 
 subgradient ``s * sign(gamma)`` is added to the gradients after ``backward()``. Here that is
 one ``torch._foreach_add_`` over every BN weight of the model (the list is cached per model).
 Gates (Huang & Wang 2018, Sparse Structure Selection) are parameters named ``*.gate.weight``
-and are trained by :class:`slimspec.train.apg.APG` instead.
+and are trained by :class:`slimspec.training.apg.APG` instead.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import weakref
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..nn.layers import Gate
 
 GATE_SUFFIX = "gate.weight"
 
@@ -31,10 +33,15 @@ def bn_weights(model: nn.Module) -> list[nn.Parameter]:
 
 
 def gate_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """SSS gate parameters: those whose name is ``gate.weight`` or ends in ``.gate.weight``."""
-    return [
-        p for name, p in _unwrap(model).named_parameters() if name == GATE_SUFFIX or name.endswith("." + GATE_SUFFIX)
-    ]
+    """SSS gate parameters: the weight of every :class:`slimspec.nn.Gate` module, plus (for
+    models built elsewhere) parameters named ``gate.weight`` or ``*.gate.weight``."""
+    model = _unwrap(model)
+    found = {id(m.weight): m.weight for m in model.modules() if isinstance(m, Gate)}
+    for name, p in model.named_parameters():
+        if name == GATE_SUFFIX or name.endswith("." + GATE_SUFFIX):
+            found.setdefault(id(p), p)
+    order = {id(p): i for i, p in enumerate(model.parameters())}
+    return sorted(found.values(), key=lambda p: order[id(p)])
 
 
 def bn_l1_subgradient_(model: nn.Module, s: float) -> None:
