@@ -43,6 +43,7 @@ def load_model(path: str | os.PathLike, spec: Spec | str | os.PathLike | None = 
     """Build the model from the weights file's embedded spec (or ``spec``) and load it strictly."""
     tensors, metadata = read_weights(path)
     spec = load_spec(spec) if spec is not None else spec_from_text(embedded_spec_text(metadata, path), f"{path}#spec")
+    binary_gates = binary_gates or metadata.get("slimspec.binary_gates") == "true"
     if mode is None:
         gated = any(_is_gate_name(spec, name) for name in tensors)
         mode = "gated" if gated else mode_of_state(tensors)

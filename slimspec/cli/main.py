@@ -6,6 +6,7 @@ import click
 from .. import __version__
 from .prune_cmds import prune
 from .spec_cmds import build, diff, git_setup, info, schema, textconv, validate
+from .train_cmds import register as register_training
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,12 +22,7 @@ def cli() -> None:
 for command in (validate, info, build, schema, diff, textconv, git_setup, prune):
     cli.add_command(command)
 
-try:  # training commands arrive with the training pipeline
-    from .train_cmds import register as _register_training
-
-    _register_training(cli)
-except ImportError:  # pragma: no cover
-    pass
+register_training(cli)
 
 
 def main() -> None:

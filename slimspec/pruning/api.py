@@ -196,7 +196,8 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
                      f"the policy would have emptied: {', '.join(decision.clamped[:8])}")
     source_mode = getattr(model, "mode", "plain")
     if source_mode == "gated":
-        state = fold_gates(ir, state, binary=options.binary_gates)
+        binary = options.binary_gates or any(getattr(m, "binary", False) for m in model.modules())
+        state = fold_gates(ir, state, binary=binary)
     if options.fold_bias:
         state, skipped = fold_removed_bias(ir, state, decision.kept)
         if skipped:

@@ -1,0 +1,144 @@
+"""``train``, ``finetune``, ``eval`` and ``demo``."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .errors import report_errors
+
+
+def training_options(func: Callable) -> Callable:
+    """Flags shared by train and finetune; None means 'use the default'."""
+    options = [
+        click.option("--data", default="digits", show_default=True, help="digits | cifar10 | cifar100 | mnist | fashion-mnist | synthetic"),
+        click.option("--data-dir", help="Where torchvision datasets live (default $SLIMSPEC_DATA_DIR or ./data)."),
+        click.option("--download", is_flag=True, help="Let torchvision download the dataset."),
+        click.option("--out", "-o", "run_dir", help="Run folder (checkpoints, metrics.jsonl)."),
+        click.option("--epochs", type=int),
+        click.option("--batch-size", type=int),
+        click.option("--lr", type=float),
+        click.option("--momentum", type=float),
+        click.option("--weight-decay", type=float),
+        click.option("--schedule", "lr_schedule", type=click.Choice(["slimming", "li", "cosine"]), help="lr schedule"),
+        click.option("--sparsity", type=float, help="Network Slimming: add s*sign(gamma) to every BN gamma's gradient."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", help="auto | cpu | cuda | cuda:N"),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines."),
+        click.option("--force", is_flag=True, help="Start over in a run folder that holds a previous run."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _config(**values: Any) -> dict[str, Any]:
+    schedule = values.pop("lr_schedule", None)
+    if schedule:
+        values["schedule"] = schedule
+    return {k: v for k, v in values.items() if v is not None and v is not False}
+
+
+@click.command()
+@click.argument("spec", required=False)
+@training_options
+@click.option("--gates", type=click.Choice(["sss"]), help="Train Sparse Structure Selection gates with APG.")
+@click.option("--apg-gamma", type=float, help="L1 weight on the gates (APG soft threshold).")
+@click.option("--binary-gates", is_flag=True, help="Binarize gates in the forward pass (straight-through estimator).")
+@click.option("--weights", help="Start from these weights instead of a random init.")
+@click.option("--scratch", type=click.Choice(["E", "B"], case_sensitive=False), help="Retrain from random init: Scratch-E (same epochs) or Scratch-B (epochs x MACs(reference)/MACs(spec)).")
+@click.option("--reference", help="The unpruned parent spec, for --scratch B.")
+@click.option("--resume", "resume_dir", help="Continue a killed run from its folder.")
+@report_errors
+def train(spec: str | None, data: str, data_dir: str | None, download: bool, run_dir: str | None, gates: str | None,
+          apg_gamma: float | None, binary_gates: bool, weights: str | None, scratch: str | None,
+          reference: str | None, resume_dir: str | None, **values: Any) -> None:
+    """Train SPEC (Network Slimming defaults: SGD 0.9, wd 1e-4, lr 0.1, x0.1 at 50%/75%, batch 64)."""
+    from ..training.api import resume, train as run_train
+
+    if resume_dir:
+        result = resume(resume_dir)
+    else:
+        if not spec:
+            raise click.UsageError("give SPEC (or --resume RUN_DIR)")
+        result = run_train(spec, data, run_dir or f"runs/{_stem(spec)}", gates=gates, apg_gamma=apg_gamma,
+                           binary_gates=binary_gates, weights=weights, scratch=scratch, reference=reference,
+                           data_dir=data_dir, download=download, **_config(**values))
+    _done(result)
+
+
+@click.command()
+@click.argument("spec")
+@training_options
+@click.option("--weights", help="Weights to start from (default: the .safetensors prune wrote next to SPEC).")
+@click.option("--preset", type=click.Choice(["slimming", "li"]), default="slimming", show_default=True,
+              help="slimming: as training; li: 40 epochs at constant lr 0.001 (Li et al. 2017).")
+@report_errors
+def finetune(spec: str, data: str, data_dir: str | None, download: bool, run_dir: str | None, weights: str | None,
+             preset: str, **values: Any) -> None:
+    """Fine-tune a pruned SPEC from its transplanted weights."""
+    from ..training.api import finetune as run_finetune
+
+    result = run_finetune(spec, data, run_dir or f"runs/{_stem(spec)}_ft", weights=weights, schedule=preset,
+                          data_dir=data_dir, download=download, **_config(**values))
+    _done(result)
+
+
+@click.command("eval")
+@click.argument("weights")
+@click.option("--data", default="digits", show_default=True)
+@click.option("--data-dir")
+@click.option("--download", is_flag=True)
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@report_errors
+def eval_cmd(weights: str, data: str, data_dir: str | None, download: bool, split: str, device: str, as_json: bool) -> None:
+    """Accuracy and loss of WEIGHTS (the spec embedded in the file) on a dataset."""
+    from ..training.api import evaluate
+
+    metrics = evaluate(weights, data, split=split, data_dir=data_dir, download=download, device=device)
+    if as_json:
+        click.echo(json.dumps(metrics))
+    else:
+        click.echo(f"{weights}: {data} {split} accuracy {metrics['accuracy']:.2f}%  loss {metrics['loss']:.4f}  "
+                   f"({int(metrics['count'])} images)")
+
+
+@click.command()
+@click.option("--out", "-o", default="slimspec-demo", show_default=True, help="Folder for every artifact.")
+@click.option("--spec", default="digits_vgg", show_default=True)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--finetune-epochs", type=int, default=20, show_default=True)
+@click.option("--sparsity", type=float, default=1e-3, show_default=True)
+@click.option("--target-macs", type=float, default=0.5, show_default=True, help="Fraction of MACs to keep.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--verbose", "-v", is_flag=True, help="Per-epoch lines.")
+@click.option("--force", is_flag=True, help="Reuse a non-empty --out folder.")
+@report_errors
+def demo(out: str, spec: str, epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, seed: int,
+         verbose: bool, force: bool) -> None:
+    """Sparsity training -> slimming prune -> fine-tune on the bundled digits, offline."""
+    from ..demo import run_demo
+
+    run_demo(out, spec=spec, epochs=epochs, finetune_epochs=finetune_epochs, sparsity=sparsity,
+             target_macs=target_macs, seed=seed, force=force, verbose=verbose, say=click.echo)
+
+
+def _stem(spec: str) -> str:
+    from pathlib import Path
+
+    return Path(spec).stem
+
+
+def _done(result: Any) -> None:
+    final = result.final
+    click.echo(f"done: {result.epochs} epochs, best test accuracy {result.best_accuracy:.2f}% (epoch {result.best_epoch}), "
+               f"last {final.get('test_accuracy', float('nan')):.2f}%; run folder {result.run_dir}")
+
+
+def register(group: click.Group) -> None:
+    for command in (train, finetune, eval_cmd, demo):
+        group.add_command(command)
