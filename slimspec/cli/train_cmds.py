@@ -22,7 +22,6 @@ def training_options(func: Callable) -> Callable:
         click.option("--lr", type=float),
         click.option("--momentum", type=float),
         click.option("--weight-decay", type=float),
-        click.option("--schedule", "lr_schedule", type=click.Choice(["slimming", "li", "cosine"]), help="lr schedule"),
         click.option("--sparsity", type=float, help="Network Slimming: add s*sign(gamma) to every BN gamma's gradient."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", help="auto | cpu | cuda | cuda:N"),
@@ -35,15 +34,13 @@ def training_options(func: Callable) -> Callable:
 
 
 def _config(**values: Any) -> dict[str, Any]:
-    schedule = values.pop("lr_schedule", None)
-    if schedule:
-        values["schedule"] = schedule
     return {k: v for k, v in values.items() if v is not None and v is not False}
 
 
 @click.command()
 @click.argument("spec", required=False)
 @training_options
+@click.option("--schedule", type=click.Choice(["slimming", "li", "cosine"]), help="lr schedule (default slimming).")
 @click.option("--gates", type=click.Choice(["sss"]), help="Train Sparse Structure Selection gates with APG.")
 @click.option("--apg-gamma", type=float, help="L1 weight on the gates (APG soft threshold).")
 @click.option("--binary-gates", is_flag=True, help="Binarize gates in the forward pass (straight-through estimator).")
@@ -73,7 +70,7 @@ def train(spec: str | None, data: str, data_dir: str | None, download: bool, run
 @click.argument("spec")
 @training_options
 @click.option("--weights", help="Weights to start from (default: the .safetensors prune wrote next to SPEC).")
-@click.option("--preset", type=click.Choice(["slimming", "li"]), default="slimming", show_default=True,
+@click.option("--schedule", "preset", type=click.Choice(["slimming", "li"]), default="slimming", show_default=True,
               help="slimming: as training; li: 40 epochs at constant lr 0.001 (Li et al. 2017).")
 @report_errors
 def finetune(spec: str, data: str, data_dir: str | None, download: bool, run_dir: str | None, weights: str | None,
@@ -134,6 +131,10 @@ def _stem(spec: str) -> str:
 
 
 def _done(result: Any) -> None:
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+        return
     final = result.final
     click.echo(f"done: {result.epochs} epochs, best test accuracy {result.best_accuracy:.2f}% (epoch {result.best_epoch}), "
                f"last {final.get('test_accuracy', float('nan')):.2f}%; run folder {result.run_dir}")

@@ -85,13 +85,18 @@ def train(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | o
             raise ValueError("--gates sss needs a gated model; start from a spec, not plain weights")
     else:
         model = build(spec, "gated" if gates == "sss" else "plain", binary_gates=binary_gates, seed=seed)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
+        record = {"spec": SPEC_FILE, "data": data, "data_dir": data_dir, "binary_gates": binary_gates,
+                  "weights": str(weights) if weights else None, "scratch": scratch, "config": config.to_dict()}
+        _write_run_files(run_dir, spec, resume, record)
+    return train_loop(model, dataset, config, run_dir, save_weights_fn=_weights_saver(spec, binary_gates), resume=resume)
+
+
+def _write_run_files(run_dir: Path, spec: Spec, resume: bool, record: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / SPEC_FILE, spec.text)
-    record = {"spec": SPEC_FILE, "data": data, "data_dir": data_dir, "binary_gates": binary_gates,
-              "weights": str(weights) if weights else None, "scratch": scratch, "config": config.to_dict()}
     if not resume or not (run_dir / RUN_FILE).exists():
         atomic_write(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
-    return train_loop(model, dataset, config, run_dir, save_weights_fn=_weights_saver(spec, binary_gates), resume=resume)
 
 
 def resume(run_dir: str | os.PathLike) -> TrainResult:

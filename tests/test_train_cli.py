@@ -1,0 +1,90 @@
+"""Training from the command line: train -> prune -> finetune -> eval, Scratch-B, kill + resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from slimspec.cli.main import cli
+from slimspec.document import load_spec
+from slimspec.training.api import scratch_epochs
+from slimspec.weights import read_weights
+
+from .conftest import SPECS
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def test_pipeline_by_hand(tmp_path):
+    assert run("train", SPECS / "digits_vgg.yaml", "--epochs", "3", "--sparsity", "1e-3", "-o", tmp_path / "t", "-q").exit_code == 0
+    metrics = [json.loads(l) for l in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3] and metrics[-1]["test_accuracy"] > 50
+    out = tmp_path / "p.yaml"
+    assert run("prune", tmp_path / "t" / "last.safetensors", "-m", "slimming", "--target", "macs=0.6", "--out", out).exit_code == 0
+    result = run("finetune", out, "--epochs", "2", "--lr", "0.01", "-o", tmp_path / "ft", "-q")
+    assert result.exit_code == 0, result.output
+    _, meta = read_weights(tmp_path / "ft" / "last.safetensors")
+    assert meta["slimspec.spec"] == out.read_text()  # the fine-tuned weights know their pruned spec
+    result = run("eval", tmp_path / "ft" / "last.safetensors", "--json")
+    assert json.loads(result.output)["accuracy"] > 50
+
+
+def test_train_refuses_previous_run(tmp_path):
+    args = ["train", SPECS / "digits_mlp.yaml", "--epochs", "1", "-o", tmp_path / "r", "-q"]
+    assert run(*args).exit_code == 0
+    again = run(*args)
+    assert again.exit_code == 1 and "--resume" in again.stderr
+
+
+def test_data_shape_and_class_errors(tmp_path):
+    result = run("train", SPECS / "vgg19.yaml", "--data", "mnist", "--data-dir", tmp_path, "--epochs", "1", "-o", tmp_path / "r")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_scratch_b_scales_epochs_by_macs():
+    parent = load_spec(SPECS / "digits_vgg.yaml")
+    pruned = load_spec(SPECS / "digits_vgg.yaml").text.replace("[32, 32, M, 64, 64, M, 128]", "[16, 16, M, 32, 32, M, 64]")
+    from slimspec.document import spec_from_text
+
+    child = spec_from_text(pruned)
+    assert scratch_epochs(10, "E", child, parent) == 10
+    from slimspec.ir import count_macs
+
+    ratio = count_macs(parent.ir) / count_macs(child.ir)
+    assert 3.5 < ratio < 4.5  # halving every width about quarters the MACs
+    assert scratch_epochs(10, "B", child, parent) == round(10 * ratio)
+
+
+def _train_cmd(run_dir):
+    return [sys.executable, "-m", "slimspec", "train", str(SPECS / "digits_vgg.yaml"), "--epochs", "6",
+            "--sparsity", "1e-3", "-o", str(run_dir), "-q"]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_is_bit_identical(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(_train_cmd(tmp_path / "straight"), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(_train_cmd(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = [json.loads(l)["epoch"] for l in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert done and done[-1] < 6, "the run finished before it could be killed"
+    subprocess.run([sys.executable, "-m", "slimspec", "train", "--resume", str(tmp_path / "killed")], check=True, env=env,
+                   capture_output=True)
+    a, _ = read_weights(tmp_path / "straight" / "last.safetensors")
+    b, _ = read_weights(tmp_path / "killed" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
