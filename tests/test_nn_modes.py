@@ -48,5 +48,7 @@ def test_gated_mode_has_gates_at_every_prunable_slot():
     spec = slimspec.load_spec("digits_preresnet")
     model = slimspec.build(spec, "gated")
     gates = [m for m in model.modules() if isinstance(m, Gate)]
-    assert len(gates) == len([n for n in spec.ir.nodes if n.op == "gate"]) == len(spec.ir.prunable_slots())
+    gate_nodes = [n for n in spec.ir.nodes if n.op in ("gate", "blockgate")]
+    assert len(gates) == len(gate_nodes) == len(spec.ir.prunable_slots())
+    assert {n.name for n in gate_nodes if n.op == "blockgate"} == {"layer1.1.gate", "layer2.1.gate"}
     assert not any(isinstance(m, ChannelMask) for m in model.modules())

@@ -67,3 +67,25 @@ def test_resnet20_cifar_shape_exactness(trained_weights):
     weights = trained_weights("resnet20")
     result = prune(weights, "slimming", ratio=0.5)
     assert_equivalent(weights, result)
+
+
+@pytest.mark.parametrize("name", ["digits_resnet", "digits_preresnet", "resnet20"])
+def test_zero_block_gate_removes_the_block(tmp_path, name):
+    """SSS on residual nets: a block whose gate is zero leaves the spec; the rest transplant by name."""
+    from .conftest import randomize
+
+    model = randomize(slimspec.build(name, "gated", seed=0))
+    with torch.no_grad():
+        model.get_submodule("layer1.1.gate").weight.zero_()
+        for gate in [m for n, m in model.named_modules() if n.endswith(".gate") and m.weight.numel() == 1]:
+            if gate is not model.get_submodule("layer1.1.gate"):
+                gate.weight.fill_(0.8)
+    weights = tmp_path / "gated.safetensors"
+    slimspec.save_weights(model, model.spec, weights)
+    result = prune(weights, "gate")
+    stage0 = result.spec.data["stages"][0]["blocks"]
+    before = model.spec.data["stages"][0]["blocks"]
+    assert len(stage0) == (before if isinstance(before, int) else len(before)) - 1
+    x = torch.randn(4, *model.spec.ir.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(result.model.eval()(x), model.eval()(x), atol=1e-5, rtol=1e-4)

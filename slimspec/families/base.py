@@ -29,6 +29,10 @@ class Family(ABC):
     def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping[str, tuple[int, ...]]) -> dict:
         """Return new spec data in this family's form with the given slot widths and selections."""
 
+    def renames(self, data: dict, ir: IR, sizes: Mapping[str, int]) -> dict[str, str]:
+        """New module-name prefix -> old prefix, where pruning removed whole blocks (default: none)."""
+        return {}
+
     def to_ir(self, data: dict, source: str | None = None) -> IR:
         b = IRBuilder(self.arch, str(data.get("name", self.arch)), data["input"], data["num_classes"], data)
         try:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from ..ir import IR, IRBuilder
 from .base import Family, copy_data, register_family
 from .common import selection_layer, selection_text
+from .resnet import block_renames, kept_blocks
 
 
 def block_entries(stage: dict) -> list[tuple[str | None, list[int]]]:
@@ -61,17 +62,22 @@ class PreResNet(Family):
                 short = x
                 if b.channels(x) != width or (i == 0 and stride != 1):
                     short = b.conv(f"{name}.downsample", x, stream, 1, stride if i == 0 else 1, 0, False, at=at)
+                else:
+                    y = b.block_gate(f"{name}.gate", y, f"{at}.block", at=at)
                 x = b.add(f"{name}.add", y, short, at=at)
         x = selection_layer(b, "head", x, ("head_select",), data.get("head_select"))
         x = b.gap("head.pool", x, at="head_select")
         b.classifier(x)
+
+    def renames(self, data: dict, ir: IR, sizes: Mapping[str, int]) -> dict[str, str]:
+        return block_renames(data, ir, sizes)
 
     def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping[str, tuple[int, ...]]) -> dict:
         new = copy_data(data)
         for s, stage in enumerate(data["stages"]):
             old = block_entries(stage)
             entries: list = []
-            for i in range(len(old)):
+            for i in kept_blocks(ir, sizes, s, len(old)):
                 at = f"stages[{s}].blocks[{i}]"
                 inner = [sizes.get(f"{at}.inner[{j}]", ir.slots[f"{at}.inner[{j}]"].size) for j in range(2)]
                 slot = ir.slots[f"{at}.select"]

@@ -32,6 +32,22 @@ def block_slots(s: int, b: int, bottleneck: bool) -> list[str]:
     return [f"{base}[0]", f"{base}[1]"] if bottleneck else [base]
 
 
+def kept_blocks(ir: IR, sizes: Mapping[str, int], s: int, count: int) -> list[int]:
+    """Indices of the blocks of stage ``s`` that survive (a block slot pruned to 0 is removed)."""
+    return [i for i in range(count) if sizes.get(f"stages[{s}].blocks[{i}].block", 1) > 0]
+
+
+def block_renames(data: dict, ir: IR, sizes: Mapping[str, int]) -> dict[str, str]:
+    """New module prefix -> old one, for stages that lost blocks (``layer1.3.`` was ``layer1.4.``)."""
+    renames = {}
+    for s, stage in enumerate(data["stages"]):
+        count = stage["blocks"] if isinstance(stage["blocks"], int) else len(stage["blocks"])
+        for new, old in enumerate(kept_blocks(ir, sizes, s, count)):
+            if new != old:
+                renames[f"layer{s + 1}.{new}."] = f"layer{s + 1}.{old}."
+    return renames
+
+
 @register_family
 class ResNet(Family):
     arch = "resnet"
@@ -89,6 +105,7 @@ class ResNet(Family):
         y = b.bn(f"{name}.bn{last}", y, at=at)
         if b.axis(x) == stream and stride == 1:
             short = x
+            y = b.block_gate(f"{name}.gate", y, f"{at}.block", at=at)
         elif shortcut == "A":
             short = b.pad(f"{name}.shortcut", x, stream, stride, at=at)
         else:
@@ -96,6 +113,9 @@ class ResNet(Family):
             short = b.bn(f"{name}.shortcut.bn", short, at=at)
         y = b.add(f"{name}.add", y, short, at=at)
         return b.relu(f"{name}.relu", y, at=at)
+
+    def renames(self, data: dict, ir: IR, sizes: Mapping[str, int]) -> dict[str, str]:
+        return block_renames(data, ir, sizes)
 
     def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping) -> dict:
         new = copy_data(data)
@@ -108,7 +128,7 @@ class ResNet(Family):
             old = expand_blocks(stage, bottleneck)
             entries = [
                 [size(p) for p in block_slots(s, i, True)] if bottleneck else size(block_slots(s, i, False)[0])
-                for i in range(len(old))
+                for i in kept_blocks(ir, sizes, s, len(old))
             ]
             if entries != old:
                 new["stages"][s]["blocks"] = entries

@@ -88,6 +88,11 @@ class IRBuilder:
         """A per-channel op on a prunable slot: identity (plain), mask (masked) or gate (gated)."""
         return self._node(name, "gate", (x,), self.shape(x), self.axis(x), at, self.axis(x))
 
+    def block_gate(self, name: str, x: str, slot: str, at: str = "") -> str:
+        """A scalar on a residual branch (SSS block gate): a block whose gate is zero can be removed."""
+        self.add_slot(slot, 1, "block")
+        return self._node(name, "blockgate", (x,), self.shape(x), self.axis(x), at, self.axis(x), slot=slot)
+
     def dropout(self, name: str, x: str, p: float, at: str = "") -> str:
         return self._node(name, "dropout", (x,), self.shape(x), self.axis(x), at, p=float(p))
 

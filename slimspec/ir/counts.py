@@ -48,7 +48,7 @@ def layer_counts(ir: IR) -> list[LayerCount]:
     """Per-node rows for every node that computes something (not the input or identities)."""
     rows = []
     for node in ir.nodes:
-        if node.op in ("input", "gate", "relu", "dropout"):
+        if node.op in ("input", "gate", "blockgate", "relu", "dropout"):
             continue
         slot = ",".join(s for s in node.axis.segments if not s.startswith("#"))
         rows.append(LayerCount(node.name, node.op, node.shape, slot, node_params(ir, node), node_macs(ir, node)))

@@ -16,8 +16,9 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 # Slot kinds: "channel" (a conv/linear output width), "select" (a subset of an axis kept by
-# a channel selection), "stream" (a residual stream width), "fixed" (never prunable).
-SLOT_KINDS = ("channel", "select", "stream", "fixed")
+# a channel selection), "stream" (a residual stream width), "block" (a whole residual block,
+# size 1, removable when its SSS block gate is zero), "fixed" (never prunable).
+SLOT_KINDS = ("channel", "select", "stream", "block", "fixed")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ MODULE_FACTORIES: dict[str, Factory] = {
     "bn": _bn,
     "relu": lambda ir, n, layers: nn.ReLU(),
     "gate": lambda ir, n, layers: layers.gate(n.shape[0]),
+    "blockgate": lambda ir, n, layers: layers.gate(1),
     "maxpool": _pool(nn.MaxPool2d),
     "avgpool": _pool(nn.AvgPool2d),
     "gap": lambda ir, n, layers: GlobalAvgPool(),

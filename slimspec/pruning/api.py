@@ -86,9 +86,13 @@ def _calibration_batches(options: PruneOptions, spec: Spec) -> Iterable[torch.Te
     return batches
 
 
+def _sizes(decision: Decision) -> dict[str, int]:
+    return {path: len(keep) for path, keep in decision.kept.items()}
+
+
 def _new_ir(parent: Spec, decision: Decision) -> tuple[dict, IR]:
     ir = parent.ir
-    sizes = {path: len(keep) for path, keep in decision.kept.items()}
+    sizes = _sizes(decision)
     selects = {path: tuple(ir.slots[path].index[i] for i in keep)  # type: ignore[index]
                for path, keep in decision.kept.items() if ir.slots[path].kind == "select"}
     family = get_family(parent.arch)
@@ -97,10 +101,11 @@ def _new_ir(parent: Spec, decision: Decision) -> tuple[dict, IR]:
     return data, family.to_ir(data)
 
 
-def _policy(options: PruneOptions, default_scope: str, threshold: float | None, ratio: float | None) -> PolicyConfig:
-    return PolicyConfig(ratio=ratio, threshold=threshold, scope=options.scope or default_scope,
+def _policy(options: PruneOptions, criterion, threshold: float | None, ratio: float | None) -> PolicyConfig:
+    return PolicyConfig(ratio=ratio, threshold=threshold, scope=options.scope or criterion.default_scope,
                         min_channels=options.min_channels, round_to=options.round_to, exclude=tuple(options.exclude),
-                        overrides=tuple(options.overrides.items()), prune_stream=options.prune_stream)
+                        overrides=tuple(options.overrides.items()), prune_stream=options.prune_stream,
+                        prune_blocks=criterion.prunes_blocks)
 
 
 def _provenance(parent: Spec, options: PruneOptions, decision: Decision, weights_sha: str | None,
@@ -179,11 +184,11 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
         base = before[1] if metric == "macs" else before[0]
 
         def fraction(r: float) -> float:
-            return counter(_new_ir(parent, decide(ir, scores, _policy(options, criterion.default_scope, None, r)))[1]) / base
+            return counter(_new_ir(parent, decide(ir, scores, _policy(options, criterion, None, r)))[1]) / base
 
         ratio = fraction_search(fraction, goal)
         threshold = None
-    decision = decide(ir, scores, _policy(options, criterion.default_scope, threshold, ratio))
+    decision = decide(ir, scores, _policy(options, criterion, threshold, ratio))
     data, new_ir = _new_ir(parent, decision)
     after = (count_params(new_ir), count_macs(new_ir))
     data["pruned"] = _provenance(parent, options, decision, weights_sha, (before[0], after[0]),
@@ -204,7 +209,9 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
             notes.append(f"fold-bias: no BN or bias to absorb removed channels in {', '.join(skipped)}")
     out_mode = "masked" if source_mode == "masked" else "plain"
     new_model = build(new_spec, out_mode)
-    load_state_into(new_model, transplant(ir, state, decision.kept, set(new_model.state_dict())), "transplant")
+    renames = get_family(parent.arch).renames(parent.data, ir, _sizes(decision))
+    new_state = transplant(ir, state, decision.kept, set(new_model.state_dict()), renames)
+    load_state_into(new_model, new_state, "transplant")
     new_model.train(model.training)
     return PruneResult(new_spec, new_model, parent, slot_rows(ir, decision.kept), decision, options,
                        (before[0], after[0]), (before[1], after[1]), notes)

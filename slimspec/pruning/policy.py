@@ -19,6 +19,7 @@ Conventions (documented in the README, tested):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class PolicyConfig:
     exclude: tuple[str, ...] = ()
     overrides: tuple[tuple[str, float], ...] = ()
     prune_stream: bool = False
+    prune_blocks: bool = False
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
@@ -69,7 +71,8 @@ class Decision:
 
 
 def candidate_slots(ir: IR, scores: Mapping[str, torch.Tensor], config: PolicyConfig) -> list[str]:
-    kinds = {"channel", "select"} | ({"stream"} if config.prune_stream else set())
+    kinds = {"channel", "select"} | ({"stream"} if config.prune_stream else set()) | \
+        ({"block"} if config.prune_blocks else set())
     return [path for path, slot in ir.slots.items()
             if slot.kind in kinds and path in scores and not any(matches(p, path) for p in config.exclude)]
 
@@ -124,7 +127,7 @@ def _finish(ir: IR, scores: Mapping[str, torch.Tensor], pruned: dict[str, set[in
     for path, slot in ir.slots.items():
         drop = pruned.get(path, set())
         keep = [i for i in range(slot.size) if i not in drop]
-        floor = min(config.min_channels, slot.size)
+        floor = 0 if slot.kind == "block" else min(config.min_channels, slot.size)
         want = max(len(keep), floor)
         if config.round_to > 1 and drop:
             want = min(slot.size, int(math.ceil(want / config.round_to) * config.round_to))
@@ -134,7 +137,27 @@ def _finish(ir: IR, scores: Mapping[str, torch.Tensor], pruned: dict[str, set[in
             best_dropped = sorted(drop, key=lambda i: (-float(scores[path][i]), i))
             keep += best_dropped[: want - len(keep)]
         kept[path] = tuple(sorted(keep))
+    _keep_a_block_per_stage(ir, scores, kept)
     return Decision(kept, threshold, clamped)
+
+
+def _keep_a_block_per_stage(ir: IR, scores: Mapping[str, torch.Tensor], kept: dict[str, tuple[int, ...]]) -> None:
+    """Whole-block pruning never empties a stage: its best-gated removable block stays."""
+    block_of = re.compile(r"^((.*)\.blocks\[\d+\])")
+    stages: dict[str, set[str]] = {}
+    gates: dict[str, list[str]] = {}
+    for path in ir.slots:
+        found = block_of.match(path)
+        if found:
+            stages.setdefault(found.group(2), set()).add(found.group(1))
+            if ir.slots[path].kind == "block":
+                gates.setdefault(found.group(2), []).append(path)
+    for stage, paths in gates.items():
+        ungated = stages[stage] - {p.rsplit(".", 1)[0] for p in paths}
+        if ungated or any(kept[p] for p in paths):
+            continue  # a downsampling block (no gate) or a kept block remains
+        best = max(paths, key=lambda p: (float(scores[p][0]) if p in scores else 0.0, p))
+        kept[best] = (0,)
 
 
 def fraction_search(evaluate, goal: float, tolerance: float = 1e-4) -> float:

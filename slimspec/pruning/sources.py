@@ -40,6 +40,8 @@ def slot_sources(ir: IR) -> dict[str, list[Source]]:
         elif node.op == "gate":
             for slot, pos in _segments(ir, node.axis):
                 sources[slot].append(Source("gate", node.name, pos))
+        elif node.op == "blockgate":
+            sources[node.attr("slot")].append(Source("gate", node.name, (0,)))
         elif node.op == "select":
             slot = node.axis.segments[0]
             bn = ir.node(node.inputs[0])

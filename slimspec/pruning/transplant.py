@@ -28,11 +28,22 @@ def _axis(node: Node, which: str) -> Axis:
     return node.axis if which == "out" else node.in_axis  # type: ignore[return-value]
 
 
+def _renamed(key: str, renames: Mapping[str, str]) -> str:
+    for new, old in renames.items():
+        if key.startswith(new):
+            return old + key[len(new):]
+    return key
+
+
 def transplant(old_ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str, tuple[int, ...]],
-               target_keys: set[str]) -> dict[str, torch.Tensor]:
-    """The state dict for the pruned network: every key of ``target_keys`` taken from ``state``."""
+               target_keys: set[str], renames: Mapping[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict for the pruned network: every key of ``target_keys`` taken from ``state``.
+
+    ``renames`` maps new module prefixes to old ones where whole blocks were removed.
+    """
     out: dict[str, torch.Tensor] = {}
-    for key in sorted(target_keys):
+    for new_key in sorted(target_keys):
+        key = _renamed(new_key, renames or {})
         node_name, attr = key.rsplit(".", 1)
         if key not in state:
             raise PruneError(f"transplant: the source weights have no tensor '{key}'")
@@ -41,11 +52,9 @@ def transplant(old_ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str,
             node = old_ir.node(node_name)
             for dim, which in enumerate(TENSOR_DIMS.get(node.op, {}).get(attr, ())):
                 index = axis_index(old_ir, _axis(node, which), kept)
-                if len(index) != tensor.shape[dim]:
+                if index != list(range(tensor.shape[dim])):
                     tensor = tensor.index_select(dim, torch.tensor(index, dtype=torch.long))
-                elif index != list(range(tensor.shape[dim])):
-                    tensor = tensor.index_select(dim, torch.tensor(index, dtype=torch.long))
-        out[key] = tensor.clone()
+        out[new_key] = tensor.clone()
     return out
 
 
@@ -57,6 +66,17 @@ def fold_gates(ir: IR, state: Mapping[str, torch.Tensor], binary: bool = False) 
     """
     new = {k: v.clone() for k, v in state.items()}
     sources = slot_sources(ir)
+    for node in ir.nodes_of("blockgate"):
+        key = f"{node.name}.weight"
+        if key in state:
+            scale = float((state[key] > 0).float()[0]) if binary else float(state[key][0])
+            if scale < 0:
+                raise PruneError(f"{node.name}: a negative block gate cannot be folded")
+            del new[key]
+            for attr in ("weight", "bias"):  # the branch ends in a BN or a conv: scale it
+                name = f"{node.inputs[0]}.{attr}"
+                if name in new:
+                    new[name] = new[name] * scale
     for node in ir.nodes_of("gate"):
         key = f"{node.name}.weight"
         if key not in state:

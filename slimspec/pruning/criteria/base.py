@@ -49,6 +49,7 @@ class Criterion(ABC):
     structured: ClassVar[bool] = True
     needs_calibration: ClassVar[bool] = False
     default_threshold: ClassVar[float | None] = None
+    prunes_blocks: ClassVar[bool] = False  # also scores whole residual blocks (SSS block gates)
 
     @abstractmethod
     def score(self, ctx: ScoreContext) -> Scores:

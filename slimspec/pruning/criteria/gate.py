@@ -1,6 +1,6 @@
 """``gate`` (alias ``sss``) — Huang & Wang 2018, "Data-Driven Sparse Structure Selection".
 
-Channels are scored by their learned gate (a per-channel scale trained with APG, which drives
+Channels (and, on residual nets, whole blocks) are scored by their learned gate (a per-channel scale trained with APG, which drives
 unneeded gates exactly to zero). By default every channel whose gate is zero is removed
 (threshold 0: a channel is kept only if its gate is > 0); a ratio or target ranks by gate.
 Needs weights trained in ``gated`` mode.
@@ -15,6 +15,7 @@ class GateCriterion(Criterion):
     name = "gate"
     default_scope = "global"
     default_threshold = 0.0
+    prunes_blocks = True
 
     def score(self, ctx: ScoreContext) -> Scores:
         scores = mean_over_sources(
