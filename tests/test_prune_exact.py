@@ -89,3 +89,24 @@ def test_zero_block_gate_removes_the_block(tmp_path, name):
     x = torch.randn(4, *model.spec.ir.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(result.model.eval()(x), model.eval()(x), atol=1e-5, rtol=1e-4)
+
+
+def test_fold_bias_keeps_the_removed_channels_constant_output(tmp_path):
+    """Channels with gamma = 0 output ReLU(beta); folding it into the classifier bias is exact."""
+    from .conftest import randomize
+
+    model = randomize(slimspec.build("digits_vgg", seed=0))
+    with torch.no_grad():
+        bn = model.get_submodule("features.6.bn")
+        bn.weight[:40] = 0
+        bn.bias[:40] = 0.3
+    weights = tmp_path / "w.safetensors"
+    slimspec.save_weights(model, model.spec, weights)
+    folded = prune(weights, "slimming", threshold=0.0, fold_bias=True, exclude=["cfg[0]", "cfg[1]", "cfg[3]", "cfg[4]"])
+    assert folded.spec.data["cfg"][6] == 128 - 40
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        original = model.eval()(x)
+        torch.testing.assert_close(folded.model.eval()(x), original, atol=1e-5, rtol=1e-4)
+        dropped = folded.variants["bias dropped"].eval()(x)
+    assert (dropped - original).abs().max() > 1e-2

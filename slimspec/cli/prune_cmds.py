@@ -28,6 +28,7 @@ from .errors import report_errors
 @click.option("--seed", type=int, help="Seed for 'random' and calibration order.")
 @click.option("--fold-bias", is_flag=True, default=None, help="Fold removed channels' constant output into the next layer.")
 @click.option("--binary-gates", is_flag=True, default=None, help="Gated weights were trained with binarized gates.")
+@click.option("--eval-data", help="Report test accuracy of the original and the pruned model on this dataset.")
 @click.option("--spec", "spec_path", help="Spec of the weights (default: the one embedded in the weights file).")
 @click.option("--out", "-o", "out", type=click.Path(dir_okay=False), help="New spec file to write.")
 @click.option("--weights-out", type=click.Path(dir_okay=False), help="New weights (default: OUT with .safetensors).")
@@ -39,7 +40,7 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
           plan: str | None, scope: str | None, min_channels: int | None, round_to: int | None,
           exclude: tuple[str, ...], overrides: tuple[str, ...], prune_stream: bool | None, calibration: str | None,
           data_dir: str | None, seed: int | None, fold_bias: bool | None, binary_gates: bool | None,
-          spec_path: str | None, out: str | None, weights_out: str | None, dry_run: bool, as_json: bool,
+          eval_data: str | None, spec_path: str | None, out: str | None, weights_out: str | None, dry_run: bool, as_json: bool,
           force: bool) -> None:
     """Prune trained WEIGHTS and write the pruned spec (same form as its parent) plus weights."""
     from ..pruning.api import prune as run_prune
@@ -76,8 +77,23 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
             click.echo(f"threshold {result.decision.threshold:.6g} (channels with score <= threshold removed)")
         for note in result.notes:
             click.echo(f"note: {note}")
+    if eval_data:
+        _report_accuracy(result, eval_data, data_dir, err=as_json)
     if dry_run:
         return
     spec_file, weights_file = result.save(out, weights_out, overwrite=force)
     click.echo(f"wrote {spec_file} and {weights_file}", err=as_json)
     sys.exit(0)
+
+
+def _report_accuracy(result, data: str, data_dir: str | None, err: bool) -> None:
+    """Accuracy of the original and of each pruned variant (before any fine-tuning)."""
+    from ..training.api import evaluate
+
+    models = {"original": result.source_model, "pruned": result.model, **result.variants}
+    if result.variants:
+        models["pruned (bias folded)"] = models.pop("pruned")
+    for label, model in models.items():
+        model.spec = getattr(model, "spec", result.parent if label == "original" else result.spec)
+        metrics = evaluate(model, data, data_dir=data_dir)
+        click.echo(f"accuracy {label:22s} {metrics['accuracy']:6.2f}%  ({data} test)", err=err)

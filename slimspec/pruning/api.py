@@ -41,6 +41,8 @@ class PruneResult:
     params: tuple[int, int]
     macs: tuple[int, int]
     notes: list[str] = field(default_factory=list)
+    source_model: torch.nn.Module | None = field(default=None, repr=False)
+    variants: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)  # e.g. "bias dropped"
 
     def table(self, changed_only: bool = False) -> str:
         return prune_table(self.report, changed_only)
@@ -203,18 +205,26 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     if source_mode == "gated":
         binary = options.binary_gates or any(getattr(m, "binary", False) for m in model.modules())
         state = fold_gates(ir, state, binary=binary)
+    out_mode = "masked" if source_mode == "masked" else "plain"
+    renames = get_family(parent.arch).renames(parent.data, ir, _sizes(decision))
+
+    def transplanted(source_state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        new_model = build(new_spec, out_mode)
+        new_state = transplant(ir, source_state, decision.kept, set(new_model.state_dict()), renames)
+        load_state_into(new_model, new_state, "transplant")
+        return new_model.train(model.training)
+
+    variants: dict[str, torch.nn.Module] = {}
     if options.fold_bias:
+        variants["bias dropped"] = transplanted(state)
         state, skipped = fold_removed_bias(ir, state, decision.kept)
         if skipped:
             notes.append(f"fold-bias: no BN or bias to absorb removed channels in {', '.join(skipped)}")
-    out_mode = "masked" if source_mode == "masked" else "plain"
-    new_model = build(new_spec, out_mode)
-    renames = get_family(parent.arch).renames(parent.data, ir, _sizes(decision))
-    new_state = transplant(ir, state, decision.kept, set(new_model.state_dict()), renames)
-    load_state_into(new_model, new_state, "transplant")
-    new_model.train(model.training)
-    return PruneResult(new_spec, new_model, parent, slot_rows(ir, decision.kept), decision, options,
-                       (before[0], after[0]), (before[1], after[1]), notes)
+    result = PruneResult(new_spec, transplanted(state), parent, slot_rows(ir, decision.kept), decision, options,
+                         (before[0], after[0]), (before[1], after[1]), notes)
+    result.source_model = model
+    result.variants = variants
+    return result
 
 
 __all__ = ["prune", "PruneResult", "PruneError", "keep_count"]
