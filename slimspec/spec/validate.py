@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from importlib import resources
@@ -51,15 +52,23 @@ def _channel_set_ok(value: object) -> bool:
 
 
 @lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
-    # YAML 1.0 would pass as an integer under plain JSON Schema; a width must be a real int.
-    cls = validators.extend(
+def _validator_class() -> Any:
+    """Draft 2020-12 where YAML's ``1.0`` is not an integer (a width must be a real int)."""
+    return validators.extend(
         Draft202012Validator,
         type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_int),
     )
+
+
+def _format_checker() -> FormatChecker:
     formats = FormatChecker(formats=())
     formats.checks("channel-set", raises=ValueError)(_channel_set_ok)
-    return cls(schema(), format_checker=formats)
+    return formats
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return _validator_class()(schema(), format_checker=_format_checker())
 
 
 # ---- describing values and schemas ---------------------------------------------------------
@@ -107,10 +116,14 @@ def _literal(value: object) -> str:
     return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
-def _resolve(node: dict) -> dict:
+def _resolve(node: dict, root: dict) -> dict:
+    """Follow a local ``$ref`` (``#/$defs/name``) within the schema ``root``."""
     ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        return _resolve(_validator().schema["$defs"][ref.rsplit("/", 1)[1]])
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return _resolve(target, root) if isinstance(target, dict) else {}
     return node
 
 
@@ -122,47 +135,72 @@ _TYPE_PHRASES = {"integer": "an integer", "number": "a number", "string": "a str
                  "array": "a list", "object": "a mapping", "null": "null"}
 
 
-def _phrase(node: dict) -> str:
+def _phrase(node: dict, root: dict) -> str:
     """What a schema expects, as a noun phrase ('a positive integer or 'M'')."""
     if "title" in node:
         return str(node["title"])
     if "$ref" in node:
-        return _phrase(_resolve(node))
+        return _phrase(_resolve(node, root), root)
     if "const" in node:
         return _literal(node["const"])
     if "enum" in node:
         return "one of " + ", ".join(_literal(value) for value in node["enum"])
     for key in ("anyOf", "oneOf"):
         if key in node:
-            return _join([_phrase(branch) for branch in node[key]])
+            return _join([_phrase(branch, root) for branch in node[key]])
     kind = node.get("type")
     if isinstance(kind, list):
         return _join([_TYPE_PHRASES.get(k, k) for k in kind])
+    if kind in ("integer", "number"):
+        return _number_phrase(node)
+    if kind == "string" and node.get("minLength") == 1:
+        return "a non-empty string"
+    if kind == "array" and node.get("minItems") == 1:
+        return "a non-empty list"
     return _TYPE_PHRASES.get(kind, "a valid value") if isinstance(kind, str) else "a valid value"
 
 
-def _choices(node: dict) -> list[str]:
+def _number_phrase(node: dict) -> str:
+    """'a positive integer', 'a number in (0, 1]', 'an integer >= 2', ..."""
+    noun = _TYPE_PHRASES[node["type"]]
+    low, high = node.get("minimum"), node.get("maximum")
+    xlow, xhigh = node.get("exclusiveMinimum"), node.get("exclusiveMaximum")
+    if node["type"] == "integer" and high is None and xhigh is None and xlow is None and low in (0, 1):
+        return "a positive integer" if low == 1 else "a non-negative integer"
+    lower = f"[{low}" if low is not None else f"({xlow}" if xlow is not None else None
+    upper = f"{high}]" if high is not None else f"{xhigh})" if xhigh is not None else None
+    if lower and upper:
+        return f"{noun} in {lower}, {upper}"
+    if lower:
+        return f"{noun} {'>=' if low is not None else '>'} {lower[1:]}"
+    if upper:
+        return f"{noun} {'<=' if high is not None else '<'} {upper[:-1]}"
+    return noun
+
+
+def _choices(node: dict, root: dict) -> list[str]:
     """String constants a schema accepts (for 'did you mean')."""
-    node = _resolve(node)
+    node = _resolve(node, root)
     found = [v for v in node.get("enum", []) if isinstance(v, str)]
     if isinstance(node.get("const"), str):
         found.append(node["const"])
     for key in ("anyOf", "oneOf"):
         for branch in node.get(key, []):
-            found.extend(_choices(branch))
+            found.extend(_choices(branch, root))
     return found
 
 
 def _suggest(word: object, choices: Iterable[str]) -> str:
     if not isinstance(word, str):
         return ""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    lowered = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close and lowered[close[0]] != word else ""
 
 
-def _expected(path: Path, node: dict, value: object, suggest: bool = True) -> SpecIssue:
-    hint = _suggest(value, _choices(node)) if suggest else ""
-    return SpecIssue.at(path, f"expected {_phrase(node)}, got {_describe(value)}{hint}")
+def _expected(path: Path, node: dict, value: object, root: dict) -> SpecIssue:
+    hint = _suggest(value, _choices(node, root))
+    return SpecIssue.at(path, f"expected {_phrase(node, root)}, got {_describe(value)}{hint}")
 
 
 def _unknown_key(path: Path, key: object, known: Iterable[str]) -> SpecIssue:
@@ -190,52 +228,54 @@ def _branches(error: ValidationError) -> dict[Any, list[ValidationError]]:
     return groups
 
 
-def _convert_union(error: ValidationError) -> Iterator[SpecIssue]:
+def _convert_union(error: ValidationError, root: dict) -> Iterator[SpecIssue]:
     """An anyOf failed: follow the one branch of the value's type, else say what was expected."""
     path = tuple(error.absolute_path)
     matching = [errs for errs in _branches(error).values() if _type_ok(errs)]
     if len(matching) != 1:
-        yield _expected(path, error.schema, error.instance)
+        yield _expected(path, error.schema, error.instance, root)
         return
     for sub in matching[0]:
         scalar = not isinstance(sub.instance, (list, dict))
         if tuple(sub.absolute_path) == path and sub.validator in _VALUE_KEYWORDS and scalar:
-            yield _expected(path, error.schema, error.instance)
+            yield _expected(path, error.schema, error.instance, root)
         else:
-            yield from _convert(sub)
+            yield from _convert(sub, root)
 
 
-def _convert(error: ValidationError) -> Iterator[SpecIssue]:
-    """One jsonschema error -> located one-line issues."""
+def _convert(error: ValidationError, root: dict) -> Iterator[SpecIssue]:
+    """One jsonschema error (from the schema ``root``) -> located one-line issues."""
     path = tuple(error.absolute_path)
     keyword = error.validator
     value = error.instance
     node = error.schema if isinstance(error.schema, dict) else {}
     if keyword in ("anyOf", "oneOf"):
-        yield from _convert_union(error)
+        yield from _convert_union(error, root)
     elif keyword == "required":
         for key in error.validator_value:
             if isinstance(value, dict) and key not in value:
                 yield SpecIssue.at(path, f"missing required key {key!r}")
-    elif keyword == "additionalProperties":
+    elif keyword in ("additionalProperties", "unevaluatedProperties"):
+        if keyword == "unevaluatedProperties" and not path and root is _validator().schema:
+            return  # unknown top-level spec keys are found by _unknown_top_keys (it knows the arch)
         known = list(node.get("properties", {}))
+        patterns = list(node.get("patternProperties", {}))
         for key in value:
-            if key not in known:
+            if key not in known and not any(re.search(pattern, key) for pattern in patterns):
                 yield _unknown_key(path, key, known)
-    elif keyword == "unevaluatedProperties":
-        return  # unknown top-level keys are found by _unknown_top_keys (it knows the arch)
     elif keyword in ("format", "pattern") and node.get("format") == "channel-set":
         try:
             check_channel_set(value)
         except ValueError as exc:
             yield SpecIssue.at(path, str(exc))
         else:
-            yield _expected(path, node, value)
+            yield _expected(path, node, value, root)
     elif keyword == "enum" and "title" not in node:
         choices = ", ".join(_literal(v) for v in error.validator_value)
-        yield SpecIssue.at(path, f"expected one of {choices}, got {_describe(value)}{_suggest(value, _choices(node))}")
+        hint = _suggest(value, _choices(node, root))
+        yield SpecIssue.at(path, f"expected one of {choices}, got {_describe(value)}{hint}")
     else:
-        yield _expected(path, node, value)
+        yield _expected(path, node, value, root)
 
 
 # ---- checks outside the schema -------------------------------------------------------------
@@ -308,16 +348,18 @@ def schema_issues(data: object) -> list[SpecIssue]:
     assert isinstance(plain, dict)
     issues: list[SpecIssue] = list(_extra_issues(data))
     issues.extend(_unknown_top_keys(plain))
-    for error in _validator().iter_errors(plain):
-        issues.extend(_convert(error))
+    validator = _validator()
+    for error in validator.iter_errors(plain):
+        issues.extend(_convert(error, validator.schema))
     issues.extend(_transition_count(plain))
     return SpecError(issues).issues
 
 
 def issues_for_schema(other_schema: dict, data: object) -> list[SpecIssue]:
     """Validate ``data`` against another JSON Schema (e.g. the plan schema) with the same located messages."""
-    validator = Draft202012Validator(other_schema)
-    issues: list[SpecIssue] = []
-    for error in validator.iter_errors(data):
-        issues.extend(_convert(error))
+    validator = _validator_class()(other_schema, format_checker=_format_checker())
+    plain = _plain_keys(data)
+    issues: list[SpecIssue] = list(_extra_issues(data)) if isinstance(data, dict) else []
+    for error in validator.iter_errors(plain):
+        issues.extend(_convert(error, other_schema))
     return SpecError(issues).issues

@@ -57,6 +57,15 @@ class _SafeUniqueKeyLoader(yaml.SafeLoader):
                 seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. 2020-13-45, !!float x
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]} value ({exc})", node.start_mark) from None
+
 
 def _yaml_issue(exc: yaml.YAMLError) -> SpecIssue:
     mark = getattr(exc, "problem_mark", None)
@@ -86,15 +95,18 @@ def parse_yaml(text: str, source: str = "<spec>") -> object:
 # ---- writing: scalars ----------------------------------------------------------------------
 
 class _Verbatim:
-    """A loaded null, bool or int, remembering its spelling ('~', '', 'True', '+5')."""
+    """A loaded null, bool or number kept as spelled (``~``, ``True``, ``+5``, ``1.50``).
+
+    ``value`` is what PyYAML reads from ``text``; ruamel would respell (and sometimes round)
+    such scalars, so they are written back from ``text``.
+    """
 
     __slots__ = ("value", "tag", "text")
 
-    def __init__(self, value: Any, text: str):
+    def __init__(self, value: Any, tag: str, text: str):
         self.value = value
+        self.tag = tag
         self.text = text
-        kind = "null" if value is None else "bool" if isinstance(value, bool) else "int"
-        self.tag = f"tag:yaml.org,2002:{kind}"
 
 
 def _float_text(value: float) -> str:
@@ -232,7 +244,10 @@ def _as_read(old: Any) -> Any:
     if type(old) is str:
         if _PY_RESOLVER.resolve(yaml.ScalarNode, old, (True, False)) == _STR_TAG:
             return old
-        return yaml.safe_load(old)
+        try:
+            return yaml.safe_load(old)
+        except (yaml.YAMLError, ValueError):
+            return old
     stream = io.StringIO()
     _yaml(2, 4, 2).dump([old], stream)
     return yaml.safe_load(stream.getvalue())[0]
@@ -356,13 +371,14 @@ def _move_item_comment(seq: CommentedSeq, index: int) -> None:
     node = seq[index]
     if not entry or entry[0] is None or not isinstance(node, CommentedMap) or not node:
         return
+    key = next(iter(node))
+    if _block(node[key]) or (node.ca.items.get(key) or [None] * 4)[2] is not None:
+        return  # the comment stays after the dash
     first, following = _split_comment(entry[0])
     column = entry[0].column
     seq.ca.items.pop(index)
-    key = next(iter(node))
-    slot = node.ca.items.setdefault(key, [None, None, None, None])
-    if first.strip() and slot[2] is None:
-        slot[2] = CommentToken(first, CommentMark(column), None)
+    if first.strip():
+        node.ca.items.setdefault(key, [None, None, None, None])[2] = CommentToken(first, CommentMark(column), None)
     if following.strip():
         _attach_after(node, following)
 
@@ -393,7 +409,8 @@ def _guess_indent(text: str) -> tuple[int, int, int]:
         base = len(match.group(1))
         indent = len(line) - len(line.lstrip(" "))
         body = line.lstrip(" ")
-        if body.startswith("- ") and sequence is None and indent >= base:
+        nested = body[1:].lstrip(" ").startswith("- ")  # "-   - x": ruamel's own nested-list layout
+        if body.startswith("- ") and sequence is None and indent >= base and not nested:
             offset = indent - base
             sequence = indent + 1 + len(body[1:]) - len(body[1:].lstrip(" ")) - base
         elif not body.startswith("-") and indent > base and mapping is None:
@@ -405,18 +422,32 @@ def _guess_indent(text: str) -> tuple[int, int, int]:
 
 
 _TOKEN = re.compile(r"[^\s,\]\}#]+")
+_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
 
-def _verbatim(value: Any, lines: list[str], position: tuple[int, int], key_line: int | None) -> Any:
-    """``value`` (a loaded null, bool or plain int), wrapped if ruamel would respell it."""
+def _scalar_tag(value: Any) -> str:
+    kind = "null" if value is None else "bool" if isinstance(value, bool) else \
+        "int" if isinstance(value, int) else "float"
+    return f"tag:yaml.org,2002:{kind}"
+
+
+def _verbatim(value: Any, lines: list[str], position: tuple[int, int]) -> Any:
+    """``value`` (a loaded null, bool or number) wrapped with its source spelling."""
     line, column = position
-    same_line = key_line is None or line == key_line
-    match = _TOKEN.match(lines[line], column) if same_line and 0 <= line < len(lines) else None
+    # a value's token follows its ':' (or a sequence's '-', '[' or ','); an empty value's
+    # position is the next token's, which must not be taken for it
+    inside = 0 <= line < len(lines) and lines[line][:column].rstrip().endswith((":", "-", "[", ","))
+    match = _TOKEN.match(lines[line], column) if inside else None
     text = match.group(0) if match else ""
-    if value is None:
-        return _Verbatim(None, text if text in ("null", "Null", "NULL", "~") else "")
-    expected = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return value if text == expected or not text else _Verbatim(value, text)
+    if value is None and text not in ("null", "Null", "NULL", "~"):
+        return _Verbatim(None, _NULL_TAG, "")
+    if not text:
+        return value
+    try:
+        read = yaml.safe_load(text)
+    except Exception:  # noqa: BLE001 - e.g. an explicit tag as the token; keep ruamel's value
+        return value
+    return _Verbatim(read, _scalar_tag(value), text)
 
 
 def _keep_spelling(node: Any, lines: list[str]) -> None:
@@ -429,17 +460,14 @@ def _keep_spelling(node: Any, lines: list[str]) -> None:
         return
     for key in keys:
         value = node[key]
-        if value is not None and type(value) not in (bool, int):
+        if value is not None and not isinstance(value, (bool, int, float)):
             _keep_spelling(value, lines)
             continue
         try:
-            if isinstance(node, CommentedMap):
-                position, key_line = node.lc.value(key), node.lc.key(key)[0]
-            else:
-                position, key_line = node.lc.item(key), None
+            position = node.lc.value(key) if isinstance(node, CommentedMap) else node.lc.item(key)
         except (KeyError, TypeError, AttributeError, IndexError):
             continue  # e.g. a key merged in with '<<'
-        node[key] = _verbatim(value, lines, position, key_line)
+        node[key] = _verbatim(value, lines, position)
 
 
 def _dump(document: Any, out: YAML) -> str:
@@ -461,7 +489,7 @@ def update_spec_text(parent_text: str, new_data: dict) -> str:
         raise SpecError([SpecIssue("", "a spec must be a YAML mapping")], "<parent spec>")
     if not isinstance(new_data, dict):
         raise TypeError(f"new_data must be a dict, got {type(new_data).__name__}")
-    lines = parent_text.splitlines()
+    lines = _LINE_BREAK.split(parent_text)  # lines as YAML (and ruamel's marks) count them
     content = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     explicit_start = bool(content) and (content[0].rstrip() == "---" or content[0].startswith("--- "))
     out = _yaml(*_guess_indent(parent_text), explicit_start=explicit_start)
