@@ -1,0 +1,53 @@
+"""`slimspec demo` meets its bar, and the individual commands reproduce its numbers."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from slimspec.cli.main import cli
+from slimspec.weights import read_weights
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_demo_bar(demo):
+    out, output = demo
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("original", "pruned", "finetuned"):
+        assert {"params", "macs", "accuracy", "latency_ms"} <= set(summary[key])
+        assert summary[key]["latency_ms"] > 0
+    assert summary["finetuned"]["macs"] <= 0.6 * summary["original"]["macs"]  # MACs drop by >= 40%
+    assert summary["finetuned"]["accuracy"] >= summary["original"]["accuracy"] - 1.0
+    assert summary["original"]["accuracy"] > 90
+    assert f"{summary['finetuned']['accuracy']:.2f}" in output and "specs differ" in output
+
+
+def test_demo_refuses_a_non_empty_folder(demo):
+    out, _ = demo
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out)])
+    assert result.exit_code == 1 and "--force" in result.stderr
+
+
+def test_commands_by_hand_reproduce_the_demo(demo, tmp_path):
+    out, _ = demo
+    run = lambda *a: CliRunner().invoke(cli, [str(x) for x in a], catch_exceptions=False)  # noqa: E731
+    assert run("train", out / "digits_vgg.yaml", "--epochs", "30", "--sparsity", "1e-3", "-o", tmp_path / "t", "-q").exit_code == 0
+    assert run("prune", tmp_path / "t" / "last.safetensors", "-m", "slimming", "--target", "macs=0.5",
+               "--out", tmp_path / "p.yaml").exit_code == 0
+    assert (tmp_path / "p.yaml").read_text().split("pruned:")[0] == (out / "digits_vgg_pruned.yaml").read_text().split("pruned:")[0]
+    assert run("finetune", tmp_path / "p.yaml", "--epochs", "20", "--lr", "0.01", "-o", tmp_path / "f", "-q").exit_code == 0
+    mine, _ = read_weights(tmp_path / "f" / "last.safetensors")
+    theirs, _ = read_weights(out / "finetune" / "last.safetensors")
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    result = run("eval", tmp_path / "f" / "last.safetensors", "--json")
+    summary = json.loads((out / "summary.json").read_text())
+    assert round(json.loads(result.output)["accuracy"], 2) == summary["finetuned"]["accuracy"]
