@@ -88,3 +88,18 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     a, _ = read_weights(tmp_path / "straight" / "last.safetensors")
     b, _ = read_weights(tmp_path / "killed" / "last.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_sss_gates_train_and_prune_exactly(tmp_path, binary):
+    """APG drives gates to exactly zero; pruning them changes no prediction."""
+    args = ["train", SPECS / "digits_resnet.yaml", "--gates", "sss", "--apg-gamma", "0.05", "--epochs", "6",
+            "-o", tmp_path / "g", "-q"] + (["--binary-gates"] if binary else [])
+    assert run(*args).exit_code == 0
+    metrics = [json.loads(l) for l in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["gates_zero"] > 0.1
+    assert run("prune", tmp_path / "g" / "last.safetensors", "-m", "gate", "--out", tmp_path / "p.yaml").exit_code == 0
+    before = json.loads(run("eval", tmp_path / "g" / "last.safetensors", "--json").output)
+    after = json.loads(run("eval", tmp_path / "p.safetensors", "--json").output)
+    assert after["accuracy"] == pytest.approx(before["accuracy"])
+    assert after["loss"] == pytest.approx(before["loss"], abs=1e-4)
