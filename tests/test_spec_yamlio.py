@@ -459,3 +459,33 @@ def test_preresnet_rewrite_round_trip(selects: list, head: str) -> None:
     assert schema_issues(data) == []
     assert "  - {width: 128, blocks: 18, stride: 2}    # untouched" in out
     assert parse_yaml(format_spec(data)) == data
+
+
+def test_flow_counts_turning_into_selection_lists_become_block_lists() -> None:
+    text = DENSENET.replace("blocks:\n  - [\"0-23\", \"0-20,22-35\", all]\n  - [all, all]\n",
+                            "blocks: [12, 12]       # layers per dense block\n")
+    data = parse_yaml(text)
+    data["blocks"] = [["0-23", "0-35"], ["all"]]
+    out = update_spec_text(text, data)
+    assert changed(text, out) == [
+        "-blocks: [12, 12]       # layers per dense block",
+        "+blocks:                # layers per dense block",
+        '+  - ["0-23", "0-35"]',
+        "+  - [all]",
+    ]
+
+
+def test_plain_words_stay_plain() -> None:
+    data = {"parent_sha256": "50bc34a4", "weights_sha256": "7c88d810", "method": "attention-weight",
+            "n": "123", "hexlike": "0x1f", "exp": "12e4", "date": "2020-01-01", "word": "no"}
+    text = format_spec(data)
+    assert text == """parent_sha256: 50bc34a4
+weights_sha256: 7c88d810
+method: attention-weight
+n: "123"
+hexlike: "0x1f"
+exp: "12e4"
+date: "2020-01-01"
+word: "no"
+"""
+    assert parse_yaml(text) == data

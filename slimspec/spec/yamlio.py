@@ -21,9 +21,11 @@ from typing import Any
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.representer import RoundTripRepresenter
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString, SingleQuotedScalarString
 from ruamel.yaml.error import CommentMark
+from ruamel.yaml.nodes import ScalarNode as RtScalarNode
+from ruamel.yaml.representer import RoundTripRepresenter
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from .channels import is_channel_set_text
@@ -151,15 +153,18 @@ _Representer.add_representer(type(None), _represent_none)
 _Representer.add_representer(_Verbatim, _represent_verbatim)
 _Representer.add_representer(float, _represent_float)
 
-_PY_RESOLVER = yaml.resolver.Resolver()
-_SAFE_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
+_PY_RESOLVER = yaml.resolver.Resolver()  # YAML 1.1, how specs are read
+_RT_RESOLVER = VersionedResolver()  # YAML 1.2, how ruamel reads and writes
+_SAFE_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
 
 
 def _needs_quotes(text: str) -> bool:
     """True unless the string is a plain word that every YAML reader takes as that string."""
     if is_channel_set_text(text) or not _SAFE_PLAIN.fullmatch(text):
         return True
-    return _PY_RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) != _STR_TAG
+    implicit = (True, False)
+    return (_PY_RESOLVER.resolve(yaml.ScalarNode, text, implicit) != _STR_TAG
+            or _RT_RESOLVER.resolve(RtScalarNode, text, implicit) != _STR_TAG)
 
 
 def _new_scalar(value: Any, like: Any = None) -> Any:
@@ -302,6 +307,10 @@ class _Updater:
 
     def sequence(self, seq: CommentedSeq, new: list | tuple, depth: int, in_flow: bool) -> None:
         flow = in_flow or bool(seq.fa.flow_style())
+        if flow and not in_flow and not all(_is_scalar(x) for x in new) and not _same(_plain(seq), new):
+            # e.g. densenet blocks [12, 12, 12] becoming lists of channel sets: one item a line
+            seq.fa.set_block_style()
+            flow = False
         for index, item in enumerate(new[: len(seq)]):
             was_flow = isinstance(seq[index], CommentedMap) and bool(seq[index].fa.flow_style())
             updated = self.value(seq[index], item, depth + 1, flow)
