@@ -460,7 +460,7 @@ def _verbatim(value: Any, lines: list[str], position: tuple[int, int]) -> Any:
 
 
 def _keep_spelling(node: Any, lines: list[str]) -> None:
-    """Wrap loaded nulls, bools and ints whose spelling ruamel would change (``True`` -> ``true``)."""
+    """Wrap loaded nulls, bools and numbers so ruamel writes them as spelled (not ``True`` -> ``true``)."""
     if isinstance(node, CommentedMap):
         keys: list[Any] = list(node)
     elif isinstance(node, CommentedSeq):
@@ -491,7 +491,8 @@ def update_spec_text(parent_text: str, new_data: dict) -> str:
 
     Mappings are updated key by key (new keys appended, missing keys removed), equal-length
     sequences element by element, other sequences resized keeping their style; values that
-    did not change keep their exact text.
+    did not change keep their exact text. The result is checked by reading it back; in the
+    rare layouts ruamel cannot write correctly it falls back to :func:`format_spec`.
     """
     parsed = parse_yaml(parent_text)
     if not isinstance(parsed, dict):
