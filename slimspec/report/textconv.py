@@ -38,7 +38,7 @@ def textconv(spec: Spec) -> str:
         if node.op in ("maxpool", "avgpool") and node.at.startswith(("cfg", "layers")):
             lines.append(f"{node.at:<{width}} {node.op}")
         for path in node.axis.segments:
-            if path in seen or path.startswith("#"):
+            if path in seen or path.startswith("#") or ir.slots[path].kind == "block":
                 continue
             seen.add(path)
             lines.append(_slot_line(ir.slots[path], width))
