@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..utils.registry import Registry
 from .tensors import DataError, TensorDataBundle, adapt_input
 
 DataBundle = TensorDataBundle
@@ -27,7 +28,7 @@ class DatasetEntry:
     description: str
 
 
-_REGISTRY: dict[str, DatasetEntry] = {}
+_REGISTRY: Registry[DatasetEntry] = Registry("dataset", DataError)
 
 
 def register_dataset(
@@ -40,11 +41,9 @@ def register_dataset(
     """Decorator registering a loader under ``name`` (names are unique)."""
 
     def decorate(loader: Loader) -> Loader:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset '{name}' is already registered")
         shape = tuple(int(v) for v in input_shape) if input_shape is not None else None
         doc = description or ((loader.__doc__ or "").strip().splitlines() or [""])[0]
-        _REGISTRY[name] = DatasetEntry(name, loader, shape, adapts, doc)
+        _REGISTRY.add(name, DatasetEntry(name, loader, shape, adapts, doc))
         return loader
 
     return decorate
@@ -52,15 +51,12 @@ def register_dataset(
 
 def available_datasets() -> list[str]:
     """Registered dataset names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def dataset_entry(name: str) -> DatasetEntry:
     """The registry entry for ``name``; :class:`DataError` listing the choices if unknown."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise DataError(f"unknown dataset '{name}' (available: {', '.join(available_datasets())})") from None
+    return _REGISTRY.get(name)
 
 
 def default_data_dir() -> str:

@@ -12,8 +12,9 @@ from typing import Any, ClassVar
 
 from ..ir import IR, IRBuilder
 from ..spec.errors import SpecError, SpecIssue
+from ..utils.registry import Registry
 
-_FAMILIES: dict[str, "Family"] = {}
+_FAMILIES: Registry["Family"] = Registry("arch", lambda message: SpecError([SpecIssue.at(("arch",), message)]))
 
 
 class Family(ABC):
@@ -44,25 +45,18 @@ class Family(ABC):
 
 def register_family(cls: type[Family]) -> type[Family]:
     """Class decorator: make a family available under its ``arch`` name."""
-    _FAMILIES[cls.arch] = cls()
+    _FAMILIES.add(cls.arch, cls())
     return cls
 
 
 def get_family(arch: str) -> Family:
-    try:
-        return _FAMILIES[arch]
-    except KeyError:
-        raise SpecError([SpecIssue.at(("arch",), f"unknown arch '{arch}' (known: {', '.join(sorted(_FAMILIES))})")]) from None
+    return _FAMILIES.get(arch)
 
 
 def families() -> dict[str, Family]:
-    return dict(_FAMILIES)
+    return _FAMILIES.items()
 
 
 def copy_data(data: Mapping[str, Any]) -> dict:
     return copy.deepcopy(dict(data))
 
-
-def fail(path: tuple, message: str) -> SpecError:
-    """A one-issue SpecError, for semantic problems found while emitting."""
-    return SpecError([SpecIssue.at(path, message)])

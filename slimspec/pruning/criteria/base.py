@@ -14,6 +14,7 @@ from typing import ClassVar
 import torch
 
 from ...ir import IR
+from ...utils.registry import Registry
 from ..sources import Source, slot_sources
 
 
@@ -56,23 +57,21 @@ class Criterion(ABC):
         """Return slot path -> 1-D float tensor of channel scores (slots it cannot judge are omitted)."""
 
 
-_CRITERIA: dict[str, Criterion] = {}
+_CRITERIA: Registry[Criterion] = Registry("method", PruneError)
 
 
 def register_criterion(cls: type[Criterion]) -> type[Criterion]:
-    _CRITERIA[cls.name] = cls()
+    """Class decorator: make a criterion available as ``--method NAME``."""
+    _CRITERIA.add(cls.name, cls())
     return cls
 
 
 def get_criterion(name: str) -> Criterion:
-    try:
-        return _CRITERIA[name]
-    except KeyError:
-        raise PruneError(f"unknown method '{name}' (choose from {', '.join(sorted(_CRITERIA))})") from None
+    return _CRITERIA.get(name)
 
 
 def criteria() -> dict[str, Criterion]:
-    return dict(_CRITERIA)
+    return _CRITERIA.items()
 
 
 def mean_over_sources(ctx: ScoreContext, kind: str, per_source) -> Scores:
