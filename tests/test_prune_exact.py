@@ -10,7 +10,7 @@ from slimspec.pruning.masking import apply_channel_masks
 
 from .conftest import DIGITS_SPECS
 
-STRUCTURED = ["l1", "slimming", "attention-weight", "random"]
+STRUCTURED = ["l1", "slimming", "attention", "attention-weight", "random"]
 
 
 def masked_reference(weights, decision):
@@ -37,7 +37,8 @@ def test_pruned_equals_masked(trained_weights, name, method):
         with pytest.raises(PruneError, match="found nothing to score"):
             prune(weights, method, ratio=0.4)
         return
-    result = prune(weights, method, ratio=0.4)
+    calibration = {"calibration": "digits", "calibration_batches": 1} if method == "attention" else {}
+    result = prune(weights, method, ratio=0.4, **calibration)
     assert result.params[1] < result.params[0]
     assert_equivalent(weights, result)
 

@@ -12,8 +12,6 @@ uses the weights that read it). For a fully connected slot (no spatial map),
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 
 from .base import Criterion, PruneError, ScoreContext, Scores, mean_over_sources, register_criterion
@@ -41,7 +39,7 @@ class Attention(Criterion):
             raise PruneError("method 'attention' needs calibration data (--data NAME or a plan's calibration)")
         gate_nodes = [n for n in ctx.ir.nodes if n.op == "gate"]
         modules = dict(ctx.model.named_modules())
-        sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros(0))
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         handles = []
 
@@ -51,7 +49,7 @@ class Attention(Criterion):
                 n, c = act.shape[:2]
                 score = attention_change(act.reshape(n, c, -1)) if act.dim() == 4 else act
                 total = score.sum(0).cpu()
-                sums[node_name] = total if sums[node_name].numel() == 0 else sums[node_name] + total
+                sums[node_name] = sums[node_name] + total if node_name in sums else total
             return hook
 
         for node in gate_nodes:
@@ -69,7 +67,8 @@ class Attention(Criterion):
             ctx.model.train(was_training)
         if count == 0:
             raise PruneError("calibration data gave no batches")
-        return mean_over_sources(ctx, "gate", lambda src: sums[src.node][list(src.positions)] / count)
+        return mean_over_sources(  # block gates (whole residual blocks) are not activation-scored
+            ctx, "gate", lambda src: sums[src.node][list(src.positions)] / count if src.node in sums else None)
 
 
 @register_criterion
