@@ -15,9 +15,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .utils.fileio import atomic_write_with
+from .utils.fileio import atomic_write_with, sha256_bytes
 
 SPEC_KEY = "slimspec.spec"
+SPEC_HASH_KEY = "slimspec.spec_sha256"
 FORMAT_KEY = "slimspec.format"
 FORMAT_VERSION = "1"
 
@@ -41,7 +42,7 @@ def save_weights(
     metadata: Mapping[str, object] | None = None,
 ) -> Path:
     """Write a state dict as safetensors with ``spec_text`` embedded; atomic."""
-    meta = {FORMAT_KEY: FORMAT_VERSION, SPEC_KEY: spec_text}
+    meta = {FORMAT_KEY: FORMAT_VERSION, SPEC_KEY: spec_text, SPEC_HASH_KEY: sha256_bytes(spec_text)}
     for key, value in (metadata or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     tensors = _state_dict(model_or_state)
@@ -69,6 +70,9 @@ def embedded_spec_text(metadata: Mapping[str, str], path: str | os.PathLike = "<
     text = metadata.get(SPEC_KEY)
     if not text:
         raise WeightsError(f"{path}: no embedded spec (metadata '{SPEC_KEY}' missing); pass --spec")
+    expected = metadata.get(SPEC_HASH_KEY)
+    if expected and expected != sha256_bytes(text):
+        raise WeightsError(f"{path}: the embedded spec does not match its sha256 (file corrupted or edited)")
     return text
 
 
