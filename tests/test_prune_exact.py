@@ -6,11 +6,14 @@ import torch
 
 import slimspec
 from slimspec.pruning.api import PruneError, prune
+from slimspec.pruning.criteria import criteria
 from slimspec.pruning.masking import apply_channel_masks
 
 from .conftest import DIGITS_SPECS
 
-STRUCTURED = ["l1", "slimming", "attention", "attention-weight", "random"]
+# every registered structured criterion that works on plain weights: a new one is tested here automatically
+STRUCTURED = sorted(name for name, c in criteria().items() if c.structured and not c.needs_gates)
+GATED = sorted(name for name, c in criteria().items() if c.needs_gates)
 
 
 def masked_reference(weights, decision):
@@ -53,10 +56,11 @@ def test_stream_pruning_equals_masked(trained_weights, name):
 
 
 @pytest.mark.parametrize("name", DIGITS_SPECS)
-def test_gated_weights_prune_to_plain(trained_weights, name):
+@pytest.mark.parametrize("method", GATED)
+def test_gated_weights_prune_to_plain(trained_weights, name, method):
     """Gates at zero are removed; the rest fold into BN; output equals the gated original."""
     weights = trained_weights(name, "gated")
-    result = prune(weights, "gate")
+    result = prune(weights, method)
     gated, _ = slimspec.load_model(weights)
     x = torch.randn(8, *result.parent.ir.input_shape, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():

@@ -51,6 +51,7 @@ class Criterion(ABC):
     needs_calibration: ClassVar[bool] = False
     default_threshold: ClassVar[float | None] = None
     prunes_blocks: ClassVar[bool] = False  # also scores whole residual blocks (SSS block gates)
+    needs_gates: ClassVar[bool] = False  # needs weights trained in gated mode
 
     @abstractmethod
     def score(self, ctx: ScoreContext) -> Scores:

@@ -16,6 +16,7 @@ class GateCriterion(Criterion):
     default_scope = "global"
     default_threshold = 0.0
     prunes_blocks = True
+    needs_gates = True
 
     def score(self, ctx: ScoreContext) -> Scores:
         scores = mean_over_sources(
