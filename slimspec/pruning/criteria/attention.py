@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Criterion, PruneError, ScoreContext, Scores, mean_over_sources, register_criterion
+from .base import Criterion, PruneError, ScoreContext, Scores, mean_over_sources, register_criterion, weight_row_scores
 
 
 def attention_change(maps: torch.Tensor) -> torch.Tensor:
@@ -77,16 +77,4 @@ class AttentionWeight(Criterion):
     default_scope = "layer"
 
     def score(self, ctx: ScoreContext) -> Scores:
-        def weight_attention(src):
-            weight = ctx.state[f"{src.node}.weight"].float().abs()
-            maps = weight.flatten(1).unsqueeze(0)  # [1, C_out, C_in*k*k]
-            return attention_change(maps)[0][list(src.positions)]
-
-        def input_attention(src):
-            weight = ctx.state[f"{src.node}.weight"].float().abs()
-            maps = weight.transpose(0, 1).flatten(1).unsqueeze(0)  # [1, C_in, C_out*k*k]
-            return attention_change(maps)[0][list(src.positions)]
-
-        scores = mean_over_sources(ctx, "consumer", input_attention)
-        scores.update(mean_over_sources(ctx, "producer", weight_attention))
-        return {slot: scores[slot] for slot in ctx.ir.slots if slot in scores}
+        return weight_row_scores(ctx, lambda rows: attention_change(rows.unsqueeze(0))[0])

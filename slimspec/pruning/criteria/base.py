@@ -87,3 +87,19 @@ def mean_over_sources(ctx: ScoreContext, kind: str, per_source) -> Scores:
         if parts:
             out[slot] = torch.stack(parts).mean(0)
     return out
+
+
+def weight_row_scores(ctx: ScoreContext, row_score) -> Scores:
+    """Data-free scores from |W|: ``row_score(rows)`` maps a [channels, features] matrix to [channels].
+
+    A slot is scored on the filters that produce it (rows = output channels); a slot no filter
+    produces (a channel selection) on the weights that read it (rows = input channels).
+    """
+    def rows(src: Source, outputs: bool) -> torch.Tensor:
+        weight = ctx.state[f"{src.node}.weight"].float().abs()
+        matrix = weight.flatten(1) if outputs else weight.transpose(0, 1).flatten(1)
+        return row_score(matrix)[list(src.positions)]
+
+    scores = mean_over_sources(ctx, "consumer", lambda src: rows(src, outputs=False))
+    scores.update(mean_over_sources(ctx, "producer", lambda src: rows(src, outputs=True)))
+    return {slot: scores[slot] for slot in ctx.ir.slots if slot in scores}

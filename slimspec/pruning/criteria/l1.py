@@ -8,7 +8,7 @@ norm of the weights that read it (the consumer's input-channel slices).
 """
 from __future__ import annotations
 
-from .base import Criterion, ScoreContext, Scores, mean_over_sources, register_criterion
+from .base import Criterion, ScoreContext, Scores, register_criterion, weight_row_scores
 
 
 @register_criterion
@@ -17,14 +17,4 @@ class L1Norm(Criterion):
     default_scope = "layer"
 
     def score(self, ctx: ScoreContext) -> Scores:
-        def filter_norms(src):
-            weight = ctx.state[f"{src.node}.weight"].float()
-            return weight.abs().flatten(1).sum(1)[list(src.positions)]
-
-        def input_norms(src):
-            weight = ctx.state[f"{src.node}.weight"].float()
-            return weight.abs().transpose(0, 1).flatten(1).sum(1)[list(src.positions)]
-
-        scores = mean_over_sources(ctx, "consumer", input_norms)
-        scores.update(mean_over_sources(ctx, "producer", filter_norms))
-        return {slot: scores[slot] for slot in ctx.ir.slots if slot in scores}
+        return weight_row_scores(ctx, lambda rows: rows.sum(1))
