@@ -165,3 +165,14 @@ def test_torch_free_commands_do_not_import_torch():
             f"r = CliRunner().invoke(cli, ['diff', r'{SPECS / 'vgg19.yaml'}', r'{SPECS / 'vgg16.yaml'}']); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_outputs_get_normal_permissions(run, tmp_path):
+    import os
+    import stat
+
+    out = tmp_path / "w.safetensors"
+    run("build", SPECS / "digits_mlp.yaml", "--out", out)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
