@@ -80,6 +80,8 @@ def test_build_summary_and_weights(run, tmp_path):
 def test_schema_is_json(run):
     schema = json.loads(run("schema").output)
     assert schema["$schema"].startswith("https://json-schema.org/")
+    plan = json.loads(run("schema", "--plan").output)
+    assert "overrides" in plan["properties"] and plan["additionalProperties"] is False
 
 
 @pytest.fixture

@@ -78,11 +78,15 @@ def build(spec: str, mode: str, binary_gates: bool, out: str | None, seed: int, 
 
 
 @click.command()
-def schema() -> None:
-    """Print the spec JSON Schema (for editors and CI)."""
-    from ..spec.validate import schema as spec_schema
+@click.option("--plan", is_flag=True, help="Print the pruning-plan schema instead.")
+def schema(plan: bool) -> None:
+    """Print the spec JSON Schema (or the plan schema), for editors and CI."""
+    if plan:
+        from ..pruning.options import plan_schema as chosen
+    else:
+        from ..spec.validate import schema as chosen
 
-    click.echo(json.dumps(spec_schema(), indent=2))
+    click.echo(json.dumps(chosen(), indent=2))
 
 
 @click.command()
