@@ -52,3 +52,12 @@ def test_gated_mode_has_gates_at_every_prunable_slot():
     assert len(gates) == len(gate_nodes) == len(spec.ir.prunable_slots())
     assert {n.name for n in gate_nodes if n.op == "blockgate"} == {"layer1.1.gate", "layer2.1.gate"}
     assert not any(isinstance(m, ChannelMask) for m in model.modules())
+
+
+def test_plain_models_export_for_deployment():
+    """The generic executor has static control flow: torch.export captures it."""
+    for name in ("digits_resnet", "digits_densenet"):
+        model = slimspec.build(name, seed=0).eval()
+        x = torch.randn(2, *model.spec.ir.input_shape)
+        exported = torch.export.export(model, (x,))
+        torch.testing.assert_close(exported.module()(x), model(x))
