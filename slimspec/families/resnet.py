@@ -1,6 +1,7 @@
 """``arch: resnet`` — CIFAR-style ResNets (He et al. 2016) with per-block inner widths.
 
-``stages[s].width`` is the residual stream width; ``blocks`` is a count or one entry per
+``stem_kernel``/``stem_stride``/``stem_pool`` give the ImageNet stem (7x7 stride-2 conv and a
+3x3 stride-2 max pool, as torchvision's ResNets). ``stages[s].width`` is the residual stream width; ``blocks`` is a count or one entry per
 block: an int (basic: conv1's width) or ``[c1, c2]`` (bottleneck, expansion 4). Shortcut A
 is Li et al. 2017's parameter-free shortcut (2x2 average pool where the stride is 2, zero
 channels appended where the stream widens); B is a 1x1 conv + BN where the shape changes.
@@ -56,9 +57,12 @@ class ResNet(Family):
         bottleneck = data["block"] == "bottleneck"
         shortcut = data.get("shortcut", "A")
         stream = b.add_slot("stem", data["stem"], "stream")
-        x = b.conv("stem.conv", "input", stream, 3, 1, 1, False, at="stem")
+        kernel = data.get("stem_kernel", 3)
+        x = b.conv("stem.conv", "input", stream, kernel, data.get("stem_stride", 1), kernel // 2, False, at="stem")
         x = b.bn("stem.bn", x, at="stem")
         x = b.relu("stem.relu", x, at="stem")
+        if data.get("stem_pool", False):
+            x = b.pool("stem.pool", x, "maxpool", 3, 2, padding=1, at="stem_pool")
         for s, stage in enumerate(data["stages"]):
             at = f"stages[{s}]"
             width, stride = stage["width"], stage.get("stride", 1)

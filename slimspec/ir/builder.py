@@ -96,14 +96,16 @@ class IRBuilder:
     def dropout(self, name: str, x: str, p: float, at: str = "") -> str:
         return self._node(name, "dropout", (x,), self.shape(x), self.axis(x), at, p=float(p))
 
-    def pool(self, name: str, x: str, kind: str, kernel: int, stride: int | None = None, at: str = "") -> str:
+    def pool(self, name: str, x: str, kind: str, kernel: int, stride: int | None = None, padding: int = 0,
+             at: str = "") -> str:
         stride = kernel if stride is None else stride
         c, h, w = self._spatial(x, name, at)
-        oh, ow = _conv_out(h, kernel, stride, 0), _conv_out(w, kernel, stride, 0)
+        oh, ow = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
         if oh < 1 or ow < 1:
             self.issue(at, f"{kind} {kernel}x{kernel} would shrink a {h}x{w} feature map below 1x1")
             oh, ow = max(oh, 1), max(ow, 1)
-        return self._node(name, kind, (x,), (c, oh, ow), self.axis(x), at, kernel=kernel, stride=stride)
+        return self._node(name, kind, (x,), (c, oh, ow), self.axis(x), at, kernel=kernel, stride=stride,
+                          padding=padding)
 
     def gap(self, name: str, x: str, at: str = "") -> str:
         """Global average pool and flatten: (C, H, W) -> (C,)."""

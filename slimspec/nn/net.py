@@ -24,7 +24,7 @@ def _bn(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
 
 
 def _pool(cls: type[nn.Module]) -> Factory:
-    return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"))
+    return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"), node.attr("padding", 0))
 
 
 MODULE_FACTORIES: dict[str, Factory] = {

@@ -1,0 +1,1 @@
+"""Bring models from other libraries into slimspec specs (torchvision today)."""
