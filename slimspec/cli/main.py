@@ -5,7 +5,7 @@ import click
 
 from .. import __version__
 from .interop_cmds import import_model
-from .prune_cmds import prune
+from .prune_cmds import prune, sensitivity
 from .spec_cmds import build, diff, git_setup, info, schema, textconv, validate
 from .train_cmds import register as register_training
 
@@ -20,7 +20,7 @@ def cli() -> None:
     """
 
 
-for command in (validate, info, build, schema, diff, textconv, git_setup, prune, import_model):
+for command in (validate, info, build, schema, diff, textconv, git_setup, prune, import_model, sensitivity):
     cli.add_command(command)
 
 register_training(cli)

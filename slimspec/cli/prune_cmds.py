@@ -97,3 +97,35 @@ def _report_accuracy(result, data: str, data_dir: str | None, err: bool) -> None
         model.spec = getattr(model, "spec", result.parent if label == "original" else result.spec)
         metrics = evaluate(model, data, data_dir=data_dir)
         click.echo(f"accuracy {label:22s} {metrics['accuracy']:6.2f}%  ({data} test)", err=err)
+
+
+@click.command()
+@click.argument("weights", type=click.Path(dir_okay=False))
+@click.option("--data", required=True, help="Dataset to measure accuracy on (test split).")
+@click.option("--data-dir")
+@click.option("--method", "-m", default="l1", show_default=True)
+@click.option("--ratios", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9", show_default=True)
+@click.option("--slot", "slots", multiple=True, help="Spec-path pattern of slots to analyse (default: all).")
+@click.option("--limit", type=int, help="Evaluate on the first N test images only.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@report_errors
+def sensitivity(weights: str, data: str, data_dir: str | None, method: str, ratios: str, slots: tuple[str, ...],
+                limit: int | None, device: str, as_json: bool) -> None:
+    """Accuracy after pruning each layer alone at several ratios (Li et al. 2017, Fig. 2)."""
+    from ..pruning.sensitivity import sensitivity as analyse
+    from ..report.tables import format_table
+
+    try:
+        values = [float(v) for v in ratios.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated ratios, got '{ratios}'", param_hint="--ratios") from None
+    result = analyse(weights, data, method=method, ratios=values, slots=slots, limit=limit, data_dir=data_dir,
+                     device=device)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    keys = [f"{r:g}" for r in values]
+    rows = [[slot, *(f"{acc[k]:.1f}" for k in keys)] for slot, acc in result["slots"].items()]
+    click.echo(format_table(["slot \\ ratio", *keys], rows))
+    click.echo(f"unpruned accuracy {result['baseline']:.2f}% ({data} test, method {method}, no fine-tuning)")
