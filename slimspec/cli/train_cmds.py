@@ -13,7 +13,7 @@ from .errors import report_errors
 def training_options(func: Callable) -> Callable:
     """Flags shared by train and finetune; None means 'use the default'."""
     options = [
-        click.option("--data", default="digits", show_default=True, help="digits | cifar10 | cifar100 | mnist | fashion-mnist | synthetic"),
+        click.option("--data", default="digits", show_default=True, help="digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder | imagenet | synthetic"),
         click.option("--data-dir", help="Where torchvision datasets live (default $SLIMSPEC_DATA_DIR or ./data)."),
         click.option("--download", is_flag=True, help="Let torchvision download the dataset."),
         click.option("--out", "-o", "run_dir", help="Run folder (checkpoints, metrics.jsonl)."),

@@ -1,5 +1,5 @@
-"""Datasets as in-memory tensor bundles: registry, digits (offline), torchvision, synthetic."""
-from . import digits, synthetic, vision  # noqa: F401  (register the datasets)
+"""Datasets: in-memory tensor bundles (digits offline, torchvision, synthetic) and streamed image folders."""
+from . import digits, folder, synthetic, vision  # noqa: F401  (register the datasets)
 from .registry import DataBundle, available_datasets, dataset_entry, get_dataset, register_dataset
 from .tensors import DataError, TensorDataBundle, adapt_input, random_crop, random_flip
 
