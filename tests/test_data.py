@@ -23,9 +23,11 @@ from slimspec.data import (
 
 # -- digits -------------------------------------------------------------------------------
 def test_registry_lists_datasets():
-    assert {"digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion-mnist"} <= set(available_datasets())
-    with pytest.raises(DataError, match="unknown dataset 'imagenet'.*digits"):
-        get_dataset("imagenet")
+    assert {"digits", "synthetic", "cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder", "imagenet"} <= set(
+        available_datasets()
+    )
+    with pytest.raises(DataError, match="unknown dataset 'coco'.*digits"):
+        get_dataset("coco")
 
 
 def test_digits_split_sizes_stratification_range_and_determinism():
