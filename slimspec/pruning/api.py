@@ -145,6 +145,38 @@ def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str 
     return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, sha256_file(weights)
 
 
+def _checked_scores(criterion, ctx: ScoreContext, options: PruneOptions, parent: Spec):
+    scores = criterion.score(ctx)
+    ir = parent.ir
+    if not any(ir.slots[path].prunable for path in scores):
+        raise PruneError(f"method '{options.method}' found nothing to score in {parent.name} "
+                         f"(e.g. 'slimming' needs BatchNorm after the prunable layers)")
+    for path, values in scores.items():
+        if values.numel() != ir.slots[path].size:
+            raise PruneError(f"{options.method}: {path} scored {values.numel()} channels, expected {ir.slots[path].size}")
+    return scores
+
+
+def _choose(parent: Spec, scores, options: PruneOptions, criterion) -> tuple[Decision, float | None]:
+    """Apply the ratio, the threshold, or the ratio found for a params/MACs target."""
+    ir = parent.ir
+    threshold, ratio = options.threshold, options.ratio
+    if ratio is None and not options.target and threshold is None and not options.overrides:
+        threshold = criterion.default_threshold
+        if threshold is None:
+            raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
+    if options.target:
+        (metric, goal), = options.target.items()
+        counter = count_macs if metric == "macs" else count_params
+        base = counter(ir)
+
+        def fraction(r: float) -> float:
+            return counter(_new_ir(parent, decide(ir, scores, _policy(options, criterion, None, r)))[1]) / base
+
+        ratio, threshold = fraction_search(fraction, goal), None
+    return decide(ir, scores, _policy(options, criterion, threshold, ratio)), ratio
+
+
 def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = None, *,
           spec: Spec | str | os.PathLike | None = None, plan: str | os.PathLike | Mapping | None = None,
           **overrides: Any) -> PruneResult:
@@ -165,51 +197,29 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
         from .unstructured import prune_weights
 
         return prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
-    scores = criterion.score(ctx)
-    if not any(ir.slots[path].prunable for path in scores):
-        raise PruneError(f"method '{options.method}' found nothing to score in {parent.name} "
-                         f"(e.g. 'slimming' needs BatchNorm after the prunable layers)")
-    for path, values in scores.items():
-        if values.numel() != ir.slots[path].size:
-            raise PruneError(f"{options.method}: {path} scored {values.numel()} channels, expected {ir.slots[path].size}")
+
+    # 1. score, 2. decide, 3. write the new spec in the parent's form and layout
+    scores = _checked_scores(criterion, ctx, options, parent)
     options.scope_used = options.scope or criterion.default_scope
-    threshold = options.threshold
-    if options.ratio is None and not options.target and threshold is None and not options.overrides:
-        threshold = criterion.default_threshold
-        if threshold is None:
-            raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
-    before = (count_params(ir), count_macs(ir))
-    ratio = options.ratio
-    if options.target:
-        (metric, goal), = options.target.items()
-        counter = count_macs if metric == "macs" else count_params
-        base = before[1] if metric == "macs" else before[0]
-
-        def fraction(r: float) -> float:
-            return counter(_new_ir(parent, decide(ir, scores, _policy(options, criterion, None, r)))[1]) / base
-
-        ratio = fraction_search(fraction, goal)
-        threshold = None
-    decision = decide(ir, scores, _policy(options, criterion, threshold, ratio))
+    decision, ratio = _choose(parent, scores, options, criterion)
     data, new_ir = _new_ir(parent, decision)
-    after = (count_params(new_ir), count_macs(new_ir))
-    data["pruned"] = _provenance(parent, options, decision, weights_sha, (before[0], after[0]),
-                                 (before[1], after[1]), ratio)
+    params, macs = (count_params(ir), count_params(new_ir)), (count_macs(ir), count_macs(new_ir))
+    data["pruned"] = _provenance(parent, options, decision, weights_sha, params, macs, ratio)
     new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
-
     notes: list[str] = []
     if decision.clamped:
         notes.append(f"min_channels={options.min_channels} kept channels in {len(decision.clamped)} slot(s) "
                      f"the policy would have emptied: {', '.join(decision.clamped[:8])}")
+
+    # 4. transplant: gates folded into their BN first; optionally the removed channels' bias
     source_mode = getattr(model, "mode", "plain")
     if source_mode == "gated":
         binary = options.binary_gates or any(getattr(m, "binary", False) for m in model.modules())
         state = fold_gates(ir, state, binary=binary)
-    out_mode = "masked" if source_mode == "masked" else "plain"
     renames = get_family(parent.arch).renames(parent.data, ir, _sizes(decision))
 
     def transplanted(source_state: dict[str, torch.Tensor]) -> torch.nn.Module:
-        new_model = build(new_spec, out_mode)
+        new_model = build(new_spec, "masked" if source_mode == "masked" else "plain")
         new_state = transplant(ir, source_state, decision.kept, set(new_model.state_dict()), renames)
         load_state_into(new_model, new_state, "transplant")
         return new_model.train(model.training)
@@ -220,11 +230,8 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
         state, skipped = fold_removed_bias(ir, state, decision.kept)
         if skipped:
             notes.append(f"fold-bias: no BN or bias to absorb removed channels in {', '.join(skipped)}")
-    result = PruneResult(new_spec, transplanted(state), parent, slot_rows(ir, decision.kept), decision, options,
-                         (before[0], after[0]), (before[1], after[1]), notes)
-    result.source_model = model
-    result.variants = variants
-    return result
+    return PruneResult(new_spec, transplanted(state), parent, slot_rows(ir, decision.kept), decision, options,
+                       params, macs, notes, model, variants)
 
 
 __all__ = ["prune", "PruneResult", "PruneError", "keep_count"]
