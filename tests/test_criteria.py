@@ -110,3 +110,15 @@ def test_magnitude_params_target(model, tmp_path):
     assert result.params[1] <= 0.3 * result.params[0]
     with pytest.raises(PruneError, match="params"):
         prune(weights, "magnitude", target={"macs": 0.5})
+
+
+def test_magnitude_layer_scope_prunes_each_tensor_alike(model, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    slimspec.save_weights(model, model.spec, weights)
+    result = prune(weights, "magnitude", ratio=0.5, scope="layer")
+    for row in result.report:
+        assert row.after == int(row.before * 0.5 + 1e-9)
+    state = result.model.state_dict()
+    conv = state["features.3.conv.weight"].abs()
+    mask = state["features.3.conv.weight_mask"].bool()
+    assert conv[mask].min() >= conv[~mask].max()  # the largest half survives

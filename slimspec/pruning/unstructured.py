@@ -25,28 +25,19 @@ if TYPE_CHECKING:
 
 
 def _masks(scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, torch.Tensor]:
-    if scope == "layer":
-        masks = {}
-        for name, score in scores.items():
-            flat = score.flatten()
-            drop = flat.numel() - keep_count(flat.numel(), ratio)
-            mask = torch.ones_like(flat)
-            if drop:
-                # stable sort: ties pruned in storage order
-                mask[torch.sort(flat, stable=True).indices[:drop]] = 0
-            masks[name] = mask.view_as(score)
-        return masks
-    names = list(scores)
-    flat = torch.cat([scores[n].flatten() for n in names])
-    drop = flat.numel() - keep_count(flat.numel(), ratio)
-    keep = torch.ones_like(flat)
-    if drop:
+    """0/1 masks removing the lowest scores, per tensor (``layer``) or over all tensors (``global``).
+
+    Ties are pruned in storage order (stable sort), so masks are deterministic.
+    """
+    groups = [[name] for name in scores] if scope == "layer" else [list(scores)]
+    masks: dict[str, torch.Tensor] = {}
+    for names in groups:
+        flat = torch.cat([scores[n].flatten() for n in names])
+        keep = torch.ones_like(flat)
+        drop = flat.numel() - keep_count(flat.numel(), ratio)
         keep[torch.sort(flat, stable=True).indices[:drop]] = 0
-    masks, offset = {}, 0
-    for name in names:
-        size = scores[name].numel()
-        masks[name] = keep[offset: offset + size].view_as(scores[name])
-        offset += size
+        for name, part in zip(names, keep.split([scores[n].numel() for n in names])):
+            masks[name] = part.view_as(scores[name])
     return masks
 
 
@@ -54,6 +45,8 @@ def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.T
                   scores: dict[str, torch.Tensor], options: "PruneOptions", weights_sha: str | None) -> "PruneResult":
     from .api import PruneResult, _provenance
 
+    if getattr(model, "mode", "plain") == "gated":
+        raise PruneError("magnitude pruning of gated weights: prune the gates first (method 'gate')")
     options.scope_used = options.scope or "global"
     total = count_params(parent.ir)
     prunable = sum(s.numel() for s in scores.values())
@@ -77,11 +70,7 @@ def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.T
     for name, mask in masks.items():
         new_state[name] = new_state[name] * mask.to(new_state[name].dtype)
         new_state[f"{name}_mask"] = mask.to(new_state[name].dtype)
-    target_keys = set(new_model.state_dict())
-    if model is not None and getattr(model, "mode", "plain") == "gated":
-        raise PruneError("magnitude pruning of gated weights: prune the gates first (method 'gate')")
-    load_state_into(new_model, {k: new_state[k] if k in new_state else v for k, v in new_model.state_dict().items()
-                                if k in target_keys}, "magnitude")
+    load_state_into(new_model, {k: new_state.get(k, v) for k, v in new_model.state_dict().items()}, "magnitude")
     rows = [SlotRow(name, "weights", int(m.numel()), int(m.sum())) for name, m in masks.items()]
     result: Any = PruneResult(new_spec, new_model, parent, rows, decision, options, (total, remaining), (macs, macs),
                               [f"{100 * (1 - remaining / total):.1f}% of parameters masked (widths unchanged)"])
