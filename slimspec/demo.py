@@ -53,7 +53,7 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
     say(result.table())
 
     say(f"[3/3] fine-tuning the pruned network for {finetune_epochs} epochs ...")
-    tuned = finetune(pruned_path, "digits", out / "finetune", epochs=finetune_epochs, lr=finetune_lr, seed=seed,
+    finetune(pruned_path, "digits", out / "finetune", epochs=finetune_epochs, lr=finetune_lr, seed=seed,
                      quiet=not verbose, force=True)
 
     rows: dict[str, dict[str, Any]] = {}

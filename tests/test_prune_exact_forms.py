@@ -3,7 +3,6 @@ pruning, flatten heads with hidden BN classifiers, sequential nets with 1-D Batc
 from __future__ import annotations
 
 import pytest
-import torch
 
 import slimspec
 from slimspec.document import spec_from_text

@@ -126,7 +126,7 @@ def git_setup(pattern: str) -> None:
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=True, capture_output=True, text=True).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError):
-        raise click.ClickException("not inside a git repository")
+        raise click.ClickException("not inside a git repository") from None
     subprocess.run(["git", "config", "diff.slimspec.textconv", "slimspec textconv"], check=True, cwd=top)
     subprocess.run(["git", "config", "diff.slimspec.cachetextconv", "false"], check=True, cwd=top)
     attributes = Path(top) / ".gitattributes"

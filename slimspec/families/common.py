@@ -8,7 +8,7 @@ from ..spec.channels import format_channel_set, parse_channel_set
 from ..spec.errors import SpecError, SpecIssue, format_path, parse_path
 
 
-def resolve_select(b: IRBuilder, path: tuple, text: str | None, base_size: int) -> tuple[int, ...]:
+def resolve_select(path: tuple, text: str | None, base_size: int) -> tuple[int, ...]:
     """Parse a channel-set string against the width it selects from, with a located error."""
     if text is None:
         return tuple(range(base_size))
@@ -21,7 +21,7 @@ def resolve_select(b: IRBuilder, path: tuple, text: str | None, base_size: int) 
 def selection_layer(b: IRBuilder, prefix: str, x: str, slot_path: tuple, text: str | None) -> str:
     """BN on the full input, then a channel selection slot (Network Slimming's ``channel_selection``)."""
     base = b.channels(x)
-    index = resolve_select(b, slot_path, text, base)
+    index = resolve_select(slot_path, text, base)
     slot = format_path(slot_path)
     b.add_slot(slot, len(index), "select", index, base)
     y = b.bn(f"{prefix}.bn", x, at=slot)
@@ -42,10 +42,6 @@ def set_path(data: dict, path: str, value: object) -> None:
     for part in parts[:-1]:
         target = target[part]
     target[parts[-1]] = value
-
-
-def new_sizes(sizes: Mapping[str, int], slots: Mapping) -> dict[str, int]:
-    return {path: sizes.get(path, slot.size) for path, slot in slots.items()}
 
 
 def write_channel_slots(data: dict, ir, sizes: Mapping[str, int]) -> dict:
