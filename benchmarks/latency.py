@@ -19,23 +19,25 @@ from _common import compare  # noqa: E402
 from slimspec.pruning.api import prune  # noqa: E402
 
 
-def handwritten_vgg(spec: slimspec.Spec, source: nn.Module) -> nn.Module:
-    """torchvision-style make_layers VGG carrying the same weights as ``source``."""
+def handwritten_vgg(spec: slimspec.Spec, source: nn.Module | None = None) -> nn.Module:
+    """torchvision-style make_layers VGG (carrying ``source``'s weights when given)."""
     layers: list[nn.Module] = []
     cin = spec.ir.input_shape[0]
-    state = source.state_dict()
+    state = source.state_dict() if source is not None else None
     for i, value in enumerate(spec.data["cfg"]):
         if value == "M":
             layers.append(nn.MaxPool2d(2))
             continue
         conv, bn = nn.Conv2d(cin, value, 3, padding=1, bias=False), nn.BatchNorm2d(value)
-        conv.weight.data.copy_(state[f"features.{i}.conv.weight"])
-        for key in ("weight", "bias", "running_mean", "running_var"):
-            getattr(bn, key).data.copy_(state[f"features.{i}.bn.{key}"])
+        if state is not None:
+            conv.weight.data.copy_(state[f"features.{i}.conv.weight"])
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(bn, key).data.copy_(state[f"features.{i}.bn.{key}"])
         layers += [conv, bn, nn.ReLU()]
         cin = value
     fc = nn.Linear(cin, spec.ir.num_classes)
-    fc.load_state_dict({"weight": state["fc.weight"], "bias": state["fc.bias"]})
+    if state is not None:
+        fc.load_state_dict({"weight": state["fc.weight"], "bias": state["fc.bias"]})
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc).eval()
 
 
