@@ -85,3 +85,14 @@ def test_git_setup_makes_git_diff_per_layer(tmp_path):
     diff = git("diff")
     assert "-cfg[1]" in diff.replace(" ", "") and "+cfg[1]" in diff.replace(" ", "")
     assert "-cfg[6]" in diff.replace(" ", "")
+
+
+def test_pruning_a_pruned_spec_keeps_the_lineage(vgg19_p70, tmp_path):
+    result, out = vgg19_p70
+    again = prune(out.with_suffix(".safetensors"), "l1", ratio=0.2)
+    block = again.spec.data["pruned"]
+    assert block["method"] == "l1" and block["parent_sha256"] == load_spec(out).sha256
+    assert [h["method"] for h in block["history"]] == ["slimming"]
+    assert block["history"][0]["params"]["before"] == 20_035_018
+    third = prune(again.model, "random", ratio=0.1)
+    assert [h["method"] for h in third.spec.data["pruned"]["history"]] == ["slimming", "l1"]

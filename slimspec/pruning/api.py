@@ -129,6 +129,9 @@ def _provenance(parent: Spec, options: PruneOptions, decision: Decision, weights
         "params": {"before": params[0], "after": params[1]},
         "macs": {"before": macs[0], "after": macs[1]},
     }
+    earlier = parent.data.get("pruned")
+    if earlier:  # pruning a pruned spec again: keep the lineage, oldest first
+        block["history"] = [*earlier.get("history", []), {k: v for k, v in earlier.items() if k != "history"}]
     return {k: v for k, v in block.items() if v is not None}
 
 
