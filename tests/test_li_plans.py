@@ -63,3 +63,10 @@ def test_resnet56_b_architecture(weights):
     assert stages[1]["blocks"] == [32, 22, 22, 22, 22, 22, 22, 32, 22]
     assert stages[2]["blocks"] == [64, 57, 57, 57, 57, 57, 57, 57, 64]
     assert [s["width"] for s in stages] == [16, 32, 64]
+
+
+def test_provenance_records_the_plan(weights):
+    result = prune(weights["resnet56"], plan=PLANS / "resnet56_li_B.yaml")
+    options = result.spec.data["pruned"]["options"]
+    assert options["overrides"] == {"stages[0].blocks[*]": 0.6, "stages[1].blocks[*]": 0.3, "stages[2].blocks[*]": 0.1}
+    assert "stages[1].blocks[7]" in options["exclude"]

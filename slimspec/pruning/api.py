@@ -126,6 +126,7 @@ def _provenance(parent: Spec, options: PruneOptions, decision: Decision, weights
         "seed": options.seed,
         "calibration": options.calibration,
         "clamped": list(decision.clamped) or None,
+        "options": _non_default_options(options),
         "params": {"before": params[0], "after": params[1]},
         "macs": {"before": macs[0], "after": macs[1]},
     }
@@ -133,6 +134,13 @@ def _provenance(parent: Spec, options: PruneOptions, decision: Decision, weights
     if earlier:  # pruning a pruned spec again: keep the lineage, oldest first
         block["history"] = [*earlier.get("history", []), {k: v for k, v in earlier.items() if k != "history"}]
     return {k: v for k, v in block.items() if v is not None}
+
+
+def _non_default_options(options: PruneOptions) -> dict[str, Any] | None:
+    """The plan keys that shaped the result beyond the headline fields (for reproducibility)."""
+    extra = {"exclude": list(options.exclude), "overrides": dict(options.overrides),
+             "prune_stream": options.prune_stream, "fold_bias": options.fold_bias}
+    return {k: v for k, v in extra.items() if v} or None
 
 
 def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str | os.PathLike | None):
