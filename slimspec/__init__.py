@@ -21,6 +21,7 @@ _LAZY = {
     "build": "api", "info": "report.info", "save_weights": "api", "load_model": "api",
     "prune": "pruning.api", "PruneResult": "pruning.api",
     "train": "training.api", "finetune": "training.api", "evaluate": "training.api",
+    "sensitivity": "pruning.sensitivity", "import_torchvision": "interop.torchvision_models",
 }
 
 __all__ = ["Spec", "SpecError", "SpecIssue", "load_spec", "dump_spec", "stock_specs", *_LAZY]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from .nn import SpecNet, init_weights
 from .document import Spec, load_spec, spec_from_text
+from .nn import SpecNet, init_weights
 from .weights import embedded_spec_text, load_state_into, read_weights, save_weights as _save_weights
 
 
@@ -15,11 +15,13 @@ def build(spec: Spec | str | os.PathLike, mode: str = "plain", *, binary_gates: 
           seed: int | None = None) -> SpecNet:
     """Build the spec's network as a ``torch.nn.Module`` in ``plain``, ``masked`` or ``gated`` mode."""
     spec = load_spec(spec)
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
+    if seed is None:  # like any torch module: draws from (and advances) the global RNG
         model = SpecNet(spec.ir, mode, binary_gates=binary_gates)
         init_weights(model, spec.data.get("init"))
+    else:  # a private, seeded RNG: the same seed gives the same weights, the global RNG is untouched
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build(spec, mode, binary_gates=binary_gates)
     model.spec = spec  # type: ignore[attr-defined]
     return model
 

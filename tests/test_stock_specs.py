@@ -68,3 +68,12 @@ def test_same_seed_same_weights():
     a = slimspec.build("digits_resnet", seed=3).state_dict()
     b = slimspec.build("digits_resnet", seed=3).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unseeded_builds_draw_fresh_weights_from_the_global_rng():
+    torch.manual_seed(0)
+    a = slimspec.build("digits_mlp").state_dict()
+    b = slimspec.build("digits_mlp").state_dict()
+    assert not torch.equal(a["layers.0.linear.weight"], b["layers.0.linear.weight"])
+    torch.manual_seed(0)
+    assert torch.equal(slimspec.build("digits_mlp").state_dict()["layers.0.linear.weight"], a["layers.0.linear.weight"])
