@@ -110,24 +110,7 @@ compression: 0.5
 transitions: ["0-47,50"]
 head_select: "all"
 """,
-    "lenet5": """slimspec: 1
-name: lenet5
-arch: sequential
-input: [1, 32, 32]
-num_classes: 10
-layers:
-  - conv: {out: 6, kernel: 5}     # padding 0, stride 1 unless given
-  - relu
-  - maxpool: 2
-  - conv: {out: 16, kernel: 5}
-  - relu
-  - maxpool: 2
-  - flatten
-  - linear: 120
-  - relu
-  - linear: 84
-  - relu                          # the final Linear(num_classes) is implied
-""",
+    "lenet5": (ROOT / "specs" / "lenet5.yaml").read_text(),
     "sequential_all_kinds": HEAD.format(name="seq", arch="sequential") + """layers:
   - conv: 16
   - conv: {out: 8, kernel: 3, stride: 2, padding: 1, bias: false}
