@@ -94,7 +94,6 @@ def _report_accuracy(result, data: str, data_dir: str | None, err: bool) -> None
     if result.variants:
         models["pruned (bias folded)"] = models.pop("pruned")
     for label, model in models.items():
-        model.spec = getattr(model, "spec", result.parent if label == "original" else result.spec)
         metrics = evaluate(model, data, data_dir=data_dir)
         click.echo(f"accuracy {label:22s} {metrics['accuracy']:6.2f}%  ({data} test)", err=err)
 

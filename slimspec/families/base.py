@@ -14,6 +14,10 @@ from ..ir import IR, IRBuilder
 from ..spec.errors import SpecError, SpecIssue
 from ..utils.registry import Registry
 
+# Top-level spec keys that hold layer widths, channel selections or block lists: the keys a
+# prune rewrites, shown per slot (not as raw values) by diff and textconv.
+WIDTH_KEYS = ("cfg", "stages", "blocks", "layers", "classifier", "transitions", "head_select", "stem")
+
 _FAMILIES: Registry["Family"] = Registry("arch", lambda message: SpecError([SpecIssue.at(("arch",), message)]))
 
 

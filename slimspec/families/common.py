@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from ..ir import IRBuilder
 from ..spec.channels import format_channel_set, parse_channel_set
 from ..spec.errors import SpecError, SpecIssue, format_path, parse_path
+from .base import copy_data
 
 
 def resolve_select(path: tuple, text: str | None, base_size: int) -> tuple[int, ...]:
@@ -46,9 +47,7 @@ def set_path(data: dict, path: str, value: object) -> None:
 
 def write_channel_slots(data: dict, ir, sizes: Mapping[str, int]) -> dict:
     """New spec data where every ``channel`` slot's spec path gets its new width."""
-    import copy
-
-    new = copy.deepcopy(data)
+    new = copy_data(data)
     for path, slot in ir.slots.items():
         if slot.kind == "channel":
             set_path(new, path, sizes.get(path, slot.size))

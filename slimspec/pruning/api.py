@@ -19,7 +19,7 @@ from ..document import Spec, spec_from_text
 from ..families import get_family
 from ..ir import IR, count_macs, count_params
 from ..spec.yamlio import update_spec_text
-from ..utils.fileio import check_writable, sha256_file
+from ..utils.fileio import atomic_write, check_writable, sha256_file
 from ..weights import load_state_into, save_weights
 from .criteria import PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
@@ -67,8 +67,6 @@ class PruneResult:
         check_writable(spec_path, overwrite)
         check_writable(weights_path, overwrite)
         save_weights(self.model, self.spec.text, weights_path, overwrite=overwrite)
-        from ..utils.fileio import atomic_write
-
         atomic_write(spec_path, self.spec.text, overwrite=overwrite)
         return spec_path, weights_path
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..document import Spec
+from ..families import WIDTH_KEYS
 from ..ir import count_macs, count_params
 from .tables import format_table
 
@@ -64,8 +65,7 @@ def format_diff(diff: dict[str, Any]) -> str:
         rows = [[c["slot"], "-" if c["before"] is None else c["before"], "-" if c["after"] is None else c["after"],
                  "-" if c["kept_percent"] is None else f"{c['kept_percent']:.1f}"] for c in diff["slots"]]
         lines.append(format_table(["slot", "before", "after", "kept %"], rows))
-    other = [k for k in diff["changed_keys"] if k not in ("cfg", "stages", "blocks", "layers", "classifier",
-                                                          "transitions", "head_select", "stem")]
+    other = [k for k in diff["changed_keys"] if k not in WIDTH_KEYS]
     if other:
         lines.append("other changed keys: " + ", ".join(other))
     for key in ("params", "macs", "flops"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from ..document import Spec
+from ..families import WIDTH_KEYS
 from ..ir import count_macs, count_params
 from ..spec.channels import format_channel_set
 
@@ -29,8 +30,7 @@ def textconv(spec: Spec) -> str:
              f"num_classes: {ir.num_classes}",
              f"params: {count_params(ir):,}", f"macs: {count_macs(ir):,}"]
     for key, value in spec.data.items():
-        if key not in ("slimspec", "name", "arch", "input", "num_classes", "pruned", "cfg", "stages", "blocks",
-                       "layers", "classifier", "transitions", "head_select", "stem"):
+        if key not in ("slimspec", "name", "arch", "input", "num_classes", "pruned", *WIDTH_KEYS):
             lines.append(f"{key}: {json.dumps(value)}")
     width = max((len(p) for p in ir.slots), default=10) + 2
     seen: set[str] = set()
