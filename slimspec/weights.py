@@ -15,16 +15,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .errors import WeightsError
 from .utils.fileio import atomic_write_with, sha256_bytes
 
 SPEC_KEY = "slimspec.spec"
 SPEC_HASH_KEY = "slimspec.spec_sha256"
 FORMAT_KEY = "slimspec.format"
 FORMAT_VERSION = "1"
-
-
-class WeightsError(ValueError):
-    """A weights file that cannot be read or does not fit the spec it is loaded into."""
 
 
 def _state_dict(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

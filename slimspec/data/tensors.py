@@ -20,11 +20,9 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ..errors import DataError
+
 SPLITS = ("train", "test")
-
-
-class DataError(ValueError):
-    """A dataset that cannot be found, loaded or fitted to a spec's input shape."""
 
 
 @dataclass(frozen=True, eq=False)

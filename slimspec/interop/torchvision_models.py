@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from ..document import Spec
+from ..errors import ModelImportError
 from ..weights import WeightsError
 
 ImportFn = Callable[[nn.Module, str], tuple[dict, dict[str, str]]]
 
 
-class ImportModelError(ValueError):
-    """A model that cannot be expressed as a spec."""
+ImportModelError = ModelImportError  # the name this module used before errors.py
 
 
 def _resnet(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:

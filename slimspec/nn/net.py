@@ -15,6 +15,7 @@ from torch import nn
 from ..ir import IR, Node
 from .layers import LAYER_SETS, PlainLayers
 from .ops import ChannelSelect, GlobalAvgPool, ShortcutA
+from ..errors import SpecError, SpecIssue
 
 Factory = Callable[[IR, Node, PlainLayers], nn.Module]
 
@@ -61,7 +62,7 @@ class SpecNet(nn.Module):
     def __init__(self, ir: IR, mode: str = "plain", binary_gates: bool = False):
         super().__init__()
         if mode not in LAYER_SETS:
-            raise ValueError(f"unknown build mode '{mode}' (choose from {', '.join(LAYER_SETS)})")
+            raise SpecError([SpecIssue("mode", f"unknown build mode '{mode}' (choose from {', '.join(LAYER_SETS)})")])
         self.ir, self.mode = ir, mode
         layers = LAYER_SETS[mode](binary_gates)
         last_use = {name: i for i, node in enumerate(ir.nodes) for name in node.inputs}

@@ -13,12 +13,13 @@ import torch
 
 from ..ir import IR
 from .sources import slot_sources
+from ..errors import PruneError
 
 
 @torch.no_grad()
 def apply_channel_masks(model: torch.nn.Module, ir: IR, kept: Mapping[str, tuple[int, ...]]) -> torch.nn.Module:
     if getattr(model, "mode", None) != "masked":
-        raise ValueError("apply_channel_masks needs a model built in 'masked' mode")
+        raise PruneError("apply_channel_masks needs a model built in 'masked' mode")
     sources = slot_sources(ir)
     for slot, keep in kept.items():
         removed = sorted(set(range(ir.slots[slot].size)) - set(keep))

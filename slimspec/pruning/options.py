@@ -18,6 +18,7 @@ from typing import Any
 from ..spec.errors import SpecError, SpecIssue
 from ..spec.validate import issues_for_schema
 from ..spec.yamlio import parse_yaml
+from ..errors import PruneError
 
 
 @lru_cache(maxsize=1)
@@ -36,11 +37,11 @@ def parse_target(text: str | Mapping[str, float] | None) -> dict[str, float] | N
         except ValueError:
             target = None
         if target is None:
-            raise ValueError(f"target: expected 'macs=FRACTION' or 'params=FRACTION', got '{text}'")
+            raise PruneError(f"target: expected 'macs=FRACTION' or 'params=FRACTION', got '{text}'")
     if target is not None:
         issues = issues_for_schema(plan_schema(), {"target": target})
         if issues:
-            raise ValueError("; ".join(str(i) for i in issues))
+            raise PruneError("; ".join(str(i) for i in issues))
     return target
 
 
@@ -84,15 +85,15 @@ class PruneOptions:
         known = {f.name for f in fields(cls)}
         for key, value in flags.items():
             if key not in known:
-                raise TypeError(f"prune() got an unexpected option '{key}'")
+                raise PruneError(f"prune() got an unexpected option '{key}'")
             if value is None or (key in ("exclude", "overrides") and not value):
                 continue
             setattr(options, key, value)
         options.target = parse_target(options.target)
         if not options.method:
-            raise ValueError("method: not given (use --method or a plan's 'method')")
+            raise PruneError("method: not given (use --method or a plan's 'method')")
         if options.ratio is not None and options.target:
-            raise ValueError("give either a ratio or a target, not both")
+            raise PruneError("give either a ratio or a target, not both")
         return options
 
 

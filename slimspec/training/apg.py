@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch.optim import Optimizer
+from ..errors import TrainingError
 
 
 class APG(Optimizer):
@@ -42,11 +43,11 @@ class APG(Optimizer):
         nonnegative: bool = True,
     ) -> None:
         if lr < 0.0:
-            raise ValueError(f"APG: invalid learning rate {lr}")
+            raise TrainingError(f"APG: invalid learning rate {lr}")
         if gamma < 0.0:
-            raise ValueError(f"APG: invalid L1 weight gamma {gamma}")
+            raise TrainingError(f"APG: invalid L1 weight gamma {gamma}")
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"APG: momentum must be in [0, 1), got {momentum}")
+            raise TrainingError(f"APG: momentum must be in [0, 1), got {momentum}")
         defaults = dict(lr=lr, gamma=gamma, momentum=momentum, nonnegative=nonnegative)
         super().__init__(params, defaults)
 

@@ -24,6 +24,7 @@ from ..utils.fileio import atomic_write
 from ..weights import save_weights
 from .config import TrainConfig
 from .loop import STATE_FILE, TrainResult, evaluate as evaluate_model, train as train_loop
+from ..errors import TrainingError
 
 RUN_FILE = "run.json"
 SPEC_FILE = "spec.yaml"
@@ -38,7 +39,7 @@ def make_config(**values: Any) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
+        raise TrainingError(f"unknown training option(s): {', '.join(unknown)}")
     return TrainConfig(**{k: v for k, v in values.items() if v is not None})
 
 
@@ -52,9 +53,9 @@ def scratch_epochs(epochs: int, kind: str, spec: Spec, reference: Spec | None) -
     if kind.upper() == "E":
         return epochs
     if kind.upper() != "B":
-        raise ValueError(f"scratch: expected E or B, got '{kind}'")
+        raise TrainingError(f"scratch: expected E or B, got '{kind}'")
     if reference is None:
-        raise ValueError("scratch B needs the unpruned parent spec (--reference PARENT.yaml)")
+        raise TrainingError("scratch B needs the unpruned parent spec (--reference PARENT.yaml)")
     return int(round(epochs * count_macs(reference.ir) / count_macs(spec.ir)))
 
 
@@ -78,11 +79,11 @@ def train(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | o
         weights = None
     dataset = get_dataset(data, data_dir=data_dir, download=download, input_shape=spec.ir.input_shape, seed=seed)
     if dataset.num_classes != spec.ir.num_classes:
-        raise ValueError(f"{data} has {dataset.num_classes} classes but spec {spec.name} has num_classes: {spec.ir.num_classes}")
+        raise TrainingError(f"{data} has {dataset.num_classes} classes but spec {spec.name} has num_classes: {spec.ir.num_classes}")
     if weights is not None:
         model, _ = load_model(weights, spec, binary_gates=binary_gates)
         if gates == "sss" and model.mode != "gated":
-            raise ValueError("--gates sss needs a gated model; start from a spec, not plain weights")
+            raise TrainingError("--gates sss needs a gated model; start from a spec, not plain weights")
     else:
         model = build(spec, "gated" if gates == "sss" else "plain", binary_gates=binary_gates, seed=seed)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
@@ -116,7 +117,7 @@ def resume(run_dir: str | os.PathLike) -> TrainResult:
 def default_weights_for(spec: Spec) -> Path:
     """The weights ``prune`` wrote next to a pruned spec file."""
     if not spec.source or spec.source.startswith("<"):
-        raise ValueError("give --weights: the spec was not read from a file")
+        raise TrainingError("give --weights: the spec was not read from a file")
     path = Path(spec.source).with_suffix(".safetensors")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no weights next to the spec (give --weights)")
@@ -128,7 +129,7 @@ def finetune(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str 
     """Fine-tune a pruned spec from its transplanted weights (``--schedule slimming`` or ``li``)."""
     spec = load_spec(spec)
     if schedule not in SCHEDULE_PRESETS:
-        raise ValueError(f"schedule: expected one of {', '.join(SCHEDULE_PRESETS)}, got '{schedule}'")
+        raise TrainingError(f"schedule: expected one of {', '.join(SCHEDULE_PRESETS)}, got '{schedule}'")
     values = {**SCHEDULE_PRESETS[schedule], **{k: v for k, v in kwargs.items() if v is not None}}
     return train(spec, data, run_dir, weights=weights or default_weights_for(spec), **values)
 

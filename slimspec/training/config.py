@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
+from ..errors import TrainingError
 
 SCHEDULES = ("slimming", "li", "cosine")
 TRI_STATE = ("auto", "on", "off")
@@ -66,7 +67,7 @@ class TrainConfig:
             if getattr(self, name) not in TRI_STATE:
                 problems.append(f"{name} must be one of {', '.join(TRI_STATE)}, got '{getattr(self, name)}'")
         if problems:
-            raise ValueError("TrainConfig: " + "; ".join(problems))
+            raise TrainingError("TrainConfig: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy (lists instead of tuples), for state files and logs."""

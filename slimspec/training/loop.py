@@ -52,6 +52,7 @@ from .distributed import (
     wrap_model,
 )
 from .sparsity import bn_l1_subgradient_, gate_parameters, sparsity_stats
+from ..errors import TrainingError
 
 STATE_FILE = "state.pt"
 LAST_FILE = "last.safetensors"
@@ -188,7 +189,7 @@ def load_state(path: Path) -> dict[str, Any]:
     """Read a ``state.pt`` with ``weights_only=True`` (no arbitrary unpickling)."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise ValueError(f"{path}: not a slimspec training state (version {STATE_VERSION})")
+        raise TrainingError(f"{path}: not a slimspec training state (version {STATE_VERSION})")
     return state
 
 
@@ -305,7 +306,7 @@ def _train(
         model.to(memory_format=torch.channels_last)
     gates = gate_parameters(model) if config.gates == "sss" else []
     if config.gates == "sss" and not gates:
-        raise ValueError("gates='sss' but the model has no '*.gate.weight' parameters (build it in gated mode)")
+        raise TrainingError("gates='sss' but the model has no '*.gate.weight' parameters (build it in gated mode)")
     gate_ids = {id(p) for p in gates}
     others = [p for p in model.parameters() if p.requires_grad and id(p) not in gate_ids]
     optimizers: list[torch.optim.Optimizer] = [
@@ -327,7 +328,7 @@ def _train(
     if resume and state_path.is_file():
         state = load_state(state_path)
         if state["gates"] != config.gates or len(state["optimizers"]) != len(optimizers):
-            raise ValueError(f"{state_path}: saved with gates={state['gates']!r}, cannot resume with {config.gates!r}")
+            raise TrainingError(f"{state_path}: saved with gates={state['gates']!r}, cannot resume with {config.gates!r}")
         load_state_into(model, state["model"], source=str(state_path))
         for opt, opt_state in zip(optimizers, state["optimizers"]):
             opt.load_state_dict(opt_state)

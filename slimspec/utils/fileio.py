@@ -14,13 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-class OutputExistsError(FileExistsError):
-    """Raised when an output file exists and overwriting was not requested."""
-
-    def __init__(self, path: Path):
-        super().__init__(f"{path}: already exists (use --force to overwrite)")
-        self.path = path
+from ..errors import OutputExistsError
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:

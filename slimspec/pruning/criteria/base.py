@@ -13,13 +13,10 @@ from typing import ClassVar
 
 import torch
 
+from ...errors import PruneError
 from ...ir import IR
 from ...utils.registry import Registry
 from ..sources import Source, slot_sources
-
-
-class PruneError(ValueError):
-    """A pruning request that cannot be carried out (bad ratio, missing gates, no data...)."""
 
 
 @dataclass
