@@ -18,10 +18,10 @@ from .spec.errors import SpecError, SpecIssue
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build": "api", "info": "report.info", "save_weights": "api", "load_model": "api",
+    "build": "model", "info": "report.info", "save_weights": "model", "load_model": "model",
     "prune": "pruning.api", "PruneResult": "pruning.api",
     "train": "training.api", "finetune": "training.api", "evaluate": "training.api",
-    "sensitivity": "pruning.sensitivity", "import_torchvision": "interop.torchvision_models",
+    "sensitivity": "workflows.sensitivity", "import_torchvision": "interop.torchvision_models",
 }
 
 __all__ = ["Spec", "SpecError", "SpecIssue", "load_spec", "dump_spec", "stock_specs", *_LAZY]

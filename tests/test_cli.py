@@ -125,7 +125,7 @@ def test_prune_refuses_to_overwrite(run, weights, tmp_path):
     (["--target", "macs=2"], "target"),
     (["--target", "flops"], "target"),
     (["--exclude", "cfg[99]"], "matches no slot"),
-    (["--method", "nope", "--ratio", "0.5"], "unknown method"),
+    (["--method", "nope", "--ratio", "0.5"], "'nope' is not one of 'attention'"),
 ])
 def test_prune_bad_requests(run, weights, tmp_path, args, message):
     base = ["prune", weights, "--out", tmp_path / "x.yaml"]

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 import slimspec
 from slimspec.cli.main import cli
-from slimspec.pruning.sensitivity import sensitivity
+from slimspec.workflows.sensitivity import sensitivity
 
 
 def test_sensitivity_table(tmp_path):

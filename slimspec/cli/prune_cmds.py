@@ -7,14 +7,15 @@ from pathlib import Path
 
 import click
 
+from .choices import CRITERIA
 from .errors import report_errors
 
 
 @click.command()
 @click.argument("weights", type=click.Path(dir_okay=False))
-@click.option("--method", "-m", help="l1 | slimming | gate | sss | attention | attention-weight | magnitude | random")
+@click.option("--method", "-m", type=CRITERIA, help="Pruning criterion (registered methods).")
 @click.option("--ratio", type=float, help="Fraction of prunable channels to remove.")
-@click.option("--target", help="Reach a fraction of the original: macs=0.5 or params=0.3.")
+@click.option("--target", help="NAME=FRACTION: reach a fraction of the original (NAME: a registered target, e.g. macs=0.5).")
 @click.option("--threshold", type=float, help="Remove channels whose score is <= this value.")
 @click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it.")
 @click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer.")
@@ -112,7 +113,7 @@ def _report_accuracy(result, data: str, data_dir: str | None, err: bool) -> None
 def sensitivity(weights: str, data: str, data_dir: str | None, method: str, ratios: str, slots: tuple[str, ...],
                 limit: int | None, device: str, as_json: bool) -> None:
     """Accuracy after pruning each layer alone at several ratios (Li et al. 2017, Fig. 2)."""
-    from ..pruning.sensitivity import sensitivity as analyse
+    from ..workflows.sensitivity import sensitivity as analyse
     from ..report.tables import format_table
 
     try:

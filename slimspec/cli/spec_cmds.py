@@ -10,6 +10,7 @@ import click
 
 from ..document import load_spec
 from ..spec.errors import SpecError
+from .choices import MODES
 from .errors import report_errors
 
 
@@ -54,7 +55,7 @@ def info(spec: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("spec")
-@click.option("--mode", type=click.Choice(["plain", "masked", "gated"]), default="plain", show_default=True)
+@click.option("--mode", type=MODES, default="plain", show_default=True)
 @click.option("--binary-gates", is_flag=True, help="Gated mode: binarize gates with a straight-through estimator.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the initialized weights (safetensors, spec embedded).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -62,8 +63,8 @@ def info(spec: str, as_json: bool) -> None:
 @report_errors
 def build(spec: str, mode: str, binary_gates: bool, out: str | None, seed: int, force: bool) -> None:
     """Build the model, run one forward pass on a dummy input, print a Keras-like summary."""
-    from ..api import build as build_model
-    from ..api import save_weights
+    from ..model import build as build_model
+    from ..model import save_weights
     from ..report.summary import model_summary
     from ..utils.fileio import check_writable
 

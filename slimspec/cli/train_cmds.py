@@ -7,13 +7,14 @@ from typing import Any
 
 import click
 
+from .choices import DATASETS, FINETUNE_PRESETS, SCHEDULES
 from .errors import report_errors
 
 
 def training_options(func: Callable) -> Callable:
     """Flags shared by train and finetune; None means 'use the default'."""
     options = [
-        click.option("--data", default="digits", show_default=True, help="digits | cifar10 | cifar100 | mnist | fashion-mnist | imagefolder | imagenet | synthetic"),
+        click.option("--data", type=DATASETS, default="digits", show_default=True, help="Dataset (registered names)."),
         click.option("--data-dir", help="Where torchvision datasets live (default $SLIMSPEC_DATA_DIR or ./data)."),
         click.option("--download", is_flag=True, help="Let torchvision download the dataset."),
         click.option("--out", "-o", "run_dir", help="Run folder (checkpoints, metrics.jsonl)."),
@@ -40,7 +41,7 @@ def _config(**values: Any) -> dict[str, Any]:
 @click.command()
 @click.argument("spec", required=False)
 @training_options
-@click.option("--schedule", type=click.Choice(["slimming", "li", "cosine"]), help="lr schedule (default slimming).")
+@click.option("--schedule", type=SCHEDULES, help="lr schedule (default slimming).")
 @click.option("--gates", type=click.Choice(["sss"]), help="Train Sparse Structure Selection gates with APG.")
 @click.option("--apg-gamma", type=float, help="L1 weight on the gates (APG soft threshold).")
 @click.option("--binary-gates", is_flag=True, help="Binarize gates in the forward pass (straight-through estimator).")
@@ -70,7 +71,7 @@ def train(spec: str | None, data: str, data_dir: str | None, download: bool, run
 @click.argument("spec")
 @training_options
 @click.option("--weights", help="Weights to start from (default: the .safetensors prune wrote next to SPEC).")
-@click.option("--schedule", "preset", type=click.Choice(["slimming", "li"]), default="slimming", show_default=True,
+@click.option("--schedule", "preset", type=FINETUNE_PRESETS, default="slimming", show_default=True,
               help="slimming: as training; li: 40 epochs at constant lr 0.001 (Li et al. 2017).")
 @report_errors
 def finetune(spec: str, data: str, data_dir: str | None, download: bool, run_dir: str | None, weights: str | None,
@@ -118,7 +119,7 @@ def eval_cmd(weights: str, data: str, data_dir: str | None, download: bool, spli
 def demo(out: str, spec: str, epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, seed: int,
          verbose: bool, force: bool) -> None:
     """Sparsity training -> slimming prune -> fine-tune on the bundled digits, offline."""
-    from ..demo import run_demo
+    from ..workflows.demo import run_demo
 
     run_demo(out, spec=spec, epochs=epochs, finetune_epochs=finetune_epochs, sparsity=sparsity,
              target_macs=target_macs, seed=seed, force=force, verbose=verbose, say=click.echo)

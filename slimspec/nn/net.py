@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..document import Spec
 from ..ir import IR, Node
 from .layers import LAYER_SETS, PlainLayers
 from .ops import ChannelSelect, GlobalAvgPool, ShortcutA
@@ -59,11 +60,12 @@ class _Container(nn.Module):
 class SpecNet(nn.Module):
     """The network a spec describes, in one build mode (plain, masked or gated)."""
 
-    def __init__(self, ir: IR, mode: str = "plain", binary_gates: bool = False):
+    def __init__(self, spec: Spec, mode: str = "plain", binary_gates: bool = False):
         super().__init__()
+        ir = spec.ir
         if mode not in LAYER_SETS:
             raise SpecError([SpecIssue("mode", f"unknown build mode '{mode}' (choose from {', '.join(LAYER_SETS)})")])
-        self.ir, self.mode = ir, mode
+        self.spec, self.ir, self.mode = spec, ir, mode
         layers = LAYER_SETS[mode](binary_gates)
         last_use = {name: i for i, node in enumerate(ir.nodes) for name in node.inputs}
         self._program: list[tuple[str, Callable, tuple[str, ...], tuple[str, ...]]] = []

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from ..api import build, load_model
+from ..model import build, load_model
+from ..nn import SpecNet
 from ..document import Spec, spec_from_text
 from ..families import get_family
 from ..ir import IR, count_macs, count_params
@@ -24,6 +25,7 @@ from ..weights import load_state_into, save_weights
 from .criteria import PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
 from .policy import Decision, PolicyConfig, decide, fraction_search, keep_count, pattern_check
+from .targets import TargetContext, get_target
 from .report import SlotRow, prune_table, slot_rows
 from .transplant import fold_gates, fold_removed_bias, transplant
 
@@ -144,7 +146,7 @@ def _non_default_options(options: PruneOptions) -> dict[str, Any] | None:
 def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str | os.PathLike | None):
     if isinstance(weights, torch.nn.Module):
         model = weights
-        parent = getattr(model, "spec", None) if spec is None else spec
+        parent = model.spec if spec is None and isinstance(model, SpecNet) else spec
         if parent is None:
             raise PruneError("a model passed to prune() needs its spec (build it with slimspec.build)")
         from ..document import load_spec
@@ -175,12 +177,14 @@ def _choose(parent: Spec, scores, options: PruneOptions, criterion) -> tuple[Dec
         if threshold is None:
             raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
     if options.target:
-        (metric, goal), = options.target.items()
-        counter = count_macs if metric == "macs" else count_params
-        base = counter(ir)
+        (name, goal), = options.target.items()
+        metric, context = get_target(name), TargetContext(options=dict(options.target_options))
+        metric.prepare(ir, context)
+        base = metric.measure(ir, context)
 
         def fraction(r: float) -> float:
-            return counter(_new_ir(parent, decide(ir, scores, _policy(options, criterion, None, r)))[1]) / base
+            new_ir = _new_ir(parent, decide(ir, scores, _policy(options, criterion, None, r)))[1]
+            return metric.measure(new_ir, context) / base
 
         ratio, threshold = fraction_search(fraction, goal), None
     return decide(ir, scores, _policy(options, criterion, threshold, ratio)), ratio

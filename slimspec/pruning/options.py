@@ -6,6 +6,7 @@ defaults (scope, threshold).
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping
@@ -19,10 +20,27 @@ from ..spec.errors import SpecError, SpecIssue
 from ..spec.validate import issues_for_schema
 from ..spec.yamlio import parse_yaml
 from ..errors import PruneError
+from .criteria import criteria
+from .targets import targets
+
+
+def plan_schema() -> dict:
+    """The plan's JSON Schema, with the method enum and target keys taken from the registries.
+
+    Built on each call (it is small), so a criterion or target registered at run time is
+    accepted in plans at once.
+    """
+    schema = copy.deepcopy(_plan_schema_file())
+    props = schema["properties"]
+    props["method"]["enum"] = sorted(criteria())
+    fraction = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+    props["target"]["properties"] = {name: {**fraction, "description": metric.help}
+                                     for name, metric in sorted(targets().items())}
+    return schema
 
 
 @lru_cache(maxsize=1)
-def plan_schema() -> dict:
+def _plan_schema_file() -> dict:
     return json.loads(resources.files(__package__).joinpath("plan_schema.json").read_text(encoding="utf-8"))
 
 
@@ -37,7 +55,8 @@ def parse_target(text: str | Mapping[str, float] | None) -> dict[str, float] | N
         except ValueError:
             target = None
         if target is None:
-            raise PruneError(f"target: expected 'macs=FRACTION' or 'params=FRACTION', got '{text}'")
+            names = " or ".join(f"'{name}=FRACTION'" for name in targets())
+            raise PruneError(f"target: expected {names}, got '{text}'")
     if target is not None:
         issues = issues_for_schema(plan_schema(), {"target": target})
         if issues:
@@ -64,6 +83,7 @@ class PruneOptions:
     seed: int = 0
     fold_bias: bool = False
     binary_gates: bool = False
+    target_options: dict[str, Any] = field(default_factory=dict)  # e.g. a latency table path
     scope_used: str = ""
 
     @classmethod

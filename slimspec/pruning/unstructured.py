@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..api import build
+from ..model import build
 from ..document import Spec, spec_from_text
 from ..ir import count_macs, count_params
 from ..spec.yamlio import update_spec_text

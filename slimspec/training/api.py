@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from ..api import build, load_model
+from ..model import build, load_model
+from ..nn import SpecNet
 from ..data import get_dataset
 from ..document import Spec, load_spec, spec_from_text
 from ..ir import count_macs
@@ -140,8 +141,10 @@ def evaluate(weights: str | os.PathLike | torch.nn.Module, data: str = "digits",
     """Loss and accuracy (percent) of a weights file (or a built model) on a dataset split."""
     from .distributed import resolve_device
 
-    if isinstance(weights, torch.nn.Module):
-        model, spec = weights, weights.spec  # type: ignore[attr-defined]
+    if isinstance(weights, SpecNet):
+        model, spec = weights, weights.spec
+    elif isinstance(weights, torch.nn.Module):
+        raise TrainingError("evaluate() takes a weights file or a model built by slimspec (import others first)")
     else:
         model, spec = load_model(weights)
     dataset = get_dataset(data, data_dir=data_dir, download=download, input_shape=spec.ir.input_shape)

@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from ..api import load_model
+from ..model import load_model
 from ..data import get_dataset
 from ..training.loop import evaluate
-from .api import prune
-from .patterns import matches
+from ..pruning.api import prune
+from ..pruning.patterns import matches
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 

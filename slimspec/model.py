@@ -1,4 +1,9 @@
-"""The Python API (the CLI is a thin layer over these functions)."""
+"""The model layer: spec -> module, weights file <-> module (below pruning and training).
+
+``build`` makes a :class:`~slimspec.nn.SpecNet` from a spec; the network owns its spec
+(``model.spec``), so every layer above can ask a model what it is. ``load_model`` rebuilds
+the network from the spec embedded in a weights file and loads it strictly.
+"""
 from __future__ import annotations
 
 import os
@@ -16,13 +21,12 @@ def build(spec: Spec | str | os.PathLike, mode: str = "plain", *, binary_gates: 
     """Build the spec's network as a ``torch.nn.Module`` in ``plain``, ``masked`` or ``gated`` mode."""
     spec = load_spec(spec)
     if seed is None:  # like any torch module: draws from (and advances) the global RNG
-        model = SpecNet(spec.ir, mode, binary_gates=binary_gates)
+        model = SpecNet(spec, mode, binary_gates=binary_gates)
         init_weights(model, spec.data.get("init"))
     else:  # a private, seeded RNG: the same seed gives the same weights, the global RNG is untouched
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return build(spec, mode, binary_gates=binary_gates)
-    model.spec = spec  # type: ignore[attr-defined]
     return model
 
 

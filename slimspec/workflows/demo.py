@@ -14,15 +14,15 @@ from typing import Any, Callable
 
 import torch
 
-from .api import load_model
-from .document import load_spec
-from .ir import count_macs, count_params
-from .pruning.api import prune
-from .report.diff import format_diff, spec_diff
-from .report.tables import format_table
-from .training.api import evaluate, finetune, train
-from .training.latency import measure_latency
-from .utils.fileio import atomic_write
+from ..model import load_model
+from ..document import load_spec
+from ..ir import count_macs, count_params
+from ..pruning.api import prune
+from ..report.diff import format_diff, spec_diff
+from ..report.tables import format_table
+from ..training.api import evaluate, finetune, train
+from ..training.latency import measure_latency
+from ..utils.fileio import atomic_write
 
 
 def _check_out(out: Path, force: bool) -> None:

@@ -1,0 +1,1 @@
+"""Workflows above pruning and training: the demo pipeline, sensitivity analysis, benchmarks."""
