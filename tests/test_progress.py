@@ -1,0 +1,104 @@
+"""slimspec.utils.progress: non-terminal status lines, rate limiting (injected clock), quiet mode."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from slimspec.utils.progress import Progress, format_seconds, no_progress, progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(total=4, desc="work", enabled=True, interval=10.0):
+    stream, clock = io.StringIO(), Clock()
+    bar = progress(total=total, desc=desc, enabled=enabled, stream=stream, clock=clock, interval=interval, tty=False)
+    return bar, stream, clock
+
+
+def test_non_tty_lines_are_rate_limited_and_final_line_written():
+    bar, stream, clock = make()
+    with bar:
+        clock.now += 3
+        bar.update(1, status="cfg[0]")
+        assert stream.getvalue() == ""  # under the interval: nothing yet
+        clock.now += 7
+        bar.update(1, status="cfg[1]: 91.2%")
+        clock.now += 1
+        bar.update(1)  # 1 s after the last line: suppressed
+        clock.now += 10
+        bar.update(1)
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        "work: 2/4 (50%) 10.0s elapsed, ETA 10.0s | cfg[1]: 91.2%",
+        "work: 4/4 (100%) 21.0s elapsed | cfg[1]: 91.2%",
+        "work: done 4/4 in 21.0s | cfg[1]: 91.2%",
+    ]
+
+
+def test_unknown_total_and_callback_form():
+    stream, clock = io.StringIO(), Clock()
+    bar = Progress(desc="search", stream=stream, clock=clock, interval=5, tty=False, unit="steps")
+
+    def search(on_step=no_progress):  # how library code takes the callback
+        for i in range(3):
+            clock.now += 4
+            on_step(1, f"threshold {i}")
+
+    search(bar)
+    bar.close()
+    bar.close()  # idempotent
+    assert stream.getvalue().splitlines() == [
+        "search: 2 steps 8.0s elapsed | threshold 1",
+        "search: done 3 steps in 12.0s | threshold 2",
+    ]
+    assert search() is None  # the default no-op callback
+
+
+def test_quiet_prints_nothing_and_still_counts():
+    bar, stream, clock = make(enabled=False, interval=0)
+    with bar:
+        for _ in range(4):
+            clock.now += 60
+            bar.update(1, status="x")
+    assert stream.getvalue() == ""
+    assert bar.n == 4
+
+
+def test_iterable_form_yields_items_counts_total_from_len():
+    stream, clock = io.StringIO(), Clock()
+    items = list(progress([10, 20, 30], desc="eval", stream=stream, clock=clock, tty=False))
+    assert items == [10, 20, 30]
+    assert stream.getvalue() == "eval: done 3/3 in 0.0s\n"
+
+
+def test_tty_uses_tqdm_on_the_given_stream_not_stdout(capsys):
+    stream = io.StringIO()
+    with progress(total=2, desc="bar", stream=stream, tty=True) as bar:
+        bar.update(2, status="ok")
+    assert stream.getvalue().startswith("\rbar:") and "/2 [" in stream.getvalue()  # tqdm's bar format
+    assert capsys.readouterr().out == ""
+
+
+def test_default_stream_is_stderr_never_stdout(capsys):
+    with progress(total=1, desc="stderr-only", interval=0) as bar:
+        bar.update(1)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "stderr-only: done 1/1" in captured.err
+
+
+def test_total_form_is_not_iterable():
+    with pytest.raises(TypeError):
+        iter(progress(total=3, enabled=False)).__next__()
+
+
+@pytest.mark.parametrize("seconds, text", [(4.24, "4.2s"), (185, "3m05s"), (3725, "1h02m")])
+def test_format_seconds(seconds, text):
+    assert format_seconds(seconds) == text
