@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .bundle import check_limit
 from .registry import register_dataset
 from .tensors import DataError
 
@@ -40,6 +41,7 @@ class FolderDataBundle:
     channels: int = 3
     rank: int = 0
     world_size: int = 1
+    test_limit: int | None = None  # at most this many test images (the first ones, in ImageFolder order)
 
     def __post_init__(self) -> None:
         for split in SPLIT_FOLDERS:
@@ -71,11 +73,18 @@ class FolderDataBundle:
     def num_classes(self) -> int:
         return len(self._dataset("train", False).classes)
 
+    def _split_size(self, split: str) -> int:
+        n = len(self._dataset(split, False))
+        return min(n, self.test_limit) if split == "test" and self.test_limit is not None else n
+
     def num_examples(self, split: str = "train") -> int:
-        return len(self._dataset(split, False))
+        n = self._split_size(split)
+        if self.world_size == 1:
+            return n
+        return math.ceil(n / self.world_size) if split == "train" else len(range(self.rank, n, self.world_size))
 
     def num_batches(self, split: str, batch_size: int, drop_last: bool = False) -> int:
-        n = math.ceil(self.num_examples(split) / self.world_size) if self.world_size > 1 else self.num_examples(split)
+        n = self.num_examples(split)
         return n // batch_size if drop_last else math.ceil(n / batch_size)
 
     def to(self, device: torch.device | str) -> "FolderDataBundle":
@@ -84,11 +93,15 @@ class FolderDataBundle:
     def shard(self, rank: int, world_size: int) -> "FolderDataBundle":
         return replace(self, rank=rank, world_size=world_size)
 
+    def limit(self, n: int) -> "FolderDataBundle":
+        """The same folders, evaluating only the first ``n`` test images."""
+        return replace(self, test_limit=check_limit(self.name, n))
+
     def batches(self, split: str = "train", batch_size: int = 64, *, shuffle: bool = False, augment: bool = False,
                 device: torch.device | str | None = None, generator: torch.Generator | None = None,
                 drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         dataset = self._dataset(split, augment)
-        n = len(dataset)
+        n = self._split_size(split)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         if self.world_size > 1:
             total = math.ceil(n / self.world_size) * self.world_size if split == "train" else n

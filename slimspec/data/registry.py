@@ -1,6 +1,6 @@
 """Dataset registry: ``@register_dataset(name)`` loaders, looked up by :func:`get_dataset`.
 
-A loader is ``fn(*, data_dir, download, seed, input_shape) -> TensorDataBundle``. The entry
+A loader is ``fn(*, data_dir, download, seed, input_shape) -> DataBundle``. The entry
 declares the dataset's native image shape (``None`` when the loader generates any shape,
 like ``synthetic``) and whether it is resized to a spec's input by default (``digits``).
 """
@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..utils.registry import Registry
+from .bundle import DataBundle
 from .tensors import DataError, TensorDataBundle, adapt_input
 
-DataBundle = TensorDataBundle
-Loader = Callable[..., TensorDataBundle]
+Loader = Callable[..., DataBundle]
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def get_dataset(
     root = os.fspath(data_dir) if data_dir is not None else default_data_dir()
     bundle = entry.loader(data_dir=root, download=download, seed=seed, input_shape=wanted)
     if wanted is not None and bundle.input_shape != wanted:
-        if not allow:
+        if not allow or not isinstance(bundle, TensorDataBundle):
             raise DataError(
                 f"{name}: spec input {list(wanted)} does not match the dataset's images {list(bundle.input_shape)}"
             )

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from .bundle import check_limit
 
 SPLITS = ("train", "test")
 
@@ -101,6 +102,11 @@ class TensorDataBundle:
         the same number of steps. Test: positions ``r, r+W, ...`` without padding (exact counts).
         """
         return replace(self, rank=rank, world_size=world_size)
+
+    def limit(self, n: int) -> TensorDataBundle:
+        """The same bundle with only the first ``n`` test examples (a view; train untouched)."""
+        n = check_limit(self.name, n)
+        return replace(self, test_x=self.test_x[:n], test_y=self.test_y[:n])
 
     # -- iteration ------------------------------------------------------------------------
     def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:

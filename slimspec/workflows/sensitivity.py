@@ -6,7 +6,6 @@ are the sensitive ones Li et al. skip or prune less; the table is the evidence b
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +32,7 @@ def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
     model, spec = load_model(weights)
     bundle = get_dataset(data, data_dir=data_dir, input_shape=spec.ir.input_shape)
     if limit is not None:
-        bundle = dataclasses.replace(bundle, test_x=bundle.test_x[:limit], test_y=bundle.test_y[:limit])
+        bundle = bundle.limit(limit)
     target = torch.device(device)
     baseline = evaluate(model.to(target), bundle, device=target)["accuracy"]
     chosen = [path for path, slot in spec.ir.slots.items() if slot.kind in ("channel", "select")
