@@ -1,71 +1,475 @@
-"""Atomic file writes and content hashes.
+"""Outputs as transactions, run-folder locks and content hashes.
 
-Every artifact slimspec writes (specs, weights, checkpoints, reports) goes through
-:func:`atomic_write`: the data lands in a temporary file next to the target and is
-renamed over it only once complete, so an interrupted run never leaves a half-written
-file and an existing output is never clobbered unless ``overwrite=True``.
+Every artifact slimspec writes goes through an :class:`OutputTransaction`: all files of
+one command are written to temporaries in their target folders, fsynced, and renamed onto
+their final names only once every one of them is complete. The guarantees:
+
+* **No collision.** Outputs are compared with the command's inputs and with each other by
+  real path (symlinks resolved) and by inode (hard links): ``prune w.safetensors --out
+  w.safetensors --force`` is refused with :class:`~slimspec.errors.OutputConflictError`
+  before anything runs, and the trained weights stay untouched.
+* **No clobbering.** An existing output is refused (:class:`~slimspec.errors.OutputExistsError`)
+  unless ``force``. Only final names count: a stale ``.NAME.*.tmp`` left by a killed run
+  never blocks a rerun (it is removed under the lock).
+* **All or nothing.** On any failure (an exception, ``ENOSPC``, ``EACCES``,
+  ``KeyboardInterrupt``), before or during the renames, what this run wrote is removed and
+  files it replaced are restored from a hard-linked backup; folders it created are removed
+  when empty.
+* **One writer.** Each output holds an exclusive, non-blocking ``flock`` on ``.NAME.lock``
+  next to it from :meth:`OutputTransaction.reserve` to the end of the transaction, so a
+  second process writing the same file fails at once with :class:`OutputBusyError` (and two
+  racing commands never leave a spec next to weights of the other run).
+
+:func:`claim_run_dir` is the same idea for a training run folder, locked for the run's
+whole lifetime.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
+import glob
 import hashlib
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+import secrets
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
-from ..errors import OutputExistsError
+from ..errors import OutputConflictError, OutputExistsError
+
+PathLike = str | os.PathLike
+Writer = Callable[[Path], None]
+LOCK_SUFFIX = ".lock"
+RUN_LOCK_NAME = ".slimspec-run.lock"
 
 
-def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
+class OutputBusyError(OutputConflictError):
+    """Another process holds the lock of an output file or run folder."""
+
+
+# --------------------------------------------------------------------------- locks
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        pid = ""
+    return f" (pid {pid})" if pid.isdigit() else ""
+
+
+class FileLock:
+    """An exclusive, non-blocking ``flock`` on ``path`` (created; removed again on release).
+
+    The lock file is unlinked while still locked, so a lock file is never left behind by
+    a clean exit; :meth:`acquire` re-checks that the file it locked is still the one at
+    ``path`` (a racing releaser may have just unlinked it) and retries if not. A process
+    killed while holding the lock leaves the file, but not the lock: the kernel drops
+    ``flock`` locks with the process, and the next :meth:`acquire` simply takes it.
+    """
+
+    def __init__(self, path: PathLike, what: str) -> None:
+        self.path = Path(path)
+        self.what = what
+        self.fd: int | None = None
+
+    def acquire(self) -> "FileLock":
+        for _ in range(100):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise OutputBusyError(f"{self.what}: in use by another slimspec process{holder}; "
+                                          f"try again when it has finished") from None
+                raise
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+                self.fd = fd
+                return self
+            os.close(fd)  # the file we locked was unlinked by its previous holder: lock the new one
+        raise OutputBusyError(f"{self.what}: could not take the lock {self.path}")
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # closing drops the flock
+
+
+def lock_path_for(path: PathLike) -> Path:
+    """The lock file guarding an output: ``.NAME.lock`` in the same folder."""
+    target = Path(path)
+    return target.with_name(f".{target.name}{LOCK_SUFFIX}")
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True if ``a`` and ``b`` name one file: same real path, or same inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _new_file_mode(target: Path) -> int:
+    """The mode a new file would get (0666 minus the umask), or the existing target's mode."""
+    try:
+        return os.stat(target).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def check_writable(path: PathLike, overwrite: bool) -> Path:
     """Return ``path`` as a Path, raising :class:`OutputExistsError` if it exists and ``overwrite`` is false."""
     target = Path(path)
-    if target.exists() and not overwrite:
+    if not overwrite and (target.exists() or target.is_symlink()):
         raise OutputExistsError(target)
     return target
 
 
-def _file_mode(target: Path) -> int:
-    """The mode a new file would get (0666 minus the umask), or the existing target's mode."""
-    if target.exists():
-        return target.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+# --------------------------------------------------------------------------- transactions
+
+
+@dataclass
+class _Output:
+    path: Path
+    lock: FileLock
+    tmp: Path | None = None
+    backup: Path | None = None
+    sealed: bool = False
+    renamed: bool = False
+
+
+@dataclass
+class OutputTransaction:
+    """Write several files as one unit: all of them appear, or none changes.
+
+    Usage (a CLI command writing a spec and its weights)::
+
+        with OutputTransaction(force=force) as tx:
+            tx.check_inputs(weights, plan)          # refuse --out == an input, before any work
+            spec_out = tx.reserve(out)              # conflict + existence check, lock taken now
+            weights_out = tx.reserve(weights_path)
+            result = expensive_work()
+            tx.write(weights_out, lambda tmp: save(result, tmp))   # to a temporary, fsynced
+            tx.write(spec_out, result.text)
+        # leaving the block renames every temporary onto its final name (in reserve order);
+        # an exception inside it (or during the renames) removes what this run wrote,
+        # restores replaced files and re-raises.
+
+    ``tx.add(path, data_or_writer)`` is ``reserve`` + ``write``. A writer is called with the
+    temporary path and must create that file. Locks are held until the block ends.
+    """
+
+    force: bool = False
+    hint: str = "use --force to overwrite"
+    _inputs: list[Path] = field(default_factory=list)
+    _outputs: list[_Output] = field(default_factory=list)
+    _made_dirs: list[Path] = field(default_factory=list)
+    _done: bool = False
+
+    # -- checks and reservations
+
+    def check_inputs(self, *inputs: PathLike | None) -> None:
+        """Register the command's input files; an output naming the same file is refused."""
+        for item in inputs:
+            if item is None or not os.path.lexists(item):
+                continue  # not a file (e.g. a stock spec name): nothing to clobber
+            path = Path(item)
+            for out in self._outputs:
+                self._refuse_input(out.path, path)
+            self._inputs.append(path)
+
+    @staticmethod
+    def _refuse_input(output: Path, source: Path) -> None:
+        if _same_file(output, source):
+            detail = "" if str(output) == str(source) else f" (the same file as input {source})"
+            raise OutputConflictError(f"{output}: output would overwrite an input of this command{detail}; "
+                                      f"choose another output name")
+
+    def reserve(self, path: PathLike) -> Path:
+        """Check ``path`` against the inputs, the other outputs and existing files; lock it."""
+        if self._done:
+            raise RuntimeError("this output transaction has already finished")
+        target = Path(path)
+        for source in self._inputs:
+            self._refuse_input(target, source)
+        for other in self._outputs:
+            if _same_file(target, other.path):
+                same = "" if str(target) == str(other.path) else f" ({target} and {other.path} are one file)"
+                raise OutputConflictError(f"{target}: named twice as an output of one command{same}; "
+                                          f"give each output its own name")
+        if target.name in ("", ".", "..") or os.path.isdir(target):
+            raise OutputConflictError(f"{target}: is a folder, expected a file name")
+        self._make_parent(target.parent)
+        lock = FileLock(lock_path_for(target), str(target)).acquire()
+        out = _Output(target, lock)
+        self._outputs.append(out)
+        if not self.force and os.path.lexists(target):
+            raise OutputExistsError(target, self.hint)
+        self._remove_stale_temporaries(target)
+        return target
+
+    def _make_parent(self, folder: Path) -> None:
+        missing: list[Path] = []
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        self._made_dirs.extend(missing)  # deepest first: removed in this order on rollback
+
+    @staticmethod
+    def _remove_stale_temporaries(target: Path) -> None:
+        """Temporaries of this name left by a killed run (safe: we hold the name's lock)."""
+        pattern = os.path.join(glob.escape(str(target.parent)), glob.escape(f".{target.name}.") + "*.tmp")
+        for stale in glob.glob(pattern):
+            try:
+                os.unlink(stale)
+            except OSError:
+                pass
+
+    def _entry(self, path: PathLike) -> _Output:
+        target = Path(path)
+        for out in self._outputs:
+            if out.path == target:
+                return out
+        return self._entry(self.reserve(target))
+
+    # -- writing
+
+    def temporary(self, path: PathLike) -> Path:
+        """Reserve ``path`` (if needed) and return the temporary to fill; sealed at commit."""
+        out = self._entry(path)
+        if out.tmp is not None:
+            raise OutputConflictError(f"{out.path}: written twice in one command")
+        out.tmp = out.path.with_name(f".{out.path.name}.{secrets.token_hex(4)}.tmp")
+        return out.tmp
+
+    def write(self, path: PathLike, data: str | bytes | Writer) -> Path:
+        """Write ``data`` (text, bytes, or ``writer(tmp_path)``) to a fsynced temporary for ``path``."""
+        tmp = self.temporary(path)
+        if callable(data):
+            data(tmp)
+        else:
+            with open(tmp, "xb") as handle:
+                handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        out = self._entry(path)
+        self._seal(out)
+        return out.path
+
+    add = write  # ``tx.add(path, data_or_writer)``: reserve (if needed) and write
+
+    @staticmethod
+    def _seal(out: _Output) -> None:
+        """Usual permissions (not mkstemp's 0600) and the data on disk before any rename."""
+        if out.sealed:
+            return
+        if out.tmp is None or not out.tmp.exists():
+            raise RuntimeError(f"nothing was written for {out.path}")
+        os.chmod(out.tmp, _new_file_mode(out.path))
+        with open(out.tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        out.sealed = True
+
+    # -- commit / rollback
+
+    def commit(self) -> list[Path]:
+        """Rename every temporary onto its final name; on failure undo and re-raise."""
+        if self._done:
+            return [out.path for out in self._outputs]
+        try:
+            for out in self._outputs:
+                self._seal(out)
+            for out in self._outputs:
+                if os.path.lexists(out.path):
+                    out.backup = out.path.with_name(f".{out.path.name}.{secrets.token_hex(4)}.old.tmp")
+                    try:
+                        os.link(out.path, out.backup, follow_symlinks=False)
+                    except OSError:
+                        out.backup = None  # no hard links here: the old file cannot be restored
+            for out in self._outputs:
+                os.replace(out.tmp, out.path)  # type: ignore[arg-type]
+                out.renamed = True
+            for folder in {out.path.parent for out in self._outputs}:
+                _fsync_dir(folder)
+        except BaseException:
+            self.rollback()
+            raise
+        self._finish(keep_dirs=True)
+        return [out.path for out in self._outputs]
+
+    def rollback(self) -> None:
+        """Remove what this transaction wrote and put back what it replaced."""
+        if self._done:
+            return
+        for out in reversed(self._outputs):
+            try:
+                if out.renamed:
+                    if out.backup is not None:
+                        os.replace(out.backup, out.path)
+                        out.backup = None
+                    else:
+                        os.unlink(out.path)
+            except OSError:
+                out.backup = None  # could not restore: keep the backup file rather than lose it
+        self._finish(keep_dirs=False)
+
+    def _finish(self, keep_dirs: bool) -> None:
+        self._done = True
+        for out in self._outputs:
+            for leftover in (out.tmp if not out.renamed else None, out.backup):
+                if leftover is not None:
+                    try:
+                        os.unlink(leftover)
+                    except OSError:
+                        pass
+            out.lock.release()
+        if not keep_dirs:
+            for folder in self._made_dirs:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "OutputTransaction":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.rollback()
+
+
+# --------------------------------------------------------------------------- one-file helpers
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it onto ``path`` on success."""
-    target = check_writable(path, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _file_mode(target))  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+def atomic_path(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; it is renamed onto ``path`` on success."""
+    with OutputTransaction(force=overwrite) as tx:
+        yield tx.temporary(path)
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes, overwrite: bool = True) -> Path:
-    """Write text or bytes to ``path`` atomically (temp file + rename)."""
-    with atomic_path(path, overwrite) as tmp:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
+def atomic_write(path: PathLike, data: str | bytes, overwrite: bool = True) -> Path:
+    """Write text or bytes to ``path`` atomically (locked temporary, fsync, rename)."""
+    with OutputTransaction(force=overwrite) as tx:
+        tx.write(path, data)
     return Path(path)
 
 
-def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None], overwrite: bool = True) -> Path:
+def atomic_write_with(path: PathLike, writer: Writer, overwrite: bool = True) -> Path:
     """Call ``writer(tmp_path)`` and atomically move the result to ``path``."""
-    with atomic_path(path, overwrite) as tmp:
-        writer(tmp)
+    with OutputTransaction(force=overwrite) as tx:
+        tx.write(path, writer)
     return Path(path)
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+@dataclass
+class RunDirClaim:
+    """A training run folder locked for the lifetime of one run (see :func:`claim_run_dir`).
+
+    ``had_run`` says whether the folder already held a run when it was claimed (True for
+    a resume, or a ``force`` restart). Release with :meth:`release` or by leaving a
+    ``with`` block; the kernel also drops the lock if the process dies.
+    """
+
+    path: Path
+    had_run: bool
+    lock: FileLock
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> "RunDirClaim":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim_run_dir(path: PathLike, *, force: bool = False, resume: bool = False,
+                  run_files: Iterable[str] | None = None) -> RunDirClaim:
+    """Create (if needed) and exclusively lock a run folder for one training run.
+
+    * Another process holding the folder -> :class:`OutputBusyError` at once (non-blocking
+      ``flock`` on ``PATH/.slimspec-run.lock``), so two ``train -o runs/same`` never both run.
+    * The folder already holds a run -> :class:`~slimspec.errors.OutputExistsError` unless
+      ``force`` or ``resume``. "Holds a run" means: one of ``run_files`` exists in it, or,
+      when ``run_files`` is None, the folder has any entry besides the lock file.
+    * ``force`` (and not ``resume``) deletes the existing ``run_files`` (only those names,
+      nothing else) so files of the old run cannot mix with the new one.
+    * ``resume`` never deletes anything; ``claim.had_run`` tells the caller whether there
+      is a run to resume (the caller raises its own error if not).
+
+    The lock is held until ``claim.release()`` (or the end of ``with claim_run_dir(...)``);
+    a path that exists but is not a folder raises :class:`~slimspec.errors.OutputConflictError`.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputConflictError(f"{folder}: exists and is not a folder (a run folder was expected)")
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / RUN_LOCK_NAME, str(folder)).acquire()
+    try:
+        names = list(run_files) if run_files is not None else None
+        if names is None:
+            had_run = any(entry != RUN_LOCK_NAME for entry in os.listdir(folder))
+        else:
+            had_run = any(os.path.lexists(folder / name) for name in names)
+        if had_run and not (force or resume):
+            raise OutputExistsError(folder, "it already holds a run: use --resume to continue it or --force to "
+                                            "start over")
+        if had_run and force and not resume and names:
+            for name in names:
+                victim = folder / name
+                if victim.is_file() or victim.is_symlink():
+                    victim.unlink()
+    except BaseException:
+        lock.release()
+        raise
+    return RunDirClaim(folder, had_run, lock)
+
+
+# --------------------------------------------------------------------------- hashes
 
 
 def sha256_bytes(data: bytes | str) -> str:
@@ -75,7 +479,7 @@ def sha256_bytes(data: bytes | str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: PathLike) -> str:
     """Hex sha256 of a file's contents, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
