@@ -3,6 +3,11 @@
 A weights file always knows its architecture: the spec it was made for travels in the
 ``slimspec.spec`` metadata field, so ``load_model(path)`` can rebuild the network and a
 spec/weights mismatch is caught with a message naming the layers. No pickle anywhere.
+
+Files are byte-deterministic: the same tensors and metadata give the same bytes in any
+process (safetensors itself writes the metadata in hash-map order, which changes per
+process; :func:`weights_writer` rewrites the header with the metadata keys sorted), so
+``weights_sha256`` in a pruned spec's provenance is reproducible.
 """
 from __future__ import annotations
 
@@ -13,10 +18,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .errors import WeightsError
-from .utils.fileio import atomic_write_with, sha256_bytes
+from .utils.fileio import OutputTransaction, Writer, sha256_bytes
 
 SPEC_KEY = "slimspec.spec"
 SPEC_HASH_KEY = "slimspec.spec_sha256"
@@ -30,6 +35,39 @@ def _state_dict(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]) ->
     return {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state.items()}
 
 
+def _metadata(spec_text: str, metadata: Mapping[str, object] | None) -> dict[str, str]:
+    meta = {FORMAT_KEY: FORMAT_VERSION, SPEC_KEY: spec_text, SPEC_HASH_KEY: sha256_bytes(spec_text)}
+    for key, value in (metadata or {}).items():
+        meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return meta
+
+
+def _deterministic_header(raw: bytes) -> tuple[bytes, memoryview]:
+    """Split safetensors bytes into a canonical header (metadata keys sorted) and the data."""
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    meta = header.pop("__metadata__", None)
+    canonical = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | header
+    text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # keep the tensor data 8-byte aligned, as safetensors does
+    return len(text).to_bytes(8, "little") + text, memoryview(raw)[8 + size :]
+
+
+def weights_writer(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor], spec_text: str,
+                   metadata: Mapping[str, object] | None = None) -> Writer:
+    """A ``writer(path)`` for :class:`~slimspec.utils.fileio.OutputTransaction` (byte-deterministic)."""
+    tensors = _state_dict(model_or_state)
+    meta = _metadata(spec_text, metadata)
+
+    def write(path: Path) -> None:
+        header, data = _deterministic_header(save(tensors, metadata=meta))
+        with open(path, "xb") as handle:
+            handle.write(header)
+            handle.write(data)
+
+    return write
+
+
 def save_weights(
     model_or_state: torch.nn.Module | Mapping[str, torch.Tensor],
     spec_text: str,
@@ -37,13 +75,19 @@ def save_weights(
     *,
     overwrite: bool = True,
     metadata: Mapping[str, object] | None = None,
+    transaction: OutputTransaction | None = None,
 ) -> Path:
-    """Write a state dict as safetensors with ``spec_text`` embedded; atomic."""
-    meta = {FORMAT_KEY: FORMAT_VERSION, SPEC_KEY: spec_text, SPEC_HASH_KEY: sha256_bytes(spec_text)}
-    for key, value in (metadata or {}).items():
-        meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    tensors = _state_dict(model_or_state)
-    return atomic_write_with(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta), overwrite=overwrite)
+    """Write a state dict as safetensors with ``spec_text`` embedded; atomic and byte-deterministic.
+
+    With ``transaction`` the file joins that transaction (renamed when it commits);
+    otherwise it is written as a one-file transaction (``overwrite`` = ``force``).
+    """
+    writer = weights_writer(model_or_state, spec_text, metadata)
+    if transaction is not None:
+        return transaction.write(path, writer)
+    with OutputTransaction(force=overwrite) as tx:
+        tx.write(path, writer)
+    return Path(path)
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
