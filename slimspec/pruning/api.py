@@ -20,7 +20,7 @@ from ..document import Spec, spec_from_text
 from ..families import get_family
 from ..ir import IR, count_macs, count_params
 from ..spec.yamlio import update_spec_text
-from ..utils.fileio import atomic_write, check_writable, sha256_file
+from ..utils.fileio import OutputTransaction, sha256_file
 from ..weights import load_state_into, save_weights
 from .criteria import PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
@@ -62,14 +62,23 @@ class PruneResult:
         }
 
     def save(self, spec_path: str | os.PathLike, weights_path: str | os.PathLike | None = None,
-             overwrite: bool = False) -> tuple[Path, Path]:
-        """Write the spec and its weights (default: next to the spec, ``.safetensors``); atomic."""
+             overwrite: bool = False, *, inputs: Iterable[str | os.PathLike | None] = (),
+             transaction: OutputTransaction | None = None) -> tuple[Path, Path]:
+        """Write the spec and its weights (default: next to the spec, ``.safetensors``) as one unit.
+
+        Both files appear together or not at all (an :class:`OutputTransaction`: locked,
+        fsynced temporaries, renamed weights first); an output naming one of ``inputs``
+        (or the other output) raises ``OutputConflictError``. With ``transaction`` the
+        files join it and are renamed when the caller's transaction commits.
+        """
         spec_path = Path(spec_path)
         weights_path = Path(weights_path) if weights_path else spec_path.with_suffix(".safetensors")
-        check_writable(spec_path, overwrite)
-        check_writable(weights_path, overwrite)
-        save_weights(self.model, self.spec.text, weights_path, overwrite=overwrite)
-        atomic_write(spec_path, self.spec.text, overwrite=overwrite)
+        if transaction is None:
+            with OutputTransaction(force=overwrite) as tx:
+                return self.save(spec_path, weights_path, inputs=inputs, transaction=tx)
+        transaction.check_inputs(*inputs)
+        save_weights(self.model, self.spec.text, weights_path, transaction=transaction)
+        transaction.write(spec_path, self.spec.text)
         return spec_path, weights_path
 
 
