@@ -73,9 +73,24 @@ def test_quiet_prints_nothing_and_still_counts():
 
 def test_iterable_form_yields_items_counts_total_from_len():
     stream, clock = io.StringIO(), Clock()
-    items = list(progress([10, 20, 30], desc="eval", stream=stream, clock=clock, tty=False))
-    assert items == [10, 20, 30]
-    assert stream.getvalue() == "eval: done 3/3 in 0.0s\n"
+    def slow(items):
+        for item in items:
+            clock.now += 4
+            yield item
+
+    bar = progress(slow([10, 20, 30]), desc="eval", total=3, stream=stream, clock=clock, tty=False, interval=5)
+    assert list(bar) == [10, 20, 30]
+    assert stream.getvalue() == "eval: 2/3 (67%) 8.0s elapsed, ETA 4.0s\neval: done 3/3 in 12.0s\n"
+    assert progress([1, 2]).total == 2
+
+
+def test_work_shorter_than_the_interval_is_silent():
+    stream, clock = io.StringIO(), Clock()
+    with progress(total=3, desc="fast", stream=stream, clock=clock, tty=False) as bar:
+        for _ in range(3):
+            clock.now += 3
+            bar.update(1)
+    assert stream.getvalue() == ""
 
 
 def test_tty_uses_tqdm_on_the_given_stream_not_stdout(capsys):
@@ -87,7 +102,7 @@ def test_tty_uses_tqdm_on_the_given_stream_not_stdout(capsys):
 
 
 def test_default_stream_is_stderr_never_stdout(capsys):
-    with progress(total=1, desc="stderr-only", interval=0) as bar:
+    with progress(total=1, desc="stderr-only", interval=0, tty=False) as bar:
         bar.update(1)
     captured = capsys.readouterr()
     assert captured.out == ""

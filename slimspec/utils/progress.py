@@ -14,7 +14,8 @@ One object, three ways to use it::
         on_step(1, f"threshold {t:.3g} -> macs {m:.2f}")          # a Progress *is* a callback
 
 On a terminal (stderr is a tty) it draws a tqdm bar. Otherwise (logs, CI, pipes) it writes a
-one-line status at most every ``interval`` seconds (default 10) plus a final line::
+one-line status at most every ``interval`` seconds (default 10), and a final line if it wrote
+any (work shorter than ``interval`` stays silent, so piped ``--json`` runs stay clean)::
 
     sensitivity: 3/8 (38%) 12.1s elapsed, ETA 20.2s | cfg[2]: 91.2%
     sensitivity: done 8/8 in 31.9s
@@ -83,6 +84,7 @@ class Progress:
         self.closed = False
         self._start = clock()
         self._last = self._start
+        self._printed = False
         self._bar = None
         if enabled:
             is_tty = tty if tty is not None else _isatty(self.stream)
@@ -141,12 +143,15 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             return
+        if not self._printed:
+            return
         elapsed = self.clock() - self._start
         count = f"{self.n}/{self.total}" if self.total else f"{self.n} {self.unit}"
         tail = f" | {self.status}" if self.status else ""
         self._write(f"{self.desc + ': ' if self.desc else ''}done {count} in {format_seconds(elapsed)}{tail}")
 
     def _write(self, text: str) -> None:
+        self._printed = True
         self.stream.write(text + "\n")
         self.stream.flush()
 
