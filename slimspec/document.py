@@ -15,7 +15,7 @@ from .families import get_family
 from .ir import IR
 from .spec.errors import SpecError, SpecIssue
 from .spec.validate import schema_issues
-from .spec.yamlio import format_spec, parse_yaml
+from .spec.yamlio import format_spec, name_issue, parse_yaml, read_yaml_file
 from .utils.fileio import atomic_write, sha256_bytes
 
 
@@ -52,33 +52,57 @@ def stock_specs() -> dict[str, Path]:
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
 
 
+def _entry_issues(data: object) -> list[SpecIssue]:
+    """Problems the schema check cannot take: ``arch`` must be a name before anything looks it up."""
+    if isinstance(data, dict) and "arch" in data and not isinstance(data["arch"], str):
+        got = type(data["arch"]).__name__
+        kind = {"list": "a list", "dict": "a mapping", "NoneType": "null", "bool": "a boolean"}.get(got, f"a {got}")
+        return [SpecIssue.at(("arch",), f"expected a family name, got {kind}")]
+    return []
+
+
 def spec_from_text(text: str, source: str | None = None) -> Spec:
+    """Parse (within :mod:`slimspec.spec.limits`), validate and resolve spec text."""
     data = parse_yaml(text, source or "<spec>")
-    issues = schema_issues(data)
+    issues = _entry_issues(data) or schema_issues(data)
     if issues:
         raise SpecError(issues, source)
     ir = get_family(data["arch"]).to_ir(data, source)
     return Spec(data, text, source, ir)
 
 
+def _is_yaml_text(text: str) -> bool:
+    """A one-line argument such as ``{slimspec: 1, ...}`` rather than a file name."""
+    if ":" not in text:
+        return False
+    if name_issue(text) is not None:
+        return True
+    try:
+        return not Path(text).exists()
+    except OSError:
+        return True
+
+
 def read_spec_text(source: str | os.PathLike) -> tuple[str, str]:
-    """``(text, label)`` for a path, a stock spec name, or literal YAML text."""
+    """``(text, label)`` for a path, a stock spec name, or literal YAML text.
+
+    Files are read within the size limit with their line endings kept; a problem with the
+    file raises a one-line :class:`SpecError` naming it.
+    """
     text_source = str(source)
-    path = Path(text_source)
-    if "\n" in text_source or (":" in text_source and not path.exists()):
+    if "\n" in text_source or _is_yaml_text(text_source):
         return text_source, "<text>"
-    if path.is_file():
-        try:
-            return path.read_text(encoding="utf-8"), str(path)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError([SpecIssue("", f"cannot read file ({exc})")], str(path)) from None
     stock = stock_specs()
-    if text_source in stock:
+    if name_issue(text_source) is None and text_source in stock and not Path(text_source).exists():
         return stock[text_source].read_text(encoding="utf-8"), text_source
-    if path.is_dir():
-        raise SpecError([SpecIssue("", "is a directory, not a spec file")], str(path))
-    hint = f" (stock specs: {', '.join(sorted(stock))})" if os.sep not in text_source and "." not in text_source else ""
-    raise SpecError([SpecIssue("", f"no such spec file{hint}")], str(path))
+    try:
+        exists = name_issue(text_source) is not None or Path(text_source).exists()
+    except OSError:
+        exists = True
+    if not exists:
+        hint = f" (stock specs: {', '.join(sorted(stock))})" if os.sep not in text_source and "." not in text_source else ""
+        raise SpecError([SpecIssue("", f"no such spec file{hint}")], text_source)
+    return read_yaml_file(text_source, "spec")
 
 
 def load_spec(source: str | os.PathLike | Spec) -> Spec:

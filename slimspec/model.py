@@ -12,21 +12,56 @@ from pathlib import Path
 import torch
 
 from .document import Spec, load_spec, spec_from_text
+from .errors import SpecError, SpecIssue
+from .ir import count_params
 from .nn import SpecNet, init_weights
+from .spec.limits import MAX_PARAMS, MAX_PARAMS_ENV
 from .weights import embedded_spec_text, load_state_into, read_weights, save_weights as _save_weights
 
 
+def max_params_limit(max_params: int | None = None) -> int:
+    """The parameter budget of :func:`build`: ``max_params``, else ``$SLIMSPEC_MAX_PARAMS``, else 2**31."""
+    if max_params is not None:
+        return int(max_params)
+    text = os.environ.get(MAX_PARAMS_ENV, "").strip().replace("_", "")
+    if not text:
+        return MAX_PARAMS
+    try:
+        value = int(float(text)) if "e" in text.lower() else int(text)
+    except (ValueError, OverflowError):
+        value = -1
+    if value <= 0:
+        raise SpecError([SpecIssue("", f"expected a positive integer, got {text!r}")], MAX_PARAMS_ENV)
+    return value
+
+
+def check_size(spec: Spec, max_params: int | None = None) -> int:
+    """Refuse (before allocating anything) a spec whose analytic parameter count is over the limit."""
+    limit = max_params_limit(max_params)
+    params = count_params(spec.ir)
+    if params > limit:
+        raise SpecError([SpecIssue("", f"{params:,} parameters is more than the limit of {limit:,} that build "
+                                       f"allocates (MAX_PARAMS; raise it with --max-params or {MAX_PARAMS_ENV})")],
+                        spec.source or spec.name)
+    return params
+
+
 def build(spec: Spec | str | os.PathLike, mode: str = "plain", *, binary_gates: bool = False,
-          seed: int | None = None) -> SpecNet:
-    """Build the spec's network as a ``torch.nn.Module`` in ``plain``, ``masked`` or ``gated`` mode."""
+          seed: int | None = None, max_params: int | None = None) -> SpecNet:
+    """Build the spec's network as a ``torch.nn.Module`` in ``plain``, ``masked`` or ``gated`` mode.
+
+    Specs over ``max_params`` parameters (default ``$SLIMSPEC_MAX_PARAMS`` or 2**31, counted
+    analytically from the spec) are refused with a :class:`SpecError` before anything is allocated.
+    """
     spec = load_spec(spec)
+    check_size(spec, max_params)
     if seed is None:  # like any torch module: draws from (and advances) the global RNG
         model = SpecNet(spec, mode, binary_gates=binary_gates)
         init_weights(model, spec.data.get("init"))
     else:  # a private, seeded RNG: the same seed gives the same weights, the global RNG is untouched
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return build(spec, mode, binary_gates=binary_gates)
+            return build(spec, mode, binary_gates=binary_gates, max_params=max_params)
     return model
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -9,26 +10,41 @@ from pathlib import Path
 import click
 
 from ..document import load_spec
-from ..spec.errors import SpecError
+from ..errors import SlimspecError, SpecError
 from .choices import MODES
-from .errors import report_errors
+from .errors import BUG_HINT, os_error_line, report_errors
 
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True)
 def validate(specs: tuple[str, ...]) -> None:
-    """Check spec files; print every problem as 'file: location: message'."""
-    failed = False
+    """Check spec files; print every problem as 'file: location: message'.
+
+    Every file is checked (a bad one never stops the rest); exit 1 if any failed.
+    """
+    failed = bug = False
     for source in specs:
         try:
             spec = load_spec(source)
-        except SpecError as exc:
+        except SlimspecError as exc:
             failed = True
-            for line in exc.with_source(exc.source or source).lines():
+            lines = exc.with_source(exc.source or source).lines() if isinstance(exc, SpecError) else exc.lines()
+            for line in lines:
                 click.echo(line, err=True)
             continue
+        except OSError as exc:
+            failed = True
+            click.echo(os_error_line(exc), err=True)
+            continue
+        except Exception:  # a bug: keep its traceback, but still check the other files
+            import traceback
+
+            traceback.print_exc()
+            click.echo(f"{source}: {BUG_HINT}", err=True)
+            bug = True
+            continue
         click.echo(f"{source}: ok ({spec.arch}, {len(spec.ir.prunable_slots())} prunable slots)")
-    sys.exit(1 if failed else 0)
+    sys.exit(2 if bug else 1 if failed else 0)
 
 
 @click.command()
@@ -60,21 +76,30 @@ def info(spec: str, as_json: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the initialized weights (safetensors, spec embedded).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--max-params", type=click.IntRange(min=1), default=None,
+              help="Largest model built (analytic parameter count) [default: $SLIMSPEC_MAX_PARAMS or 2**31].")
 @report_errors
-def build(spec: str, mode: str, binary_gates: bool, out: str | None, seed: int, force: bool) -> None:
+def build(spec: str, mode: str, binary_gates: bool, out: str | None, seed: int, force: bool,
+          max_params: int | None) -> None:
     """Build the model, run one forward pass on a dummy input, print a Keras-like summary."""
-    from ..model import build as build_model
-    from ..model import save_weights
-    from ..report.summary import model_summary
-    from ..utils.fileio import check_writable
+    from contextlib import nullcontext
 
+    from ..model import build as build_model
+    from ..report.summary import model_summary
+    from ..utils.fileio import OutputTransaction
+    from ..weights import save_weights
+
+    outputs = OutputTransaction(force=force) if out else None
+    with outputs if outputs else nullcontext():  # --out: refused before any work if it collides or exists
+        if outputs:
+            outputs.check_inputs(spec)
+            outputs.reserve(out)
+        loaded = load_spec(spec)
+        model = build_model(loaded, mode, binary_gates=binary_gates, seed=seed, max_params=max_params)
+        click.echo(model_summary(model, loaded))
+        if outputs:
+            save_weights(model, loaded.text, out, transaction=outputs)
     if out:
-        check_writable(out, force)
-    loaded = load_spec(spec)
-    model = build_model(loaded, mode, binary_gates=binary_gates, seed=seed)
-    click.echo(model_summary(model, loaded))
-    if out:
-        save_weights(model, loaded, out, overwrite=force)
         click.echo(f"wrote {out}")
 
 
@@ -96,43 +121,83 @@ def schema(plan: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @report_errors
 def diff(a: str, b: str, as_json: bool) -> None:
-    """Per-slot width changes and params/MACs deltas; exit 0 if equal, 1 if they differ."""
+    """Per-slot width changes and params/MACs deltas.
+
+    Exit status as diff(1): 0 if the specs are equal (provenance aside), 1 if they differ,
+    2 if either cannot be read or is not a valid spec.
+    """
     from ..report.diff import format_diff, spec_diff
 
-    result = spec_diff(load_spec(a), load_spec(b))
+    try:
+        specs = [load_spec(a), load_spec(b)]
+    except SlimspecError as exc:
+        for line in exc.lines():
+            click.echo(line, err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(os_error_line(exc), err=True)
+        sys.exit(2)
+    result = spec_diff(*specs)
     click.echo(json.dumps(result, indent=2) if as_json else format_diff(result))
     sys.exit(0 if result["equal"] else 1)
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file")
 def textconv(file: str) -> None:
-    """Git textconv driver: one line per layer slot (non-spec files are printed as they are)."""
-    from ..report.textconv import textconv as render
+    """Git textconv driver: one line per layer slot. Never fails: files that are not
+    readable slimspec specs are printed as they are, and the exit status is always 0."""
+    from ..report.textconv import write_textconv
 
-    raw = Path(file).read_bytes()
     try:
-        text = render(load_spec(file))
-    except (SpecError, UnicodeDecodeError):
-        sys.stdout.buffer.write(raw)
-        return
-    click.echo(text, nl=False)
+        write_textconv(file, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    except OSError as exc:  # e.g. a closed pipe (git stopped reading): nothing left to do
+        click.echo(f"slimspec textconv: {os_error_line(exc)}", err=True)
+    sys.exit(0)
+
+
+def driver_command() -> str:
+    """The textconv command git runs: this Python's slimspec, so it works outside the venv."""
+    if not sys.executable:
+        return "slimspec textconv"
+    return f"{shlex.quote(sys.executable)} -m slimspec textconv"
+
+
+def _check_pattern(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not value or any(char.isspace() for char in value) or any(ord(char) < 32 for char in value):
+        raise click.BadParameter(f"{value!r}: a .gitattributes pattern must be non-empty, without spaces or line breaks")
+    return value
 
 
 @click.command("git-setup")
-@click.option("--pattern", default="*.yaml", show_default=True, help="Files the driver applies to.")
+@click.option("--pattern", default="*.yaml", show_default=True, callback=_check_pattern,
+              help="Files the driver applies to (a .gitattributes pattern).")
 @report_errors
 def git_setup(pattern: str) -> None:
     """Register the spec textconv driver in this repository (.git/config + .gitattributes)."""
+    from ..utils.fileio import atomic_write
+
+    def git(*args: str, cwd: str | None = None) -> str:
+        try:
+            done = subprocess.run(["git", *args], check=True, capture_output=True, text=True, cwd=cwd)
+        except FileNotFoundError:
+            raise click.ClickException("git is not installed") from None
+        except subprocess.CalledProcessError as exc:
+            reason = (exc.stderr or "").strip().splitlines()
+            raise click.ClickException(f"git {args[0]} failed: {reason[-1] if reason else exc.returncode}") from None
+        return done.stdout.strip()
+
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=True, capture_output=True, text=True).stdout.strip()
-    except (subprocess.CalledProcessError, FileNotFoundError):
+        top = git("rev-parse", "--show-toplevel")
+    except click.ClickException:
         raise click.ClickException("not inside a git repository") from None
-    subprocess.run(["git", "config", "diff.slimspec.textconv", "slimspec textconv"], check=True, cwd=top)
-    subprocess.run(["git", "config", "diff.slimspec.cachetextconv", "false"], check=True, cwd=top)
+    command = driver_command()
+    git("config", "diff.slimspec.textconv", command, cwd=top)
+    git("config", "diff.slimspec.cachetextconv", "false", cwd=top)
     attributes = Path(top) / ".gitattributes"
     line = f"{pattern} diff=slimspec"
     existing = attributes.read_text(encoding="utf-8").splitlines() if attributes.exists() else []
     if line not in existing:
-        attributes.write_text("\n".join(existing + [line]) + "\n", encoding="utf-8")
-    click.echo(f"git diff now shows {pattern} specs one layer per line (diff.slimspec.textconv = slimspec textconv)")
+        atomic_write(attributes, "\n".join(existing + [line]) + "\n")
+    click.echo(f"git diff now shows {pattern} specs one layer per line (diff.slimspec.textconv = {command})")

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..spec.errors import SpecError, SpecIssue
 from ..spec.validate import issues_for_schema
-from ..spec.yamlio import parse_yaml
+from ..spec.yamlio import parse_yaml, read_yaml_file
 from ..errors import PruneError
 from .criteria import criteria
 from .targets import targets
@@ -108,6 +108,8 @@ class PruneOptions:
                 raise PruneError(f"prune() got an unexpected option '{key}'")
             if value is None or (key in ("exclude", "overrides") and not value):
                 continue
+            if key == "exclude" and isinstance(value, (str, os.PathLike)):
+                value = [str(value)]  # one pattern, not its characters
             setattr(options, key, value)
         options.target = parse_target(options.target)
         if not options.method:
@@ -122,10 +124,8 @@ def load_plan(plan: str | os.PathLike | Mapping) -> dict:
     if isinstance(plan, Mapping):
         data, source = dict(plan), "<plan>"
     else:
-        path = Path(plan)
-        if not path.is_file():
-            raise SpecError([SpecIssue("", "no such plan file")], str(path))
-        data, source = parse_yaml(path.read_text(encoding="utf-8"), str(path)), str(path)
+        text, source = read_yaml_file(plan, "plan")
+        data = parse_yaml(text, source)
     if not isinstance(data, dict):
         raise SpecError([SpecIssue("", "a plan must be a YAML mapping")], source)
     issues = issues_for_schema(plan_schema(), data)

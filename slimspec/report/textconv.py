@@ -1,16 +1,21 @@
 """A git textconv view of a spec: one line per layer slot, so ``git diff`` shows width changes.
 
 Register it with ``slimspec git-setup``. Files that are not valid slimspec specs are printed
-unchanged, so the driver is safe on every ``*.yaml`` in a repository.
+unchanged (whatever they hold: other YAML, binary data, a file over the size limit), so the
+driver is safe on every ``*.yaml`` in a repository and ``git diff`` never fails because of it.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from typing import BinaryIO
 
-from ..document import Spec
+from ..document import Spec, spec_from_text
 from ..families import WIDTH_KEYS
 from ..ir import count_macs, count_params
 from ..spec.channels import format_channel_set
+from ..spec.limits import MAX_FILE_BYTES
 
 
 def _slot_line(slot, width: int) -> str:
@@ -47,3 +52,26 @@ def textconv(spec: Spec) -> str:
         for key, value in pruned.items():
             lines.append(f"pruned.{key}: {json.dumps(value)}")
     return "\n".join(lines) + "\n"
+
+
+def textconv_bytes(raw: bytes, source: str = "<file>") -> bytes | None:
+    """The per-slot view of a file's bytes, or None when they are not a readable slimspec spec."""
+    if len(raw) > MAX_FILE_BYTES:
+        return None
+    try:
+        return textconv(spec_from_text(raw.decode("utf-8"), source)).encode("utf-8")
+    except Exception:  # noqa: BLE001 - never fail a whole `git diff` over one file: show it as it is
+        return None
+
+
+def write_textconv(path: str | os.PathLike, out: BinaryIO) -> None:
+    """Write the textconv view of ``path`` to ``out``, or the file's bytes unchanged when it is
+    not a slimspec spec. Only an unreadable file (an OSError) is an error."""
+    with open(path, "rb") as handle:
+        head = handle.read(MAX_FILE_BYTES + 1)
+        view = textconv_bytes(head, str(path))
+        if view is not None:
+            out.write(view)
+            return
+        out.write(head)
+        shutil.copyfileobj(handle, out)

@@ -1,10 +1,15 @@
 """Reading and writing spec YAML.
 
-* :func:`parse_yaml` reads with PyYAML's safe loader only (plus a duplicate-key check) and
+* :func:`parse_yaml` reads with PyYAML's safe loader only, within the limits of :mod:`.limits`
+  (size, nodes after alias expansion, depth, integer size; no duplicate keys) and
   turns syntax errors into a located :class:`SpecError`.
 * :func:`update_spec_text` rewrites a parent spec's text with new data, keeping comments,
   key order, quoting and flow/block style of everything that did not change (ruamel.yaml
-  round-trip mode, which builds only plain data containers).
+  round-trip mode, which builds only plain data containers). ruamel only ever reads text that
+  :func:`parse_yaml` has already accepted, so every document slimspec reads is bounded by
+  the same limits and read by one parser's rules.
+* :func:`read_yaml_file` reads a spec or plan file within the size limit, keeping its line
+  endings, with one-line errors for missing, unreadable, non-UTF-8 or too-long names.
 * :func:`format_spec` writes data from scratch the way a person would.
 
 Values are compared as PyYAML reads them (YAML 1.1: ``yes`` is true), since that is how
@@ -15,7 +20,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -29,6 +36,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString, Sin
 from ruamel.yaml.tokens import CommentToken
 
 from .channels import is_channel_set_text
+from . import limits
 from .errors import SpecError, SpecIssue
 
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -38,8 +46,77 @@ _FLOW_MAP_MAX = 100  # a new mapping of scalars is written inline when about thi
 
 # ---- reading -------------------------------------------------------------------------------
 
-class _SafeUniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader, refusing duplicate mapping keys."""
+# What YAML allows in a stream (PyYAML's Reader refuses anything else with a bare traceback).
+_NOT_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+_INT_SIGNS = str.maketrans("", "", "_+-")
+
+
+class _LimitError(yaml.YAMLError):
+    """A document over one of the limits in :mod:`slimspec.spec.limits`."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None):
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with the limits of :mod:`.limits` and no duplicate mapping keys.
+
+    Nodes are counted while the document is composed, before any Python object is built:
+    each finished node knows how many nodes it stands for with its aliases expanded, and
+    every open sequence or mapping keeps a running total, so an alias bomb is refused after
+    a few thousand events. Depth is limited the same way (the composer is recursive, so
+    this also keeps it far from Python's recursion limit).
+    """
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._expanded: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes with aliases expanded, height)
+        self._open: list[list[int]] = []  # per open container: [nodes so far, height so far]
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        container = isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent))
+        if container:
+            if len(self._open) >= limits.MAX_DEPTH:
+                raise _LimitError(f"more than {limits.MAX_DEPTH} nested levels (limit MAX_DEPTH)", event.start_mark)
+            self._open.append([1, 1])
+        node = super().compose_node(parent, index)
+        if isinstance(event, yaml.AliasEvent):
+            size = self._expanded.get(id(node))
+            if size is None:
+                raise _LimitError(f"alias *{event.anchor} refers to a node that contains it (recursive alias)",
+                                  event.start_mark)
+        elif container:
+            count, height = self._open.pop()
+            size = (count, height)
+        else:
+            size = (1, 0)
+        self._expanded[id(node)] = size
+        if self._open:
+            total = self._open[-1]
+            total[0] += size[0]
+            total[1] = max(total[1], size[1] + 1)
+            if total[0] > limits.MAX_NODES:
+                raise _LimitError(f"more than {limits.MAX_NODES:,} YAML nodes with aliases expanded "
+                                  f"(limit MAX_NODES)", event.start_mark)
+            if total[1] + len(self._open) - 1 > limits.MAX_DEPTH:
+                raise _LimitError(f"more than {limits.MAX_DEPTH} nested levels with aliases expanded "
+                                  f"(limit MAX_DEPTH)", event.start_mark)
+        return node
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(node.value)
+        if len(text.translate(_INT_SIGNS)) > limits.MAX_INT_DIGITS:
+            value = None
+        else:
+            value = super().construct_yaml_int(node)
+        if value is None or abs(value) > limits.MAX_INT:
+            shown = text if len(text) <= 24 else f"{text[:12]}...{text[-6:]} ({len(text)} characters)"
+            raise _LimitError(f"integer {shown} is too large (limit MAX_INT: at most {limits.MAX_INT:,} = 2**63 - 1)",
+                              node.start_mark)
+        return value
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
         if isinstance(node, yaml.MappingNode):
@@ -69,6 +146,9 @@ class _SafeUniqueKeyLoader(yaml.SafeLoader):
                 None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]} value ({exc})", node.start_mark) from None
 
 
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
 def _yaml_issue(exc: yaml.YAMLError) -> SpecIssue:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -82,16 +162,86 @@ def _yaml_issue(exc: yaml.YAMLError) -> SpecIssue:
     return SpecIssue(location, problem)
 
 
+def _text_issue(text: str) -> SpecIssue | None:
+    """The first thing that makes ``text`` unreadable before parsing: its size or a control character."""
+    if len(text) > limits.MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > limits.MAX_FILE_BYTES:
+        return SpecIssue("", f"larger than {limits.MAX_FILE_BYTES:,} bytes (limit MAX_FILE_BYTES)")
+    bad = _NOT_PRINTABLE.search(text)
+    if bad is None:
+        return None
+    before = text[: bad.start()]
+    line = len(_LINE_BREAK.findall(before)) + 1
+    column = bad.start() - max(before.rfind("\n"), before.rfind("\r"))
+    return SpecIssue(f"line {line}, column {column}",
+                     f"control character U+{ord(bad.group()):04X} is not allowed in YAML")
+
+
 def parse_yaml(text: str, source: str = "<spec>") -> object:
-    """Parse YAML text with the safe loader; syntax errors and duplicate keys raise SpecError."""
-    # Equivalent to yaml.safe_load, with a SafeLoader subclass that rejects duplicate keys.
-    loader = _SafeUniqueKeyLoader(text)
+    """Parse YAML text safely and within :mod:`.limits`; every problem raises a located SpecError.
+
+    Like ``yaml.safe_load`` (YAML 1.1, plain Python data only), but duplicate keys, control
+    characters, recursive aliases and documents over the size, node-count (aliases expanded),
+    depth or integer limits are refused before any object is built from them.
+    """
+    issue = _text_issue(text)
+    if issue is not None:
+        raise SpecError([issue], source)
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.YAMLError as exc:  # pragma: no cover - _text_issue found it first
+        raise SpecError([_yaml_issue(exc)], source) from None
     try:
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         raise SpecError([_yaml_issue(exc)], source) from None
     finally:
         loader.dispose()
+
+
+def _shorten(name: str, keep: int = 60) -> str:
+    return name if len(name) <= keep else f"{name[: keep - 20]}...{name[-16:]}"
+
+
+def name_issue(path: str) -> SpecIssue | None:
+    """A located issue when a component of ``path`` is longer than the file system allows."""
+    for part in str(path).replace(os.sep, "/").split("/"):
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > limits.MAX_NAME_BYTES:
+            return SpecIssue("", f"file name of {size} bytes is too long (limit MAX_NAME_BYTES: "
+                                 f"{limits.MAX_NAME_BYTES})")
+    return None
+
+
+def read_yaml_file(path: str | os.PathLike, what: str = "spec") -> tuple[str, str]:
+    """``(text, label)`` of a YAML file, read within :data:`.limits.MAX_FILE_BYTES`.
+
+    Line endings are kept as they are in the file (a CRLF spec stays CRLF when rewritten).
+    Every problem (missing, a folder, unreadable, too large, not UTF-8, a name too long)
+    raises a one-line :class:`SpecError` naming the file.
+    """
+    label = str(path)
+    issue = name_issue(label)
+    if issue is not None:
+        raise SpecError([issue], _shorten(label))
+    file = Path(label)
+    try:
+        if file.is_dir():
+            raise SpecError([SpecIssue("", f"is a directory, not a {what} file")], label)
+        if not file.is_file():
+            raise SpecError([SpecIssue("", f"no such {what} file")], label)
+        with open(file, "rb") as handle:
+            data = handle.read(limits.MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SpecError([SpecIssue("", f"cannot read file ({exc.strerror or exc})")], label) from None
+    if len(data) > limits.MAX_FILE_BYTES:
+        raise SpecError([SpecIssue("", f"larger than {limits.MAX_FILE_BYTES:,} bytes (limit MAX_FILE_BYTES)")], label)
+    try:
+        return data.decode("utf-8"), label
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise SpecError([SpecIssue(f"line {line}, column {column}",
+                                   f"not UTF-8 text (byte 0x{data[exc.start]:02x})")], label) from None
 
 
 # ---- writing: scalars ----------------------------------------------------------------------
@@ -250,12 +400,12 @@ def _as_read(old: Any) -> Any:
         if _PY_RESOLVER.resolve(yaml.ScalarNode, old, (True, False)) == _STR_TAG:
             return old
         try:
-            return yaml.safe_load(old)
+            return parse_yaml(old)
         except (yaml.YAMLError, ValueError):
             return old
     stream = io.StringIO()
     _yaml(2, 4, 2).dump([old], stream)
-    return yaml.safe_load(stream.getvalue())[0]
+    return parse_yaml(stream.getvalue())[0]
 
 
 def _plain(node: Any) -> Any:
@@ -453,7 +603,7 @@ def _verbatim(value: Any, lines: list[str], position: tuple[int, int]) -> Any:
     if not text:
         return value
     try:
-        read = yaml.safe_load(text)
+        read = parse_yaml(text)
     except Exception:  # noqa: BLE001 - e.g. an explicit tag as the token; keep ruamel's value
         return value
     return _Verbatim(read, _scalar_tag(value), text)
@@ -486,14 +636,24 @@ def _dump(document: Any, out: YAML) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def _newline(text: str) -> str:
+    """The line ending a text uses (that of its first line): ``"\\r\\n"`` or ``"\\n"``."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
 def update_spec_text(parent_text: str, new_data: dict) -> str:
     """The parent spec's text rewritten to hold ``new_data``, keeping its comments and layout.
 
     Mappings are updated key by key (new keys appended, missing keys removed), equal-length
     sequences element by element, other sequences resized keeping their style; values that
-    did not change keep their exact text. The result is checked by reading it back; in the
+    did not change keep their exact text, and a CRLF parent gives a CRLF result. The result is checked by reading it back; in the
     rare layouts ruamel cannot write correctly it falls back to :func:`format_spec`.
     """
+    newline = _newline(parent_text)
+    if newline != "\n":  # ruamel writes "\n": work on LF text, then give the file its line endings back
+        text = update_spec_text(parent_text.replace(newline, "\n"), new_data)
+        return parent_text if text == parent_text.replace(newline, "\n") else text.replace("\n", newline)
     parsed = parse_yaml(parent_text)
     if not isinstance(parsed, dict):
         raise SpecError([SpecIssue("", "a spec must be a YAML mapping")], "<parent spec>")
@@ -510,7 +670,7 @@ def update_spec_text(parent_text: str, new_data: dict) -> str:
     if not updater.changed:
         return parent_text if parent_text.endswith("\n") else parent_text + "\n"
     text = _dump(document, out)
-    if not _same(yaml.safe_load(text), new_data):
+    if not _same(parse_yaml(text), new_data):
         return format_spec(new_data)  # a layout ruamel cannot keep; never write wrong data
     return text
 
@@ -521,6 +681,6 @@ def format_spec(data: dict) -> str:
     if not isinstance(data, dict):
         raise TypeError(f"a spec must be a dict, got {type(data).__name__}")
     text = _dump(_build(data, 0), _yaml(2, 4, 2))
-    if not _same(yaml.safe_load(text), data):
+    if not _same(parse_yaml(text), data):
         raise ValueError("spec data holds values that cannot be written as YAML and read back unchanged")
     return text
