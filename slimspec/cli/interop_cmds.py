@@ -20,16 +20,18 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
                  force: bool) -> None:
     """Import SOURCE = torchvision:NAME (resnet18/34/50/101/152, wide_resnet*, vgg11..19[_bn])."""
     from ..interop.torchvision_models import import_torchvision
-    from ..utils.fileio import atomic_write, check_writable
+    from ..utils.fileio import OutputTransaction
     from ..weights import save_weights
 
     library, _, name = source.partition(":")
     if library != "torchvision" or not name:
         raise click.BadParameter("expected torchvision:NAME, e.g. torchvision:resnet50", param_hint="SOURCE")
     weights_path = Path(weights_out) if weights_out else Path(out).with_suffix(".safetensors")
-    check_writable(out, force)
-    check_writable(weights_path, force)
-    spec, state = import_torchvision(name, pretrained=pretrained, state_dict=state_dict)
-    save_weights(state, spec.text, weights_path, overwrite=force)
-    atomic_write(out, spec.text, overwrite=force)
+    with OutputTransaction(force=force) as outputs:  # both files or neither; refused before any work
+        outputs.check_inputs(state_dict)
+        outputs.reserve(weights_path)
+        outputs.reserve(out)
+        spec, state = import_torchvision(name, pretrained=pretrained, state_dict=state_dict)
+        save_weights(state, spec.text, weights_path, transaction=outputs)
+        outputs.write(out, spec.text)
     click.echo(f"wrote {out} and {weights_path} ({spec.arch}, {len(spec.ir.prunable_slots())} prunable slots)")

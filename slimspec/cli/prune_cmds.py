@@ -46,44 +46,50 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
     """Prune trained WEIGHTS and write the pruned spec (same form as its parent) plus weights."""
     from ..pruning.api import prune as run_prune
     from ..report.tables import human
-    from ..utils.fileio import check_writable
+    from ..utils.fileio import OutputTransaction
 
     if not dry_run and not out:
         raise click.UsageError("give --out NEW.yaml (or --dry-run)")
-    if out and not dry_run:
-        check_writable(out, force)
-        check_writable(weights_out or Path(out).with_suffix(".safetensors"), force)
-    parsed_overrides = {}
-    for item in overrides:
-        pattern, sep, value = item.rpartition("=")
-        try:
-            parsed_overrides[pattern] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not pattern:
-            raise click.BadParameter(f"expected PATTERN=RATIO, got '{item}'", param_hint="--override")
-    result = run_prune(weights, method, spec=spec_path, plan=plan, ratio=ratio, target=target, threshold=threshold,
-                       scope=scope, min_channels=min_channels, round_to=round_to, exclude=list(exclude),
-                       overrides=parsed_overrides, prune_stream=prune_stream, calibration=calibration,
-                       data_dir=data_dir, seed=seed, fold_bias=fold_bias, binary_gates=binary_gates)
-    if as_json:
-        click.echo(json.dumps(result.summary(), indent=2))
-    else:
-        click.echo(result.table())
-        for key in ("params", "macs"):
-            before, after = getattr(result, key)
-            click.echo(f"{key:6s} {before:>13,} -> {after:>13,}  ({human(before)} -> {human(after)}, "
-                       f"{100 * after / before:.1f}% kept)")
-        if result.decision.threshold is not None:
-            click.echo(f"threshold {result.decision.threshold:.6g} (channels with score <= threshold removed)")
-        for note in result.notes:
-            click.echo(f"note: {note}")
-    if eval_data:
-        _report_accuracy(result, eval_data, data_dir, err=as_json)
-    if dry_run:
-        return
-    spec_file, weights_file = result.save(out, weights_out, overwrite=force)
-    click.echo(f"wrote {spec_file} and {weights_file}", err=as_json)
+    saved = None
+    # collisions, existing outputs and concurrent writers are refused before any work; both
+    # files are renamed together when the block ends and removed again on any failure
+    with OutputTransaction(force=force) as outputs:
+        if not dry_run:
+            weights_file = Path(weights_out) if weights_out else Path(out).with_suffix(".safetensors")
+            outputs.check_inputs(weights, spec_path, plan)
+            outputs.reserve(weights_file)  # renamed first: a spec never appears without its weights
+            outputs.reserve(out)
+        parsed_overrides = {}
+        for item in overrides:
+            pattern, sep, value = item.rpartition("=")
+            try:
+                parsed_overrides[pattern] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep or not pattern:
+                raise click.BadParameter(f"expected PATTERN=RATIO, got '{item}'", param_hint="--override")
+        result = run_prune(weights, method, spec=spec_path, plan=plan, ratio=ratio, target=target, threshold=threshold,
+                           scope=scope, min_channels=min_channels, round_to=round_to, exclude=list(exclude),
+                           overrides=parsed_overrides, prune_stream=prune_stream, calibration=calibration,
+                           data_dir=data_dir, seed=seed, fold_bias=fold_bias, binary_gates=binary_gates)
+        if as_json:
+            click.echo(json.dumps(result.summary(), indent=2))
+        else:
+            click.echo(result.table())
+            for key in ("params", "macs"):
+                before, after = getattr(result, key)
+                click.echo(f"{key:6s} {before:>13,} -> {after:>13,}  ({human(before)} -> {human(after)}, "
+                           f"{100 * after / before:.1f}% kept)")
+            if result.decision.threshold is not None:
+                click.echo(f"threshold {result.decision.threshold:.6g} (channels with score <= threshold removed)")
+            for note in result.notes:
+                click.echo(f"note: {note}")
+        if eval_data:
+            _report_accuracy(result, eval_data, data_dir, err=as_json)
+        if not dry_run:
+            saved = result.save(out, weights_file, transaction=outputs)
+    if saved:
+        click.echo(f"wrote {saved[0]} and {saved[1]}", err=as_json)
     sys.exit(0)
 
 
