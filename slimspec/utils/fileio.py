@@ -277,7 +277,7 @@ class OutputTransaction:
         """Reserve ``path`` (if needed) and return the temporary to fill; sealed at commit."""
         out = self._entry(path)
         if out.tmp is not None:
-            raise OutputConflictError(f"{out.path}: written twice in one command")
+            raise OutputConflictError(f"{out.path}: named twice as an output of one command; give each output its own name")
         out.tmp = out.path.with_name(f".{out.path.name}.{secrets.token_hex(4)}.tmp")
         return out.tmp
 
