@@ -5,6 +5,7 @@ import click
 
 from .. import __version__
 from .interop_cmds import import_model
+from .plot_cmds import plot
 from .prune_cmds import prune, sensitivity
 from .spec_cmds import build, diff, git_setup, info, schema, textconv, validate
 from .train_cmds import register as register_training
@@ -24,6 +25,7 @@ for command in (validate, info, build, schema, diff, textconv, git_setup, prune,
     cli.add_command(command)
 
 register_training(cli)
+cli.add_command(plot)
 
 
 def main() -> None:

@@ -114,15 +114,18 @@ def eval_cmd(weights: str, data: str, data_dir: str | None, download: bool, spli
 @click.option("--target-macs", type=float, default=0.5, show_default=True, help="Fraction of MACs to keep.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--verbose", "-v", is_flag=True, help="Per-epoch lines.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty --out folder.")
 @report_errors
 def demo(out: str, spec: str, epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, seed: int,
-         verbose: bool, force: bool) -> None:
+         verbose: bool, quiet: bool, threads: int | None, force: bool) -> None:
     """Sparsity training -> slimming prune -> fine-tune on the bundled digits, offline."""
     from ..workflows.demo import run_demo
 
     run_demo(out, spec=spec, epochs=epochs, finetune_epochs=finetune_epochs, sparsity=sparsity,
-             target_macs=target_macs, seed=seed, force=force, verbose=verbose, say=click.echo)
+             target_macs=target_macs, seed=seed, force=force, verbose=verbose, quiet=quiet, threads=threads,
+             say=click.echo)
 
 
 def _stem(spec: str) -> str:

@@ -3,7 +3,9 @@
 Sparsity training (Network Slimming's L1 on BN gammas) -> slimming prune to a MACs target ->
 fine-tune from the transplanted weights; then params, MACs, accuracy and measured CPU latency
 for the original, the pruned (before fine-tuning) and the fine-tuned model, and the spec diff.
-Everything lands in one folder, with ``summary.json``.
+Everything lands in one folder, with ``summary.json`` and the figures (``gammas.png``: BN |gamma|
+histogram with the pruning threshold, ``widths.png``, ``training.png``, ``tradeoff.png``) when
+matplotlib is installed. Progress goes to stderr (:mod:`slimspec.utils.progress`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,12 @@ from ..report.diff import format_diff, spec_diff
 from ..report.tables import format_table
 from ..training.api import evaluate, finetune, train
 from ..training.latency import measure_latency
+from ..errors import MissingExtraError
+from ..report import plots
 from ..utils.fileio import atomic_write
+from ..utils.progress import progress
+
+STAGES = ("training", "pruning", "fine-tuning", "measuring", "plotting")
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -33,8 +40,22 @@ def _check_out(out: Path, force: bool) -> None:
 def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vgg", epochs: int = 30,
              finetune_epochs: int = 20, sparsity: float = 1e-3, target_macs: float = 0.5, lr: float = 0.1,
              finetune_lr: float = 0.01, seed: int = 0, force: bool = False, verbose: bool = False,
-             say: Callable[[str], None] = print) -> dict[str, Any]:
-    out = Path(out)
+             threads: int | None = None, quiet: bool = False, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the demo into ``out``; ``threads`` sets torch's CPU threads for the whole run (restored after)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with progress(total=len(STAGES), desc="demo", enabled=not quiet, unit="stage") as bar:
+            return _run(Path(out), spec, epochs, finetune_epochs, sparsity, target_macs, lr, finetune_lr, seed, force,
+                        verbose, say, bar)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(out: Path, spec: str, epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, lr: float,
+         finetune_lr: float, seed: int, force: bool, verbose: bool, say: Callable[[str], None],
+         bar: Any) -> dict[str, Any]:
     _check_out(out, force)
     out.mkdir(parents=True, exist_ok=True)
     parent = load_spec(spec)
@@ -42,20 +63,24 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
     atomic_write(parent_path, parent.text)
     torch.manual_seed(seed)
 
+    bar.set_status(STAGES[0])
     say(f"[1/3] training {parent.name} on digits for {epochs} epochs with BN sparsity {sparsity:g} ...")
     trained = train(parent_path, "digits", out / "train", epochs=epochs, sparsity=sparsity, lr=lr, seed=seed,
                     quiet=not verbose, force=True)
     say(f"      test accuracy {trained.final['test_accuracy']:.2f}%")
 
+    bar.update(1, STAGES[1])
     say(f"[2/3] slimming prune to {target_macs:.0%} of the MACs ...")
     result = prune(out / "train" / "last.safetensors", "slimming", target={"macs": target_macs}, seed=seed)
     pruned_path, pruned_weights = result.save(out / f"{parent.name}_pruned.yaml", overwrite=True)
     say(result.table())
 
+    bar.update(1, STAGES[2])
     say(f"[3/3] fine-tuning the pruned network for {finetune_epochs} epochs ...")
     finetune(pruned_path, "digits", out / "finetune", epochs=finetune_epochs, lr=finetune_lr, seed=seed,
                      quiet=not verbose, force=True)
 
+    bar.update(1, STAGES[3])
     rows: dict[str, dict[str, Any]] = {}
     for label, weights in [("original", out / "train" / "last.safetensors"), ("pruned", pruned_weights),
                            ("finetuned", out / "finetune" / "last.safetensors")]:
@@ -79,6 +104,9 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
         "diff": diff,
     }
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    bar.update(1, STAGES[4])
+    figures = _plots(out, parent_path, pruned_path, result.decision.threshold, say)
+    bar.update(1)
 
     table = format_table(
         ["model", "params", "MACs", "accuracy %", "latency ms (CPU, batch 1)"],
@@ -90,5 +118,22 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
     say("")
     say(format_diff(diff))
     say(f"\nMACs -{summary['macs_reduction_percent']:.1f}%, accuracy {summary['accuracy_change_points']:+.2f} points "
-        f"after fine-tuning. Artifacts in {out}/ (summary.json, specs, weights, metrics.jsonl).")
+        f"after fine-tuning. Artifacts in {out}/ (summary.json, specs, weights, metrics.jsonl"
+        f"{', ' + ', '.join(figures) if figures else ''}).")
     return summary
+
+
+def _plots(out: Path, parent: Path, pruned: Path, threshold: float | None, say: Callable[[str], None]) -> list[str]:
+    """The demo's figures; skipped with a note when matplotlib (the ``plot`` extra) is missing."""
+    weights = out / "train" / "last.safetensors"
+    try:
+        paths = [
+            plots.plot_gammas(weights, out / "gammas.png", method="slimming", threshold=threshold, overwrite=True),
+            plots.plot_widths(parent, pruned, out / "widths.png", overwrite=True),
+            plots.plot_training([out / "train", out / "finetune"], out / "training.png", overwrite=True),
+            plots.plot_tradeoff([out], out / "tradeoff.png", overwrite=True),
+        ]
+    except MissingExtraError as exc:
+        say(f"plots skipped: {exc}")
+        return []
+    return [p.name for p in paths]

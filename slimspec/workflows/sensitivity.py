@@ -17,17 +17,20 @@ from ..data import get_dataset
 from ..training.loop import evaluate
 from ..pruning.api import prune
 from ..pruning.patterns import matches
+from ..utils.progress import progress
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
                 ratios: Sequence[float] = DEFAULT_RATIOS, slots: Sequence[str] = (), limit: int | None = None,
-                data_dir: str | None = None, device: str = "cpu", **options: Any) -> dict[str, Any]:
+                data_dir: str | None = None, device: str = "cpu", quiet: bool = False,
+                **options: Any) -> dict[str, Any]:
     """Accuracy (percent, test split) after pruning each slot alone at each ratio.
 
     ``slots`` are spec-path patterns (default: every channel or selection slot); ``limit``
     evaluates on the first N test images; other keywords go to :func:`prune` (e.g. calibration).
+    Progress goes to stderr (a bar on a terminal, a status line every 10 s otherwise) unless ``quiet``.
     """
     model, spec = load_model(weights)
     bundle = get_dataset(data, data_dir=data_dir, input_shape=spec.ir.input_shape)
@@ -38,11 +41,13 @@ def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
     chosen = [path for path, slot in spec.ir.slots.items() if slot.kind in ("channel", "select")
               and (not slots or any(matches(p, path) for p in slots))]
     table: dict[str, dict[str, float]] = {}
-    for path in chosen:
-        row = {}
-        for ratio in ratios:
-            result = prune(model.cpu(), method, overrides={path: ratio}, **options)
-            row[f"{ratio:g}"] = evaluate(result.model.to(target), bundle, device=target)["accuracy"]
-        table[path] = row
+    with progress(total=len(chosen) * len(ratios), desc="sensitivity", enabled=not quiet, unit="prune") as bar:
+        for path in chosen:
+            row = {}
+            for ratio in ratios:
+                result = prune(model.cpu(), method, overrides={path: ratio}, **options)
+                row[f"{ratio:g}"] = evaluate(result.model.to(target), bundle, device=target)["accuracy"]
+                bar.update(1, f"{path} at {ratio:g}: {row[f'{ratio:g}']:.1f}%")
+            table[path] = row
     return {"weights": str(weights), "data": data, "method": method, "baseline": baseline,
             "ratios": [float(r) for r in ratios], "slots": table}
