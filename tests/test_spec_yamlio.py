@@ -5,6 +5,7 @@ import copy
 import difflib
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,10 +132,14 @@ def test_parse_yaml_reads_yaml_1_1_like_safe_load() -> None:
 @pytest.mark.parametrize(
     ("text", "location", "message"),
     [
+        # (libyaml's wording, PyYAML's pure-Python wording): the parser is libyaml's when PyYAML has it
         ("a: [1, 2\nb: 3\n", "line 2, column 2",
-         "expected ',' or ']', but got ':' (while parsing a flow sequence started on line 1)"),
-        ("a: b: c\n", "line 1, column 5", "mapping values are not allowed here"),
-        ("a: 1\n\tb: 2\n", "line 2, column 1", "found character '\\t' that cannot start any token"),
+         ("did not find expected ',' or ']' (while parsing a flow sequence started on line 1)",
+          "expected ',' or ']', but got ':' (while parsing a flow sequence started on line 1)")),
+        ("a: b: c\n", "line 1, column 5", ("mapping values are not allowed in this context",
+                                           "mapping values are not allowed here")),
+        ("a: 1\n\tb: 2\n", "line 2, column 1", ("found a tab character that violates indentation",
+                                                "found character '\\t' that cannot start any token")),
         ("x: \"abc\n", "line 2, column 1", "found unexpected end of stream"),
         ("a: *nowhere\n", "line 1, column 4", "found undefined alias 'nowhere'"),
         ("name: x\nname: y\n", "line 2, column 1", "duplicate key 'name' (first defined on line 1)"),
@@ -143,13 +148,13 @@ def test_parse_yaml_reads_yaml_1_1_like_safe_load() -> None:
          "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
     ],
 )
-def test_parse_yaml_errors(text: str, location: str, message: str) -> None:
+def test_parse_yaml_errors(text: str, location: str, message: str | tuple[str, ...]) -> None:
     with pytest.raises(SpecError) as info:
         parse_yaml(text, "bad.yaml")
     assert len(info.value.issues) == 1
     issue = info.value.issues[0]
     assert issue.location == location
-    assert issue.message.startswith(message)
+    assert issue.message.startswith(message if isinstance(message, str) else message[0 if yaml.__with_libyaml__ else 1])
     assert "\n" not in issue.message
     assert info.value.lines() == [f"bad.yaml: {location}: {issue.message}"]
 
