@@ -44,8 +44,6 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
           eval_data: str | None, spec_path: str | None, out: str | None, weights_out: str | None, dry_run: bool, as_json: bool,
           force: bool) -> None:
     """Prune trained WEIGHTS and write the pruned spec (same form as its parent) plus weights."""
-    from ..pruning.api import prune as run_prune
-    from ..report.tables import human
     from ..utils.fileio import OutputTransaction
 
     if not dry_run and not out:
@@ -59,6 +57,9 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
             outputs.check_inputs(weights, spec_path, plan)
             outputs.reserve(weights_file)  # renamed first: a spec never appears without its weights
             outputs.reserve(out)
+        from ..pruning.api import prune as run_prune  # torch: imported after the cheap checks
+        from ..report.tables import human
+
         parsed_overrides = {}
         for item in overrides:
             pattern, sep, value = item.rpartition("=")
