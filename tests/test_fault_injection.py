@@ -83,6 +83,30 @@ def test_enospc_while_writing_the_second_file_keeps_the_old_pair(setup, monkeypa
     assert listing(out.parent) == before
 
 
+def test_enospc_inside_the_weights_writer_names_the_file(setup, monkeypatch):
+    weights, out = setup
+    before = listing(out.parent)
+
+    class FullDisk:  # the header fits, the tensor data does not; write() names no file on ENOSPC
+        def __init__(self, path, mode):
+            self.handle = open(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            if self.handle.tell():
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.handle.write(data)
+
+    monkeypatch.setattr(slimspec.weights, "open", FullDisk, raising=False)
+    assert_one_line(prune(weights, out), f"error: {out.with_suffix('.safetensors')}: No space left on device")
+    assert listing(out.parent) == before
+
+
 def test_enospc_in_the_first_rename_writes_nothing_new(setup, tmp_path, monkeypatch):
     weights, _ = setup
     fail_on_call(monkeypatch, os, "replace", 1, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))

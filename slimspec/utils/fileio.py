@@ -284,13 +284,18 @@ class OutputTransaction:
     def write(self, path: PathLike, data: str | bytes | Writer) -> Path:
         """Write ``data`` (text, bytes, or ``writer(tmp_path)``) to a fsynced temporary for ``path``."""
         tmp = self.temporary(path)
-        if callable(data):
-            data(tmp)
-        else:
-            with open(tmp, "xb") as handle:
-                handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         out = self._entry(path)
-        self._seal(out)
+        try:
+            if callable(data):
+                data(tmp)
+            else:
+                with open(tmp, "xb") as handle:
+                    handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            self._seal(out)
+        except OSError as exc:
+            if exc.filename is None:  # e.g. ENOSPC from write(): name the file being written
+                raise OSError(exc.errno, exc.strerror or str(exc), str(out.path)) from exc
+            raise
         return out.path
 
     add = write  # ``tx.add(path, data_or_writer)``: reserve (if needed) and write
