@@ -40,12 +40,17 @@ def demo(tmp_path_factory):
     """A 2+1-epoch demo: trained weights, run folders, parent and pruned specs, summary.json."""
     out = tmp_path_factory.mktemp("plots") / "demo"
     torch.manual_seed(0)
-    summary = run_demo(out, epochs=2, finetune_epochs=1, quiet=True, threads=1, say=lambda line: None)
+    before = torch.get_num_threads()
+    threads_seen: set[int] = set()
+    summary = run_demo(out, epochs=2, finetune_epochs=1, quiet=True, threads=1,
+                       say=lambda line: threads_seen.add(torch.get_num_threads()))
+    assert threads_seen == {1} and torch.get_num_threads() == before  # --threads for the run, restored after
     return out, summary
 
 
 def test_demo_writes_its_figures(demo):
     out, _ = demo
+    assert run("demo", "--threads", "0", "--out", out / "x").exit_code == 2
     for name in ("gammas.png", "widths.png", "training.png", "tradeoff.png"):
         assert (out / name).read_bytes()[:8] == PNG, name
 

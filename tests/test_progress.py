@@ -84,6 +84,17 @@ def test_iterable_form_yields_items_counts_total_from_len():
     assert progress([1, 2]).total == 2
 
 
+def test_default_interval_is_ten_seconds():
+    stream, clock = io.StringIO(), Clock()
+    with progress(total=2, desc="slow", stream=stream, clock=clock, tty=False) as bar:
+        clock.now += 9.9
+        bar.update(1)
+        assert stream.getvalue() == ""
+        clock.now += 0.1
+        bar.update(1)
+        assert stream.getvalue() == "slow: 2/2 (100%) 10.0s elapsed\n"
+
+
 def test_work_shorter_than_the_interval_is_silent():
     stream, clock = io.StringIO(), Clock()
     with progress(total=3, desc="fast", stream=stream, clock=clock, tty=False) as bar:

@@ -156,6 +156,10 @@ def _draw_hist(ax: Any, values: Sequence[float], bins: int, cut: float | None, l
     counts, edges = histogram(values, bins)
     ax.stairs(counts, edges, fill=True, color="#4878a8", alpha=0.85)
     ax.set_yscale("log")
+    from matplotlib.ticker import LogFormatter
+
+    ax.yaxis.set_major_formatter(LogFormatter())  # plain 1, 10, 100 (and 2, 5 ... when few decades)
+    ax.yaxis.set_minor_formatter(LogFormatter())
     if cut is not None:
         ax.axvline(cut, color="#c0392b", linestyle="--", linewidth=1.2, label=label)
 
@@ -190,7 +194,7 @@ def plot_gammas(weights: str | os.PathLike, out: str | os.PathLike, *, method: s
             cut = data.threshold if data.threshold is not None else data.slot_thresholds[name]
             _draw_hist(ax, data.scores[name], min(bins, 30), cut, None)
             ax.set_title(f"{name}: keeps {data.kept[name]}/{len(data.scores[name])}", fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.tick_params(which="both", labelsize=7)
         for ax in list(axes.flat)[len(names):]:
             ax.set_visible(False)
         fig.suptitle(f"{Path(weights).name}: {xlabel} per slot (log counts; dashed: pruning threshold)", fontsize=10)
