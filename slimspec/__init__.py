@@ -22,6 +22,7 @@ _LAZY = {
     "prune": "pruning.api", "PruneResult": "pruning.api",
     "train": "training.api", "finetune": "training.api", "evaluate": "training.api",
     "sensitivity": "workflows.sensitivity", "import_torchvision": "interop.torchvision_models",
+    "export": "interop.export", "bench": "workflows.bench",
 }
 
 __all__ = ["Spec", "SpecError", "SpecIssue", "load_spec", "dump_spec", "stock_specs", *_LAZY]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .deploy_cmds import bench, export
 from .interop_cmds import import_model
 from .plot_cmds import plot
 from .prune_cmds import prune, sensitivity
@@ -25,6 +26,8 @@ for command in (validate, info, build, schema, diff, textconv, git_setup, prune,
     cli.add_command(command)
 
 register_training(cli)
+cli.add_command(export)
+cli.add_command(bench)
 cli.add_command(plot)
 
 

@@ -72,3 +72,41 @@ class Params(TargetMetric):
 
     def measure(self, ir: IR, context: TargetContext) -> float:
         return float(count_params(ir))
+
+
+@register_target
+class Latency(TargetMetric):
+    """Measured latency on this machine (NetAdapt, Yang et al. 2018), estimated from a per-layer table.
+
+    ``context.options``: ``latency_table`` (a table file from ``slimspec bench --profile``),
+    else the cached table for this architecture, machine, ``latency_runtime`` (default eager),
+    ``latency_batch`` (1) and ``latency_threads``; profiled on the spot when there is none.
+    """
+
+    name = "latency"
+    help = "measured latency on this machine, estimated from a per-layer latency table (slimspec bench --profile)"
+
+    def prepare(self, ir: IR, context: TargetContext) -> None:
+        from ..latency.table import architecture_sha, load_table, table_for_spec, table_sha
+
+        path = context.options.get("latency_table")
+        if path:
+            table = load_table(path)
+            if table.get("architecture_sha256") != architecture_sha(ir):
+                raise PruneError(f"{path}: the latency table was made for '{table.get('spec')}', "
+                                 f"not for this architecture ({ir.name}); run slimspec bench --profile")
+        else:
+            table, path = table_for_spec(ir, runtime=context.options.get("latency_runtime", "eager"),
+                                         batch=int(context.options.get("latency_batch", 1)),
+                                         threads=context.options.get("latency_threads"))
+        context.options["_latency_table"] = table
+        context.provenance["latency"] = {"runtime": table["runtime"], "batch": table["batch"],
+                                         "machine": table["machine"],
+                                         "table_sha256": table_sha(table)}
+
+    def measure(self, ir: IR, context: TargetContext) -> float:
+        from ..latency.table import estimate
+
+        if "_latency_table" not in context.options:
+            self.prepare(ir, context)
+        return estimate(context.options["_latency_table"], ir)

@@ -1,0 +1,112 @@
+"""``slimspec export`` and ``slimspec bench``: out to deployment, and what the pruning bought."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from .choices import RegistryChoice
+from .errors import report_errors
+
+
+def _format_names() -> list[str]:
+    from ..interop.export import export_formats
+
+    return export_formats()
+
+
+def _runtime_names() -> list[str]:
+    from ..latency import runtime_names
+
+    return runtime_names()
+
+
+def _int_list(value: str, hint: str) -> tuple[int, ...]:
+    try:
+        items = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        items = ()
+    if not items or min(items) < 1:
+        raise click.BadParameter(f"expected positive integers separated by commas, got '{value}'", param_hint=hint)
+    return items
+
+
+def _runtimes(value: str) -> tuple[str, ...]:
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    known = _runtime_names()
+    for name in names:
+        if name not in known:
+            raise click.BadParameter(f"unknown runtime '{name}' (choose from {', '.join(known)})",
+                                     param_hint="--runtime")
+    return names
+
+
+@click.command()
+@click.argument("weights")
+@click.option("--format", "fmt", type=RegistryChoice(_format_names), help="Output format (default: from --out's suffix: .onnx, .pt2, .pt).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--no-fold-bn", is_flag=True, help="Keep BatchNorm layers instead of folding them into the conv/linear before them.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@report_errors
+def export(weights: str, fmt: str | None, out: str, no_fold_bn: bool, as_json: bool, force: bool) -> None:
+    """Export WEIGHTS (a weights file, or a spec with random weights) to ONNX, torch.export (.pt2) or TorchScript.
+
+    BN is folded, gates and masks applied; the written file is loaded back in its own runtime,
+    run once, and the largest difference to the PyTorch model is printed.
+    """
+    from ..interop.export import export as run_export
+
+    result = run_export(weights, out, fmt, force=force, fold_bn=not no_fold_bn)
+    if as_json:
+        click.echo(json.dumps(result.summary(), indent=2))
+        return
+    click.echo(f"wrote {result.path} ({result.format}; {len(result.folded_bn)} BatchNorm layers folded)")
+    click.echo(f"max abs diff to PyTorch: {result.max_abs_diff:.3g} (batch of {result.batch_checked})")
+
+
+@click.command()
+@click.argument("models", nargs=-1)
+@click.option("--batch", default="1,32", show_default=True, help="Batch sizes, comma-separated.")
+@click.option("--runtime", "runtime", default="eager", show_default=True,
+              help="Runtimes, comma-separated (eager, channels-last, onnxruntime).")
+@click.option("--threads", type=int, help="Intra-op threads for PyTorch and ONNX Runtime (default: torch's).")
+@click.option("--min-run-time", type=float, default=0.2, show_default=True, help="Seconds of measurement per timing.")
+@click.option("--no-fold-bn", is_flag=True, help="Time the models with their BatchNorm layers unfolded.")
+@click.option("--profile", "profile_spec", help="Build the per-layer latency table of this spec (for --target latency=R).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="With --profile: also write the table here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--force", is_flag=True, help="With --profile: re-measure (and overwrite --out).")
+@report_errors
+def bench(models: tuple[str, ...], batch: str, runtime: str, threads: int | None, min_run_time: float,
+          no_fold_bn: bool, profile_spec: str | None, out: str | None, as_json: bool, force: bool) -> None:
+    """Measure latency of MODELS (weights files, or spec files / stock names with random weights).
+
+    With two or more models, the first is the baseline: the speed-up of each other model is
+    printed next to its MAC ratio. ``--profile SPEC`` builds the latency table instead.
+    """
+    batches, runtimes = _int_list(batch, "--batch"), _runtimes(runtime)
+    if profile_spec:
+        if models:
+            raise click.UsageError("--profile takes a spec, not MODELS")
+        if len(batches) != 1 or len(runtimes) != 1:
+            raise click.UsageError("--profile measures one runtime at one batch size (e.g. --runtime eager --batch 1)")
+        from ..workflows.bench import profile_table
+
+        table, path = profile_table(profile_spec, runtime=runtimes[0], batch=batches[0], threads=threads,
+                                    out=out, force=force, progress=lambda line: click.echo(line, err=True))
+        if as_json:
+            click.echo(json.dumps({k: table[k] for k in ("spec", "runtime", "batch", "machine", "total_ms",
+                                                         "overhead_ms")} | {"path": str(path)}, indent=2))
+        else:
+            click.echo(f"latency table of {table['spec']} ({table['runtime']}, batch {table['batch']}): "
+                       f"{len(table['layers'])} layers, {len(table['entries'])} shapes, network "
+                       f"{table['total_ms']:.3f} ms; {path}")
+        return
+    if not models:
+        raise click.UsageError("give one or more MODELS (or --profile SPEC)")
+    from ..workflows.bench import bench as run_bench
+
+    report = run_bench(list(models), batches=batches, runtimes=runtimes, threads=threads, fold_bn=not no_fold_bn,
+                       min_run_time=min_run_time)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.table())

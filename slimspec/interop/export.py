@@ -1,0 +1,136 @@
+"""``slimspec export``: a weights file -> ONNX, a torch.export program (.pt2) or TorchScript.
+
+The model is made deployable first (plain layers, gates and masks folded, BatchNorm folded
+into the conv/linear in front of it), exported with a dynamic batch axis, then loaded back
+with the target runtime alone (ONNX Runtime, ``torch.export.load``, ``torch.jit.load``) and
+run once: the maximum absolute difference to the PyTorch model is reported. The files
+need no slimspec to load. Writes are atomic; an existing output needs ``force``.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..document import Spec
+from ..errors import ExportError
+from ..latency.runtimes import onnx_export, ort_session, require
+from ..nn import SpecNet
+from ..utils.fileio import atomic_write_with, check_writable
+from ..utils.registry import Registry
+from ..workflows.deploy import load_deployable
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """How to write one format and how to run the written file without slimspec."""
+
+    name: str
+    suffix: str
+    write: Callable[[torch.nn.Module, torch.Tensor, Path], None]
+    run: Callable[[Path, torch.Tensor], torch.Tensor]
+
+
+_FORMATS: Registry[ExportFormat] = Registry("export format", ExportError)
+
+
+def export_formats() -> list[str]:
+    return _FORMATS.names()
+
+
+def _write_onnx(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
+    onnx_export(model, x, str(path))
+    onnx = require("onnx", "ONNX export")
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
+    session = ort_session(str(path))
+    return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+
+
+def _write_pt2(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+    with open(path, "wb") as handle:  # a file object: the temporary name does not end in .pt2
+        torch.export.save(program, handle)
+
+
+def _run_pt2(path: Path, x: torch.Tensor) -> torch.Tensor:
+    return torch.export.load(str(path)).module()(x)
+
+
+def _write_torchscript(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
+    # SpecNet's generic executor is not scriptable; tracing records its (static) program.
+    # Batch stays dynamic: no op depends on the batch size.
+    with warnings.catch_warnings():  # torch.jit is deprecated upstream but still what many deployments load
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(model, (x,), check_trace=False)
+        torch.jit.save(traced, str(path))
+
+
+def _run_torchscript(path: Path, x: torch.Tensor) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu")(x)
+
+
+for _fmt in (ExportFormat("onnx", ".onnx", _write_onnx, _run_onnx),
+             ExportFormat("pt2", ".pt2", _write_pt2, _run_pt2),
+             ExportFormat("torchscript", ".pt", _write_torchscript, _run_torchscript)):
+    _FORMATS.add(_fmt.name, _fmt)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    max_abs_diff: float
+    folded_bn: list[str]
+    batch_checked: int
+
+    def summary(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format": self.format, "max_abs_diff": self.max_abs_diff,
+                "folded_bn": len(self.folded_bn), "batch_checked": self.batch_checked}
+
+
+def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, format: str | None = None, *,
+           force: bool = False, fold_bn: bool = True, check_batch: int = 3, seed: int = 0) -> ExportResult:
+    """Export a weights file (or a model, or a spec with seeded random weights) to ``out``.
+
+    ``format`` defaults from the suffix of ``out`` (.onnx, .pt2, .pt). The written file is run
+    on a batch of ``check_batch`` (a batch size other than the one exported with, to exercise
+    the dynamic axis) and compared with the unfolded PyTorch model.
+    """
+    fmt = _FORMATS.get(format or _format_for(out))
+    target = check_writable(out, force)
+    if isinstance(weights, (str, os.PathLike)) and Path(weights).resolve() == target.resolve():
+        raise ExportError(f"{out}: the output would overwrite the input")
+    if fmt.name == "onnx":
+        for module in ("onnx", "onnxscript", "onnxruntime"):
+            require(module, "ONNX export")
+    reference, model = load_deployable(weights, fold_bn=fold_bn, seed=seed)
+    folded = [n.name for n in model.ir.nodes_of("bn") if isinstance(model.get_submodule(n.name), torch.nn.Identity)]
+    shape = model.ir.input_shape
+    example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(seed))
+    atomic_write_with(target, lambda tmp: fmt.write(model, example, tmp), overwrite=force)
+    x = torch.randn(check_batch, *shape, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        expected = reference(x)
+        got = fmt.run(target, x)
+    diff = float((got.float() - expected).abs().max())
+    return ExportResult(target, fmt.name, diff, folded, check_batch)
+
+
+def _format_for(out: str | os.PathLike) -> str:
+    suffix = Path(out).suffix.lower()
+    for name, fmt in _FORMATS.items().items():
+        if fmt.suffix == suffix:
+            return name
+    raise ExportError(f"{out}: cannot tell the format from the suffix '{suffix}' (give --format: "
+                      f"{', '.join(export_formats())})")

@@ -1,0 +1,112 @@
+"""Runtimes a model can be timed in: eager PyTorch, channels-last eager, ONNX Runtime.
+
+A runtime turns an eval-mode module and an example input into a zero-argument callable
+that runs one forward pass. Registered by name; ``slimspec bench --runtime`` and the latency
+table read their choices from this registry.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ExportError, MissingExtraError
+from ..utils.registry import Registry
+
+Runner = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    help: str
+    prepare: Callable[[torch.nn.Module, torch.Tensor, int | None], Runner]
+
+
+_RUNTIMES: Registry[Runtime] = Registry("runtime", ExportError)
+
+
+def register_runtime(name: str, help: str) -> Callable:
+    def decorate(prepare: Callable[[torch.nn.Module, torch.Tensor, int | None], Runner]):
+        _RUNTIMES.add(name, Runtime(name, help, prepare))
+        return prepare
+    return decorate
+
+
+def get_runtime(name: str) -> Runtime:
+    return _RUNTIMES.get(name)
+
+
+def runtime_names() -> list[str]:
+    return _RUNTIMES.names()
+
+
+@register_runtime("eager", "PyTorch eager mode, contiguous (NCHW) tensors")
+def _eager(model: torch.nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
+    model.eval()
+
+    def run() -> object:
+        with torch.inference_mode():
+            return model(x)
+    return run
+
+
+@register_runtime("channels-last", "PyTorch eager mode, channels-last (NHWC) weights and input")
+def _channels_last(model: torch.nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
+    model = model.eval().to(memory_format=torch.channels_last)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return _eager(model, x, threads)
+
+
+def require(module: str, feature: str, extra: str = "onnx"):
+    """Import an optional module or raise :class:`MissingExtraError` naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(feature, extra, module) from None
+
+
+def onnx_export(model: torch.nn.Module, x: torch.Tensor, path: str | io.BytesIO | None = None,
+                *, opset: int = 18):
+    """Export ``model`` to ONNX with a dynamic batch axis (input ``input``, output ``output``).
+
+    Uses the torch.export-based exporter (``dynamo=True``); returns the ``ONNXProgram``.
+    """
+    for module in ("onnx", "onnxscript"):
+        require(module, "ONNX export")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        program = torch.onnx.export(model.eval(), (x,), None, input_names=["input"], output_names=["output"],
+                                    dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
+                                    external_data=False, verbose=False)
+    except Exception as exc:  # the exporter raises many types; the model is what failed
+        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    if path is not None:
+        program.save(path) if not isinstance(path, io.BytesIO) else path.write(program.model_proto.SerializeToString())
+    return program
+
+
+def ort_session(model_bytes: bytes | str, threads: int | None = None):
+    """An ONNX Runtime CPU session with all graph optimizations (Conv+BN+ReLU fusion among them)."""
+    ort = require("onnxruntime", "ONNX Runtime")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+@register_runtime("onnxruntime", "ONNX Runtime (CPU), exported with a dynamic batch axis, all graph optimizations")
+def _onnxruntime(model: torch.nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
+    buffer = io.BytesIO()
+    onnx_export(model, x, buffer)
+    session = ort_session(buffer.getvalue(), threads)
+    feed = {"input": x.detach().cpu().numpy()}
+    return lambda: session.run(None, feed)

@@ -1,0 +1,73 @@
+"""Timing one callable the same way everywhere: ``torch.utils.benchmark`` (warm-up, median, IQR).
+
+``slimspec bench``, ``slimspec demo``, the latency table (``bench --profile``) and the
+benchmark scripts all time through :func:`time_call`, so their numbers are comparable.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+import statistics
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+import torch
+from torch.utils import benchmark
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median and interquartile range of one call, in milliseconds, over ``runs`` measurements."""
+
+    median_ms: float
+    iqr_ms: float
+    runs: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)`` (unchanged when None)."""
+    if not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def time_call(fn: Callable[[], object], *, min_run_time: float = 0.2, warmup: int = 3,
+              threads: int | None = None, sync: Callable[[], None] | None = None,
+              block_s: float = 2e-3, min_blocks: int = 10) -> Timing:
+    """Time ``fn()`` with a ``torch.utils.benchmark.Timer`` after ``warmup`` calls.
+
+    Calls are grouped into blocks of about ``block_s`` seconds (so the timer's own overhead
+    does not count for short calls); blocks are measured for at least ``min_run_time``
+    seconds and ``min_blocks`` blocks. The median and interquartile range are over blocks,
+    per call, so a block slowed by another process shifts the IQR, not the median.
+    """
+    with torch_threads(threads):
+        for _ in range(warmup):
+            fn()
+        if sync is not None:
+            sync()
+            call = lambda: (fn(), sync())  # noqa: E731
+        else:
+            call = fn
+        timer = benchmark.Timer(stmt="call()", globals={"call": call},
+                                num_threads=threads or torch.get_num_threads())
+        first = min(timer.timeit(1).median for _ in range(3))
+        number = max(1, int(block_s / max(first, 1e-9)))
+        times: list[float] = []
+        spent = 0.0
+        while spent < min_run_time or len(times) < min_blocks:
+            block = timer.timeit(number).median  # seconds per call over ``number`` calls
+            times.append(block)
+            spent += block * number
+    q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+    return Timing(median * 1e3, (q3 - q1) * 1e3, len(times))
