@@ -61,11 +61,19 @@ def _sort_key(path: Sequence[PathPart]) -> tuple:
     return tuple((0, part, "") if isinstance(part, int) else (1, 0, part) for part in path)
 
 
+_LINE_BREAKING = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, 0x85)} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control and line-breaking characters escaped (user input echoed in a message)."""
+    return text.translate(_LINE_BREAKING)
+
+
 class SlimspecError(Exception):
     """Base of every input error: printed by the CLI as one line, exit 1, no traceback."""
 
     def lines(self) -> list[str]:
-        return [f"error: {self}"]
+        return [one_line(f"error: {line}") for line in str(self).split("\n")]
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ class SpecError(SlimspecError, ValueError):
 
     def lines(self) -> list[str]:
         prefix = f"{self.source}: " if self.source else ""
-        return [f"{prefix}{issue}" for issue in self.issues]
+        return [one_line(f"{prefix}{issue}") for issue in self.issues]
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
