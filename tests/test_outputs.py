@@ -91,6 +91,16 @@ def test_existing_output_refused_without_force_and_replaced_with_it(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o640  # the replaced file's permissions are kept
 
 
+def test_folders_and_devices_are_not_outputs(tmp_path):
+    with pytest.raises(OutputConflictError, match="is a folder"):
+        with OutputTransaction(force=True) as tx:
+            tx.write(tmp_path, "x")
+    with pytest.raises(OutputConflictError, match="/dev/null: is not a regular file"):
+        with OutputTransaction(force=True) as tx:
+            tx.write("/dev/null", "x")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
 def test_rollback_removes_created_folders_and_locks(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with OutputTransaction() as tx:

@@ -236,6 +236,8 @@ class OutputTransaction:
                                           f"give each output its own name")
         if target.name in ("", ".", "..") or os.path.isdir(target):
             raise OutputConflictError(f"{target}: is a folder, expected a file name")
+        if os.path.exists(target) and not os.path.isfile(target):  # a device, a pipe, /dev/stdout
+            raise OutputConflictError(f"{target}: is not a regular file; outputs are written as files")
         self._make_parent(target.parent)
         lock = FileLock(lock_path_for(target), str(target)).acquire()
         out = _Output(target, lock)
