@@ -112,6 +112,20 @@ def test_tty_uses_tqdm_on_the_given_stream_not_stdout(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_suspended_clears_the_terminal_bar_around_other_output():
+    stream = io.StringIO()
+    with progress(total=2, desc="bar", stream=stream, tty=True, interval=0) as bar:
+        bar.update(1)
+        drawn = stream.getvalue()
+        with bar.suspended():
+            stream.write("[2/3] a line of ours\n")
+        after = stream.getvalue()[len(drawn):]
+    assert after.startswith("\r") and after.index("\r") < after.index("[2/3] a line of ours")  # bar cleared first
+    quiet = progress(total=1, enabled=False)
+    with quiet.suspended():  # a no-op without a bar
+        pass
+
+
 def test_default_stream_is_stderr_never_stdout(capsys):
     with progress(total=1, desc="stderr-only", interval=0, tty=False) as bar:
         bar.update(1)

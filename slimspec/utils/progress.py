@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import IO, Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -117,6 +118,15 @@ class Progress:
     def set_status(self, status: str) -> None:
         """Change the status text without counting a step."""
         self.update(0, status)
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """Clear a terminal bar while other output is printed, then redraw it (no-op otherwise)."""
+        if self._bar is None or self.closed:
+            yield
+            return
+        with self._bar.external_write_mode(file=self.stream):
+            yield
 
     def line(self, now: float | None = None) -> str:
         """The one-line status as it would be printed now."""

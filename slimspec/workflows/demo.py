@@ -47,8 +47,12 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
         torch.set_num_threads(threads)
     try:
         with progress(total=len(STAGES), desc="demo", enabled=not quiet, unit="stage") as bar:
+            def said(line: str) -> None:  # a terminal bar is cleared while our lines print
+                with bar.suspended():
+                    say(line)
+
             return _run(Path(out), spec, epochs, finetune_epochs, sparsity, target_macs, lr, finetune_lr, seed, force,
-                        verbose, say, bar)
+                        verbose, said, bar)
     finally:
         torch.set_num_threads(before)
 
