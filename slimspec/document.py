@@ -93,7 +93,7 @@ def read_spec_text(source: str | os.PathLike) -> tuple[str, str]:
     if "\n" in text_source or _is_yaml_text(text_source):
         return text_source, "<text>"
     stock = stock_specs()
-    if name_issue(text_source) is None and text_source in stock and not Path(text_source).exists():
+    if name_issue(text_source) is None and text_source in stock and not Path(text_source).is_file():
         return stock[text_source].read_text(encoding="utf-8"), text_source
     try:
         exists = name_issue(text_source) is not None or Path(text_source).exists()
