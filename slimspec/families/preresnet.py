@@ -50,21 +50,22 @@ class PreResNet(Family):
                 if not isinstance(inner, list):
                     b.issue(at, f"preresnet blocks are bottlenecks: expected [c1, c2], got {inner!r}")
                     continue
-                name = f"layer{s + 1}.{i}"
-                y = selection_layer(b, f"{name}.in", x, ("stages", s, "blocks", i, "select"), select)
-                for j, (kernel, st) in enumerate([(1, 1), (3, stride if i == 0 else 1)]):
-                    slot = f"{at}.inner[{j}]"
-                    y = b.conv(f"{name}.conv{j + 1}", y, b.add_slot(slot, inner[j]), kernel, st, kernel // 2, False, at=slot)
-                    y = b.bn(f"{name}.bn{j + 2}", y, at=slot)
-                    y = b.relu(f"{name}.relu{j + 2}", y, at=slot)
-                    y = b.gate(f"{name}.gate{j + 2}", y, at=slot)
-                y = b.conv(f"{name}.conv3", y, stream, 1, 1, 0, False, at=at)
-                short = x
-                if b.channels(x) != width or (i == 0 and stride != 1):
-                    short = b.conv(f"{name}.downsample", x, stream, 1, stride if i == 0 else 1, 0, False, at=at)
-                else:
-                    y = b.block_gate(f"{name}.gate", y, f"{at}.block", at=at)
-                x = b.add(f"{name}.add", y, short, at=at)
+                with b.unit(f"stages[{s}]"), b.unit(at):
+                    name = f"layer{s + 1}.{i}"
+                    y = selection_layer(b, f"{name}.in", x, ("stages", s, "blocks", i, "select"), select)
+                    for j, (kernel, st) in enumerate([(1, 1), (3, stride if i == 0 else 1)]):
+                        slot = f"{at}.inner[{j}]"
+                        y = b.conv(f"{name}.conv{j + 1}", y, b.add_slot(slot, inner[j]), kernel, st, kernel // 2, False, at=slot)
+                        y = b.bn(f"{name}.bn{j + 2}", y, at=slot)
+                        y = b.relu(f"{name}.relu{j + 2}", y, at=slot)
+                        y = b.gate(f"{name}.gate{j + 2}", y, at=slot)
+                    y = b.conv(f"{name}.conv3", y, stream, 1, 1, 0, False, at=at)
+                    short = x
+                    if b.channels(x) != width or (i == 0 and stride != 1):
+                        short = b.conv(f"{name}.downsample", x, stream, 1, stride if i == 0 else 1, 0, False, at=at)
+                    else:
+                        y = b.block_gate(f"{name}.gate", y, f"{at}.block", at=at)
+                    x = b.add(f"{name}.add", y, short, at=at)
         x = selection_layer(b, "head", x, ("head_select",), data.get("head_select"))
         x = b.gap("head.pool", x, at="head_select")
         b.classifier(x)

@@ -83,7 +83,8 @@ class ResNet(Family):
                     want = "[c1, c2] (bottleneck)" if bottleneck else "an int (basic block)"
                     b.issue(f"{at}.blocks[{i}]", f"expected {want}, got {entry!r}")
                     continue
-                x = self._block(b, x, stream, s, i, entry, stride if i == 0 else 1, bottleneck, shortcut)
+                with b.unit(at), b.unit(f"{at}.blocks[{i}]"):
+                    x = self._block(b, x, stream, s, i, entry, stride if i == 0 else 1, bottleneck, shortcut)
         x = b.gap("head.pool", x, at="stages")
         b.classifier(x)
 

@@ -6,12 +6,14 @@ entries instead of exceptions, so a spec's every problem is reported at once.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
 from ..spec.errors import SpecError, SpecIssue, parse_path
 from .graph import IR, Axis, Node, Slot
+from .ops import OPS
 
 INPUT = "input"
 
@@ -30,6 +32,7 @@ class IRBuilder:
         self.slots: dict[str, Slot] = {}
         self.nodes: dict[str, Node] = {}
         self.issues: list[SpecIssue] = []
+        self._units: list[str] = []
         self.add_slot("#input", self.input_shape[0], "fixed")
         self._emit(Node(INPUT, "input", (), self.input_shape, Axis(("#input",))))
 
@@ -39,14 +42,26 @@ class IRBuilder:
         """Register a slot and return the single-segment axis over it."""
         if path in self.slots:
             raise ValueError(f"duplicate slot {path}")
-        self.slots[path] = Slot(path, int(size), kind, tuple(index) if index is not None else None, base_size)
+        self.slots[path] = Slot(path, int(size), kind, tuple(index) if index is not None else None, base_size,
+                                tuple(self._units))
         return Axis((path,))
+
+    @contextmanager
+    def unit(self, path: str) -> Iterator[None]:
+        """Slots added inside belong to the unit ``path`` (a stage, a block): see ``Slot.group``."""
+        self._units.append(path)
+        try:
+            yield
+        finally:
+            self._units.pop()
 
     def issue(self, at: str, message: str) -> None:
         self.issues.append(SpecIssue(at, message, parse_path(at) if at else ()))
 
     # -- nodes -----------------------------------------------------------------
     def _emit(self, node: Node) -> str:
+        if node.op not in OPS:
+            raise ValueError(f"op '{node.op}' is not in the op table (slimspec/ir/ops.py)")
         if node.name in self.nodes:
             raise ValueError(f"duplicate node {node.name}")
         self.nodes[node.name] = node
@@ -69,14 +84,14 @@ class IRBuilder:
         return self._emit(Node(name, op, inputs, shape, axis, in_axis, MappingProxyType(attrs), at))
 
     def conv(self, name: str, x: str, out: Axis, kernel: int, stride: int = 1, padding: int = 0,
-             bias: bool = False, at: str = "") -> str:
+             bias: bool = False, at: str = "", groups: int = 1) -> str:
         c, h, w = self._spatial(x, name, at)
         oh, ow = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
         if oh < 1 or ow < 1:
             self.issue(at, f"a {kernel}x{kernel} convolution does not fit its {h}x{w} input")
             oh, ow = max(oh, 1), max(ow, 1)
         return self._node(name, "conv", (x,), (self.axis_size(out), oh, ow), out, at, self.axis(x),
-                          kernel=kernel, stride=stride, padding=padding, bias=bias)
+                          kernel=kernel, stride=stride, padding=padding, bias=bias, groups=groups)
 
     def bn(self, name: str, x: str, at: str = "") -> str:
         return self._node(name, "bn", (x,), self.shape(x), self.axis(x), at, self.axis(x))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .graph import IR, Node
+from .ops import OPS
 
 
 @dataclass(frozen=True)
@@ -23,32 +24,18 @@ class LayerCount:
 
 
 def node_params(ir: IR, node: Node) -> int:
-    if node.op == "conv":
-        cin, cout, k = ir.axis_size(node.in_axis), node.shape[0], node.attr("kernel")
-        return cout * cin * k * k + (cout if node.attr("bias") else 0)
-    if node.op == "linear":
-        cin, cout = ir.axis_size(node.in_axis), node.shape[0]
-        return cin * cout + (cout if node.attr("bias") else 0)
-    if node.op == "bn":
-        return 2 * node.shape[0]
-    return 0
+    return OPS[node.op].params(ir, node)
 
 
 def node_macs(ir: IR, node: Node) -> int:
-    if node.op == "conv":
-        cin, k = ir.axis_size(node.in_axis), node.attr("kernel")
-        cout, h, w = node.shape
-        return cout * cin * k * k * h * w
-    if node.op == "linear":
-        return ir.axis_size(node.in_axis) * node.shape[0]
-    return 0
+    return OPS[node.op].macs(ir, node)
 
 
 def layer_counts(ir: IR) -> list[LayerCount]:
     """Per-node rows for every node that computes something (not the input or identities)."""
     rows = []
     for node in ir.nodes:
-        if node.op in ("input", "gate", "blockgate", "relu", "dropout"):
+        if OPS[node.op].identity:
             continue
         slot = ",".join(s for s in node.axis.segments if not s.startswith("#"))
         rows.append(LayerCount(node.name, node.op, node.shape, slot, node_params(ir, node), node_macs(ir, node)))

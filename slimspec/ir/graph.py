@@ -15,21 +15,24 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
 
-# Slot kinds: "channel" (a conv/linear output width), "select" (a subset of an axis kept by
-# a channel selection), "stream" (a residual stream width), "block" (a whole residual block,
-# size 1, removable when its SSS block gate is zero), "fixed" (never prunable).
-SLOT_KINDS = ("channel", "select", "stream", "block", "fixed")
-
-
 @dataclass(frozen=True)
 class Slot:
-    """A group of channels whose width is one value in the spec."""
+    """A group of channels whose width is one value in the spec.
+
+    ``kind``: ``channel`` (a conv/linear output width), ``select`` (a subset of an axis kept
+    by a channel selection), ``stream`` (a residual stream width), ``block`` (a whole
+    residual block, size 1, removable when its SSS block gate is zero), ``fixed`` (never
+    prunable). ``group`` names the enclosing units from the outside in, as spec paths
+    (``("stages[1]", "stages[1].blocks[4]")``), so policies reason about stages and blocks
+    without parsing paths.
+    """
 
     path: str
     size: int
     kind: str = "channel"
     index: tuple[int, ...] | None = None  # select slots: the kept positions of the selected axis
     base_size: int | None = None  # select slots: width of the axis selected from
+    group: tuple[str, ...] = ()
 
     @property
     def prunable(self) -> bool:
@@ -75,7 +78,7 @@ class IR:
     num_classes: int
     slots: dict[str, Slot]
     nodes: list[Node]
-    data: dict  # the normalized spec data (every default filled in)
+    data: dict  # the spec data the IR was resolved from
 
     def __post_init__(self) -> None:
         self._by_name = {node.name: node for node in self.nodes}

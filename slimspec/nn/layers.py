@@ -96,8 +96,9 @@ class PlainLayers:
     def __init__(self, binary_gates: bool = False):
         self.binary_gates = binary_gates
 
-    def conv(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool) -> nn.Module:
-        return self.conv_cls(cin, cout, kernel, stride=stride, padding=padding, bias=bias)
+    def conv(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool,
+             groups: int = 1) -> nn.Module:
+        return self.conv_cls(cin, cout, kernel, stride=stride, padding=padding, bias=bias, groups=groups)
 
     def linear(self, cin: int, cout: int, bias: bool) -> nn.Module:
         return self.linear_cls(cin, cout, bias=bias)

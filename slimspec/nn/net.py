@@ -1,5 +1,8 @@
 """IR -> nn.Module: one generic network that runs the IR's nodes in order.
 
+``MODULE_FACTORIES`` and ``FUNCTIONAL`` are keyed by the op names of :mod:`slimspec.ir.ops`
+(the one table of op knowledge); a test checks the two agree.
+
 Modules are registered under their node names (``features.3.conv``, ``layer2.0.bn1``), so
 parameter names are deterministic, stable across builds of the same spec and across build
 modes, and are exactly the names the pruner transplants by. The forward pass walks a
@@ -31,7 +34,8 @@ def _pool(cls: type[nn.Module]) -> Factory:
 
 MODULE_FACTORIES: dict[str, Factory] = {
     "conv": lambda ir, n, layers: layers.conv(ir.axis_size(n.in_axis), n.shape[0], n.attr("kernel"),
-                                              n.attr("stride"), n.attr("padding"), n.attr("bias")),
+                                              n.attr("stride"), n.attr("padding"), n.attr("bias"),
+                                              n.attr("groups", 1)),
     "linear": lambda ir, n, layers: layers.linear(ir.axis_size(n.in_axis), n.shape[0], n.attr("bias")),
     "bn": _bn,
     "relu": lambda ir, n, layers: nn.ReLU(),

@@ -19,7 +19,6 @@ Conventions (documented in the README, tested):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -142,18 +141,21 @@ def _finish(ir: IR, scores: Mapping[str, torch.Tensor], pruned: dict[str, set[in
 
 
 def _keep_a_block_per_stage(ir: IR, scores: Mapping[str, torch.Tensor], kept: dict[str, tuple[int, ...]]) -> None:
-    """Whole-block pruning never empties a stage: its best-gated removable block stays."""
-    block_of = re.compile(r"^((.*)\.blocks\[\d+\])")
-    stages: dict[str, set[str]] = {}
+    """Whole-block pruning never empties a stage: its best-gated removable block stays.
+
+    Stages and blocks are the units slots belong to (``Slot.group``: stage, then block).
+    """
+    blocks: dict[str, set[str]] = {}
     gates: dict[str, list[str]] = {}
-    for path in ir.slots:
-        found = block_of.match(path)
-        if found:
-            stages.setdefault(found.group(2), set()).add(found.group(1))
-            if ir.slots[path].kind == "block":
-                gates.setdefault(found.group(2), []).append(path)
+    for path, slot in ir.slots.items():
+        if len(slot.group) < 2:
+            continue
+        stage, block = slot.group[0], slot.group[1]
+        blocks.setdefault(stage, set()).add(block)
+        if slot.kind == "block":
+            gates.setdefault(stage, []).append(path)
     for stage, paths in gates.items():
-        ungated = stages[stage] - {p.rsplit(".", 1)[0] for p in paths}
+        ungated = blocks[stage] - {ir.slots[p].group[1] for p in paths}
         if ungated or any(kept[p] for p in paths):
             continue  # a downsampling block (no gate) or a kept block remains
         best = max(paths, key=lambda p: (float(scores[p][0]) if p in scores else 0.0, p))

@@ -12,17 +12,9 @@ from collections.abc import Mapping
 import torch
 
 from ..ir import IR, Axis, Node
+from ..ir.ops import OPS
 from .criteria.base import PruneError
 from .sources import axis_index, slot_sources
-
-# tensor attribute -> which node axes index its dims ("out" = node.axis, "in" = node.in_axis)
-TENSOR_DIMS: dict[str, dict[str, tuple[str, ...]]] = {
-    "conv": {"weight": ("out", "in"), "weight_mask": ("out", "in"), "bias": ("out",)},
-    "linear": {"weight": ("out", "in"), "weight_mask": ("out", "in"), "bias": ("out",)},
-    "bn": {"weight": ("out",), "bias": ("out",), "running_mean": ("out",), "running_var": ("out",)},
-    "gate": {"weight": ("out",), "mask": ("out",)},
-}
-
 
 def _axis(node: Node, which: str) -> Axis:
     return node.axis if which == "out" else node.in_axis  # type: ignore[return-value]
@@ -50,7 +42,9 @@ def transplant(old_ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str,
         tensor = state[key]
         if node_name in old_ir:
             node = old_ir.node(node_name)
-            for dim, which in enumerate(TENSOR_DIMS.get(node.op, {}).get(attr, ())):
+            for dim, which in enumerate(OPS[node.op].tensors(node).get(attr, ())):
+                if which is None:
+                    continue
                 index = axis_index(old_ir, _axis(node, which), kept)
                 if index != list(range(tensor.shape[dim])):
                     tensor = tensor.index_select(dim, torch.tensor(index, dtype=torch.long))
