@@ -16,6 +16,7 @@ from .errors import report_errors
 @click.option("--method", "-m", type=CRITERIA, help="Pruning criterion (registered methods).")
 @click.option("--ratio", type=float, help="Fraction of prunable channels to remove.")
 @click.option("--target", help="NAME=FRACTION: reach a fraction of the original (NAME: a registered target, e.g. macs=0.5).")
+@click.option("--latency-table", type=click.Path(dir_okay=False), help="Latency table for --target latency=R (from slimspec bench --profile; default: the cached one, profiled if missing).")
 @click.option("--threshold", type=float, help="Remove channels whose score is <= this value.")
 @click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it.")
 @click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer.")
@@ -37,7 +38,8 @@ from .errors import report_errors
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @report_errors
-def prune(weights: str, method: str | None, ratio: float | None, target: str | None, threshold: float | None,
+def prune(weights: str, method: str | None, ratio: float | None, target: str | None, latency_table: str | None,
+          threshold: float | None,
           plan: str | None, scope: str | None, min_channels: int | None, round_to: int | None,
           exclude: tuple[str, ...], overrides: tuple[str, ...], prune_stream: bool | None, calibration: str | None,
           data_dir: str | None, seed: int | None, fold_bias: bool | None, binary_gates: bool | None,
@@ -72,7 +74,8 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
         result = run_prune(weights, method, spec=spec_path, plan=plan, ratio=ratio, target=target, threshold=threshold,
                            scope=scope, min_channels=min_channels, round_to=round_to, exclude=list(exclude),
                            overrides=parsed_overrides, prune_stream=prune_stream, calibration=calibration,
-                           data_dir=data_dir, seed=seed, fold_bias=fold_bias, binary_gates=binary_gates)
+                           data_dir=data_dir, seed=seed, fold_bias=fold_bias, binary_gates=binary_gates,
+                           target_options={"latency_table": latency_table} if latency_table else None)
         if as_json:
             click.echo(json.dumps(result.summary(), indent=2))
         else:
