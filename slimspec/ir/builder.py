@@ -18,8 +18,11 @@ from .ops import OPS
 INPUT = "input"
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
+def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+ACTIVATIONS = ("relu", "relu6", "silu", "hardswish", "sigmoid")  # element-wise ops emitted by IRBuilder.act
 
 
 class IRBuilder:
@@ -84,20 +87,35 @@ class IRBuilder:
         return self._emit(Node(name, op, inputs, shape, axis, in_axis, MappingProxyType(attrs), at))
 
     def conv(self, name: str, x: str, out: Axis, kernel: int, stride: int = 1, padding: int = 0,
-             bias: bool = False, at: str = "", groups: int = 1) -> str:
+             bias: bool = False, at: str = "", groups: int = 1, dilation: int = 1) -> str:
         c, h, w = self._spatial(x, name, at)
-        oh, ow = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
+        oh, ow = _conv_out(h, kernel, stride, padding, dilation), _conv_out(w, kernel, stride, padding, dilation)
         if oh < 1 or ow < 1:
             self.issue(at, f"a {kernel}x{kernel} convolution does not fit its {h}x{w} input")
             oh, ow = max(oh, 1), max(ow, 1)
+        attrs = {"dilation": dilation} if dilation != 1 else {}
         return self._node(name, "conv", (x,), (self.axis_size(out), oh, ow), out, at, self.axis(x),
-                          kernel=kernel, stride=stride, padding=padding, bias=bias, groups=groups)
+                          kernel=kernel, stride=stride, padding=padding, bias=bias, groups=groups, **attrs)
 
     def bn(self, name: str, x: str, at: str = "") -> str:
         return self._node(name, "bn", (x,), self.shape(x), self.axis(x), at, self.axis(x))
 
     def relu(self, name: str, x: str, at: str = "") -> str:
         return self._node(name, "relu", (x,), self.shape(x), self.axis(x), at)
+
+    def act(self, name: str, x: str, op: str, at: str = "") -> str:
+        """An element-wise activation (one of ``ACTIVATIONS``)."""
+        if op not in ACTIVATIONS:
+            raise ValueError(f"{name}: '{op}' is not an activation ({', '.join(ACTIVATIONS)})")
+        return self._node(name, op, (x,), self.shape(x), self.axis(x), at)
+
+    def identity(self, name: str, x: str, at: str = "") -> str:
+        return self._node(name, "identity", (x,), self.shape(x), self.axis(x), at)
+
+    def adaptive_avgpool(self, name: str, x: str, size: int, at: str = "") -> str:
+        """Adaptive average pool to ``size`` x ``size`` (torch's ``AdaptiveAvgPool2d``)."""
+        c, _, _ = self._spatial(x, name, at)
+        return self._node(name, "adaptive_avgpool", (x,), (c, size, size), self.axis(x), at, size=size)
 
     def gate(self, name: str, x: str, at: str = "") -> str:
         """A per-channel op on a prunable slot: identity (plain), mask (masked) or gate (gated)."""

@@ -97,8 +97,9 @@ class PlainLayers:
         self.binary_gates = binary_gates
 
     def conv(self, cin: int, cout: int, kernel: int, stride: int, padding: int, bias: bool,
-             groups: int = 1) -> nn.Module:
-        return self.conv_cls(cin, cout, kernel, stride=stride, padding=padding, bias=bias, groups=groups)
+             groups: int = 1, dilation: int = 1) -> nn.Module:
+        return self.conv_cls(cin, cout, kernel, stride=stride, padding=padding, bias=bias, groups=groups,
+                             dilation=dilation)
 
     def linear(self, cin: int, cout: int, bias: bool) -> nn.Module:
         return self.linear_cls(cin, cout, bias=bias)
