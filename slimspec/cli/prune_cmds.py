@@ -18,6 +18,7 @@ from .errors import report_errors
 @click.option("--target", help="NAME=FRACTION: reach a fraction of the original (NAME: a registered target, e.g. macs=0.5).")
 @click.option("--latency-table", type=click.Path(dir_okay=False), help="Latency table for --target latency=R (from slimspec bench --profile; default: the cached one, profiled if missing).")
 @click.option("--threshold", type=float, help="Remove channels whose score is <= this value.")
+@click.option("--percent", type=float, help="Network Slimming's rule: threshold = sorted scores[int(N*P)], remove scores <= it.")
 @click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it.")
 @click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer.")
 @click.option("--min-channels", type=int, help="Never keep fewer channels in a slot (default 1).")
@@ -39,7 +40,7 @@ from .errors import report_errors
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @report_errors
 def prune(weights: str, method: str | None, ratio: float | None, target: str | None, latency_table: str | None,
-          threshold: float | None,
+          threshold: float | None, percent: float | None,
           plan: str | None, scope: str | None, min_channels: int | None, round_to: int | None,
           exclude: tuple[str, ...], overrides: tuple[str, ...], prune_stream: bool | None, calibration: str | None,
           data_dir: str | None, seed: int | None, fold_bias: bool | None, binary_gates: bool | None,
@@ -72,6 +73,7 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
             if not sep or not pattern:
                 raise click.BadParameter(f"expected PATTERN=RATIO, got '{item}'", param_hint="--override")
         result = run_prune(weights, method, spec=spec_path, plan=plan, ratio=ratio, target=target, threshold=threshold,
+                           percent=percent,
                            scope=scope, min_channels=min_channels, round_to=round_to, exclude=list(exclude),
                            overrides=parsed_overrides, prune_stream=prune_stream, calibration=calibration,
                            data_dir=data_dir, seed=seed, fold_bias=fold_bias, binary_gates=binary_gates,

@@ -113,7 +113,8 @@ def _new_ir(parent: Spec, decision: Decision) -> tuple[dict, IR]:
 
 
 def _policy(options: PruneOptions, criterion, threshold: float | None, ratio: float | None) -> PolicyConfig:
-    return PolicyConfig(ratio=ratio, threshold=threshold, scope=options.scope or criterion.default_scope,
+    percent = options.percent if ratio is None and threshold is None else None
+    return PolicyConfig(ratio=ratio, threshold=threshold, percent=percent, scope=options.scope or criterion.default_scope,
                         min_channels=options.min_channels, round_to=options.round_to, exclude=tuple(options.exclude),
                         overrides=tuple(options.overrides.items()), prune_stream=options.prune_stream,
                         prune_blocks=criterion.prunes_blocks)
@@ -128,6 +129,7 @@ def _provenance(parent: Spec, options: PruneOptions, decision: Decision, weights
         "method": options.method,
         "scope": options.scope_used,
         "ratio": None if ratio is None else round(ratio, 6),
+        "percent": options.percent,
         "target": dict(options.target) if options.target else None,
         "threshold": None if decision.threshold is None else float(f"{decision.threshold:.6g}"),
         "min_channels": options.min_channels,
@@ -181,7 +183,7 @@ def _choose(parent: Spec, scores, options: PruneOptions, criterion) -> tuple[Dec
     """Apply the ratio, the threshold, or the ratio found for a params/MACs target."""
     ir = parent.ir
     threshold, ratio = options.threshold, options.ratio
-    if ratio is None and not options.target and threshold is None and not options.overrides:
+    if ratio is None and not options.target and threshold is None and options.percent is None and not options.overrides:
         threshold = criterion.default_threshold
         if threshold is None:
             raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")

@@ -70,6 +70,7 @@ class PruneOptions:
     ratio: float | None = None
     target: dict[str, float] | None = None
     threshold: float | None = None
+    percent: float | None = None  # Network Slimming's rule: threshold = sorted scores[int(N * percent)]
     scope: str | None = None
     min_channels: int = 1
     round_to: int = 1
@@ -116,6 +117,10 @@ class PruneOptions:
             raise PruneError("method: not given (use --method or a plan's 'method')")
         if options.ratio is not None and options.target:
             raise PruneError("give either a ratio or a target, not both")
+        if options.percent is not None:
+            for other in ("ratio", "target", "threshold"):
+                if getattr(options, other):
+                    raise PruneError(f"give either percent or {other}, not both")
         return options
 
 

@@ -9,6 +9,11 @@ Conventions (documented in the README, tested):
   that comes first in the network is pruned first, so results are deterministic.
 * A ``threshold`` prunes every channel whose score is ``<= threshold`` (Network Slimming keeps
   ``score > threshold``; gates at exactly zero are removed with threshold 0).
+* ``percent`` is Network Slimming's own rule (Liu et al. 2017, ``vggprune.py`` / ``resprune.py`` /
+  ``denseprune.py``): the threshold is the pooled scores sorted ascending at position
+  ``int(N * percent)``, and every channel scoring ``<= threshold`` goes — ``int(N * percent) + 1``
+  channels plus every channel tied with the threshold. With ``scope: layer`` the same rule runs
+  per slot. ``ratio`` keeps its exact-count meaning.
 * ``min_channels`` (default 1) is applied last-but-one: a slot never keeps fewer than
   ``min(min_channels, width)`` channels; its best-scored channels are kept and the slot is
   reported as clamped. ``round_to`` then rounds each kept count up to a multiple.
@@ -40,6 +45,7 @@ def keep_count(width: int, ratio: float) -> int:
 class PolicyConfig:
     ratio: float | None = None
     threshold: float | None = None
+    percent: float | None = None
     scope: str = "global"
     min_channels: int = 1
     round_to: int = 1
@@ -51,7 +57,12 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise PruneError(f"scope: expected one of {', '.join(SCOPES)}, got '{self.scope}'")
-        for label, value in [("ratio", self.ratio), *[(f"overrides[{p}]", r) for p, r in self.overrides]]:
+        if self.percent is not None:
+            for other in ("ratio", "threshold"):
+                if getattr(self, other) is not None:
+                    raise PruneError(f"give either percent or {other}, not both")
+        for label, value in [("ratio", self.ratio), ("percent", self.percent),
+                             *[(f"overrides[{p}]", r) for p, r in self.overrides]]:
             if value is not None and not 0.0 <= value < 1.0:
                 raise PruneError(f"{label}: a pruning ratio must be in [0, 1), got {value}")
         if self.min_channels < 1:
@@ -89,6 +100,15 @@ def _lowest(scores: torch.Tensor, count: int) -> list[int]:
     return order[:count]
 
 
+def percent_threshold(values: Sequence[float], percent: float) -> float:
+    """Network Slimming's threshold: ``sorted(values)[int(len(values) * percent)]``.
+
+    As in ``vggprune.py``: ``y, i = torch.sort(bn); thre = y[int(total * percent)]``; the channels
+    with ``score <= thre`` are removed (the reference keeps ``weight.abs().gt(thre)``).
+    """
+    return sorted(values)[int(len(values) * percent)]
+
+
 def decide(ir: IR, scores: Mapping[str, torch.Tensor], config: PolicyConfig) -> Decision:
     """Apply the policy; returns kept positions for every slot (untouched slots keep all)."""
     pruned: dict[str, set[int]] = {}
@@ -104,6 +124,16 @@ def decide(ir: IR, scores: Mapping[str, torch.Tensor], config: PolicyConfig) -> 
         threshold = config.threshold
         for path in pool:
             pruned[path] = {i for i, s in enumerate(scores[path].tolist()) if s <= config.threshold}
+    elif config.percent is not None and config.scope == "layer":
+        for path in pool:
+            values = scores[path].tolist()
+            cut = percent_threshold(values, config.percent)
+            pruned[path] = {i for i, s in enumerate(values) if s <= cut}
+    elif config.percent is not None and pool:
+        values = {path: scores[path].tolist() for path in pool}
+        threshold = percent_threshold([s for path in pool for s in values[path]], config.percent)
+        for path in pool:
+            pruned[path] = {i for i, s in enumerate(values[path]) if s <= threshold}
     elif config.ratio is not None and config.scope == "layer":
         for path in pool:
             size = ir.slots[path].size
