@@ -51,18 +51,28 @@ def test_data_shape_and_class_errors(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
 
 
-def test_scratch_b_scales_epochs_by_macs():
-    parent = load_spec(SPECS / "digits_vgg.yaml")
-    pruned = load_spec(SPECS / "digits_vgg.yaml").text.replace("[32, 32, M, 64, 64, M, 128]", "[16, 16, M, 32, 32, M, 64]")
-    from slimspec.document import spec_from_text
-
-    child = spec_from_text(pruned)
-    assert scratch_epochs(10, "E", child, parent) == 10
+def test_scratch_b_scales_epochs_by_macs(tmp_path):
+    import slimspec
+    from slimspec.errors import TrainingError
     from slimspec.ir import count_macs
 
+    parent = load_spec(SPECS / "digits_vgg.yaml")
+    weights = tmp_path / "w.safetensors"
+    slimspec.save_weights(slimspec.build(parent, seed=0), parent, weights)
+    child = slimspec.prune(weights, method="l1", ratio=0.5).spec
+    assert scratch_epochs(10, "E", child, parent) == 10
     ratio = count_macs(parent.ir) / count_macs(child.ir)
     assert 3.5 < ratio < 4.5  # halving every width about quarters the MACs
     assert scratch_epochs(10, "B", child, parent) == round(10 * ratio)
+    with pytest.raises(TrainingError, match="not the spec .* was pruned from"):
+        scratch_epochs(10, "B", child, load_spec("vgg19"))
+    with pytest.raises(TrainingError, match="needs a pruned spec"):
+        scratch_epochs(10, "B", parent, parent)
+    child_path = tmp_path / "child.yaml"
+    child_path.write_text(child.text)
+    result = run("train", child_path, "--scratch", "B", "--reference", "resnet56", "--epochs", "1", "-o", tmp_path / "r")
+    assert result.exit_code == 1 and "was pruned from" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def _train_cmd(run_dir):

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .choices import DATASETS, FINETUNE_PRESETS, SCHEDULES
 from .errors import report_errors
@@ -27,6 +28,9 @@ def training_options(func: Callable) -> Callable:
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", help="auto | cpu | cuda | cuda:N"),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines."),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice)."),
+        click.option("--tensorboard", is_flag=True,
+                     help="Log scalars and BN-gamma histograms to RUN_DIR/tensorboard (extra: tensorboard)."),
         click.option("--force", is_flag=True, help="Start over in a run folder that holds a previous run."),
     ]
     for option in reversed(options):
@@ -36,6 +40,24 @@ def training_options(func: Callable) -> Callable:
 
 def _config(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None and v is not False}
+
+
+def _given_for_resume(resume_dir: str) -> dict[str, Any]:
+    """The options typed on the command line next to ``--resume`` (defaults do not count)."""
+    from pathlib import Path
+
+    from ..errors import TrainingError
+
+    ctx = click.get_current_context()
+    typed = {name: value for name, value in ctx.params.items()
+             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+             and name not in ("spec", "resume_dir")}
+    if typed.pop("force", False):
+        raise click.UsageError("--force starts a run over and --resume continues it: give one of them")
+    run_dir = typed.pop("run_dir", None)
+    if run_dir is not None and Path(run_dir).resolve() != Path(resume_dir).resolve():
+        raise TrainingError(f"--out {run_dir}: --resume continues {resume_dir} in place (leave --out out)")
+    return typed
 
 
 @click.command()
@@ -48,7 +70,9 @@ def _config(**values: Any) -> dict[str, Any]:
 @click.option("--weights", help="Start from these weights instead of a random init.")
 @click.option("--scratch", type=click.Choice(["E", "B"], case_sensitive=False), help="Retrain from random init: Scratch-E (same epochs) or Scratch-B (epochs x MACs(reference)/MACs(spec)).")
 @click.option("--reference", help="The unpruned parent spec, for --scratch B.")
-@click.option("--resume", "resume_dir", help="Continue a killed run from its folder.")
+@click.option("--resume", "resume_dir",
+              help="Continue a run from its folder with its own options (more --epochs, --device, --threads, "
+                   "--quiet, --tensorboard may change).")
 @report_errors
 def train(spec: str | None, data: str, data_dir: str | None, download: bool, run_dir: str | None, gates: str | None,
           apg_gamma: float | None, binary_gates: bool, weights: str | None, scratch: str | None,
@@ -57,7 +81,7 @@ def train(spec: str | None, data: str, data_dir: str | None, download: bool, run
     from ..training.api import resume, train as run_train
 
     if resume_dir:
-        result = resume(resume_dir)
+        result = resume(resume_dir, spec, **_given_for_resume(resume_dir))
     else:
         if not spec:
             raise click.UsageError("give SPEC (or --resume RUN_DIR)")
@@ -86,18 +110,23 @@ def finetune(spec: str, data: str, data_dir: str | None, download: bool, run_dir
 
 @click.command("eval")
 @click.argument("weights")
-@click.option("--data", default="digits", show_default=True)
+@click.option("--data", type=DATASETS, default="digits", show_default=True, help="Dataset (registered names).")
 @click.option("--data-dir")
 @click.option("--download", is_flag=True)
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--device", default="auto", show_default=True)
+@click.option("--spec", help="The spec of WEIGHTS, for weights files saved without one embedded.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--json", "as_json", is_flag=True)
 @report_errors
-def eval_cmd(weights: str, data: str, data_dir: str | None, download: bool, split: str, device: str, as_json: bool) -> None:
-    """Accuracy and loss of WEIGHTS (the spec embedded in the file) on a dataset."""
+def eval_cmd(weights: str, data: str, data_dir: str | None, download: bool, split: str, device: str,
+             spec: str | None, threads: int | None, quiet: bool, as_json: bool) -> None:
+    """Accuracy and loss of WEIGHTS (the spec embedded in the file, or --spec) on a dataset."""
     from ..training.api import evaluate
 
-    metrics = evaluate(weights, data, split=split, data_dir=data_dir, download=download, device=device)
+    metrics = evaluate(weights, data, split=split, data_dir=data_dir, download=download, device=device, spec=spec,
+                       threads=threads, quiet=quiet)
     if as_json:
         click.echo(json.dumps(metrics))
     else:

@@ -2,7 +2,8 @@
 
 A run folder holds ``spec.yaml`` (the architecture), ``run.json`` (data and config, enough to
 resume), ``best``/``last.safetensors`` (weights with the spec embedded), ``state.pt`` (exact
-resume state) and ``metrics.jsonl``. Scratch-E and Scratch-B retrain a pruned architecture
+resume state) and ``metrics.jsonl``; it is locked while a run uses it. A resumed run keeps the
+options it was started with (more epochs, another device, threads and logging aside). Scratch-E and Scratch-B retrain a pruned architecture
 from random init (Liu et al. 2019, "Rethinking the Value of Network Pruning"); Scratch-B
 scales the epochs by MACs(parent) / MACs(pruned) so both get the same compute budget.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,13 @@ from ..nn import SpecNet
 from ..data import get_dataset
 from ..document import Spec, load_spec, spec_from_text
 from ..ir import count_macs
-from ..utils.fileio import atomic_write
+from ..utils.fileio import atomic_write, claim_run_dir
+from ..utils.progress import progress
 from ..weights import save_weights
 from .config import TrainConfig
-from .loop import STATE_FILE, TrainResult, evaluate as evaluate_model, train as train_loop
+from .distributed import resolve_device
+from .loop import BEST_FILE, LAST_FILE, METRICS_FILE, STATE_FILE, TrainResult, json_safe
+from .loop import evaluate as evaluate_model, train as train_loop
 from ..errors import TrainingError
 
 RUN_FILE = "run.json"
@@ -50,19 +55,36 @@ def _weights_saver(spec: Spec, binary_gates: bool):
 
 
 def scratch_epochs(epochs: int, kind: str, spec: Spec, reference: Spec | None) -> int:
-    """Scratch-E keeps the epochs; Scratch-B scales them by MACs(reference) / MACs(spec)."""
+    """Scratch-E keeps the epochs; Scratch-B scales them by MACs(reference) / MACs(spec).
+
+    The reference must be the parent the spec was pruned from (its ``pruned.parent_sha256``,
+    or an earlier parent in ``pruned.history``): any other spec would scale by a meaningless ratio.
+    """
     if kind.upper() == "E":
         return epochs
     if kind.upper() != "B":
         raise TrainingError(f"scratch: expected E or B, got '{kind}'")
     if reference is None:
         raise TrainingError("scratch B needs the unpruned parent spec (--reference PARENT.yaml)")
+    check_reference(spec, reference)
     return int(round(epochs * count_macs(reference.ir) / count_macs(spec.ir)))
 
 
-def _prepare_run(run_dir: Path, resume: bool, force: bool) -> None:
-    if run_dir.exists() and (run_dir / STATE_FILE).exists() and not resume and not force:
-        raise FileExistsError(f"{run_dir}: holds a previous run (use --resume to continue it or --force to start over)")
+def check_reference(spec: Spec, reference: Spec) -> None:
+    """Refuse a Scratch-B reference that is not one of the parents recorded in the spec's ``pruned:`` block."""
+    block = spec.data.get("pruned")
+    name = spec.source or spec.name
+    if not isinstance(block, dict) or not block.get("parent_sha256"):
+        raise TrainingError(f"{name}: --scratch B needs a pruned spec (no pruned.parent_sha256 recording its parent)")
+    parents = [block, *[h for h in block.get("history") or [] if isinstance(h, dict)]]
+    if reference.sha256 not in {p.get("parent_sha256") for p in parents}:
+        raise TrainingError(f"--reference {reference.source or reference.name}: not the spec {name} was pruned from "
+                            f"(pruned.parent {block.get('parent')!r}, sha256 {str(block['parent_sha256'])[:12]}...)")
+
+
+# what a run folder holds (a forced restart deletes exactly these names)
+RUN_FILES = (RUN_FILE, SPEC_FILE, STATE_FILE, LAST_FILE, BEST_FILE, METRICS_FILE)
+RUN_KEYS = ("data", "data_dir", "binary_gates", "weights", "scratch", "reference")  # run.json beside the config
 
 
 def train(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | os.PathLike = "runs/train", *,
@@ -70,49 +92,118 @@ def train(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | o
           scratch: str | None = None, reference: Spec | str | os.PathLike | None = None, resume: bool = False,
           force: bool = False, data_dir: str | None = None, download: bool = False, seed: int = 0,
           **config_values: Any) -> TrainResult:
-    """Train a spec on a registered dataset; every TrainConfig field is a keyword (epochs, lr, sparsity...)."""
+    """Train a spec on a registered dataset; every TrainConfig field is a keyword (epochs, lr, sparsity...).
+
+    The run folder is locked for the whole run: a second run on the same folder is refused at
+    once, and a folder holding a finished or killed run needs ``resume`` or ``force``.
+    """
     spec = load_spec(spec)
     run_dir = Path(run_dir)
-    _prepare_run(run_dir, resume, force)
     config = make_config(gates=gates, seed=seed, **config_values)
+    resolve_device(config.device)  # a missing GPU is reported before any data is read
+    reference_spec = load_spec(reference) if reference is not None else None
     if scratch:
-        config.epochs = scratch_epochs(config.epochs, scratch, spec, load_spec(reference) if reference else None)
+        config.epochs = scratch_epochs(config.epochs, scratch, spec, reference_spec)
         weights = None
-    dataset = get_dataset(data, data_dir=data_dir, download=download, input_shape=spec.ir.input_shape, seed=seed)
-    if dataset.num_classes != spec.ir.num_classes:
-        raise TrainingError(f"{data} has {dataset.num_classes} classes but spec {spec.name} has num_classes: {spec.ir.num_classes}")
-    if weights is not None:
-        model, _ = load_model(weights, spec, binary_gates=binary_gates)
-        if gates == "sss" and model.mode != "gated":
-            raise TrainingError("--gates sss needs a gated model; start from a spec, not plain weights")
-    else:
-        model = build(spec, "gated" if gates == "sss" else "plain", binary_gates=binary_gates, seed=seed)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
-        record = {"spec": SPEC_FILE, "data": data, "data_dir": data_dir, "binary_gates": binary_gates,
-                  "weights": str(weights) if weights else None, "scratch": scratch, "config": config.to_dict()}
-        _write_run_files(run_dir, spec, resume, record)
-    return train_loop(model, dataset, config, run_dir, save_weights_fn=_weights_saver(spec, binary_gates), resume=resume)
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes (and claims the folder)
+    claim = claim_run_dir(run_dir, force=force, resume=resume, run_files=RUN_FILES) if main else nullcontext()
+    with claim:
+        dataset = get_dataset(data, data_dir=data_dir, download=download, input_shape=spec.ir.input_shape, seed=seed)
+        if dataset.num_classes != spec.ir.num_classes:
+            raise TrainingError(f"{data} has {dataset.num_classes} classes but spec {spec.name} has num_classes: "
+                                f"{spec.ir.num_classes}")
+        if weights is not None:
+            model, _ = load_model(weights, spec, binary_gates=binary_gates)
+            if gates == "sss" and model.mode != "gated":
+                raise TrainingError("--gates sss needs a gated model; start from a spec, not plain weights")
+        else:
+            model = build(spec, "gated" if gates == "sss" else "plain", binary_gates=binary_gates, seed=seed)
+        if main:
+            record = {"spec": SPEC_FILE, "data": data, "data_dir": data_dir, "binary_gates": binary_gates,
+                      "weights": str(weights) if weights else None, "scratch": scratch,
+                      "reference": reference_spec.sha256 if scratch and reference_spec else None,
+                      "config": config.to_dict()}
+            if resume and (run_dir / RUN_FILE).exists():  # a resumed run keeps its record; more epochs etc. follow
+                saved, _ = read_run(run_dir)
+                _refuse_changes(run_dir, config, saved["config"])
+                record = {**saved, "config": config.to_dict()}
+            atomic_write(run_dir / SPEC_FILE, spec.text)
+            write_run_record(run_dir, record)
+        return train_loop(model, dataset, config, run_dir, save_weights_fn=_weights_saver(spec, binary_gates),
+                          resume=resume)
 
 
-def _write_run_files(run_dir: Path, spec: Spec, resume: bool, record: dict[str, Any]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / SPEC_FILE, spec.text)
-    if not resume or not (run_dir / RUN_FILE).exists():
-        atomic_write(run_dir / RUN_FILE, json.dumps(record, indent=2) + "\n")
+def _refuse_changes(run_dir: Path, config: TrainConfig, saved: dict[str, Any], differences: list[str] = ()) -> None:
+    """One line listing every option that differs from the saved run (see ``TrainConfig.resume_changes``)."""
+    found = list(differences)
+    for name, (old, new) in config.resume_changes(saved).items():
+        hint = " (more epochs only)" if name == "epochs" else ""
+        found.append(f"--{name.replace('_', '-')} {new!r}{hint} (the run has {old!r})")
+    if found:
+        raise TrainingError(f"{run_dir}: --resume continues the run with its own options; these differ: "
+                            + "; ".join(found))
 
 
-def resume(run_dir: str | os.PathLike) -> TrainResult:
-    """Continue a killed run from its folder alone (spec, data and config are read from it)."""
+def write_run_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """``run.json``: valid JSON always (non-finite numbers become null)."""
+    atomic_write(run_dir / RUN_FILE, json.dumps(json_safe(record), indent=2, allow_nan=False) + "\n")
+
+
+def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], Spec]:
+    """``run.json`` and the spec of a run folder; a missing, damaged or foreign file is a one-line error naming it."""
     run_dir = Path(run_dir)
     path = run_dir / RUN_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a slimspec run folder (no {RUN_FILE})")
-    record = json.loads(path.read_text(encoding="utf-8"))
-    spec = spec_from_text((run_dir / record["spec"]).read_text(encoding="utf-8"), str(run_dir / record["spec"]))
-    config = dict(record["config"])
-    config["milestones"] = tuple(config["milestones"])
-    return train(spec, record["data"], run_dir, weights=record.get("weights"), binary_gates=record["binary_gates"],
-                 resume=True, data_dir=record.get("data_dir"), **config)
+        raise TrainingError(f"{run_dir}: not a slimspec run folder (no {RUN_FILE})")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TrainingError(f"{path}: not readable as JSON ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict) or "data" not in record:
+        raise TrainingError(f"{path}: not a slimspec run record (no 'config' and 'data')")
+    spec_path = run_dir / str(record.get("spec") or SPEC_FILE)
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"{spec_path}: cannot read the run's spec ({exc.__class__.__name__})") from None
+    return record, spec_from_text(text, str(spec_path))
+
+
+def resume(run_dir: str | os.PathLike, spec: Spec | str | os.PathLike | None = None, **changes: Any) -> TrainResult:
+    """Continue a killed (or finished) run from its folder: spec, data and options are read from it.
+
+    The saved options are authoritative. ``changes`` (keywords as for :func:`train`; None =
+    not given) may only repeat them, ask for more ``epochs``, or change how the run executes
+    (``device``, ``threads``, ``quiet``, ``tensorboard``); anything else is refused with one
+    line listing every difference.
+    """
+    run_dir = Path(run_dir)
+    record, saved_spec = read_run(run_dir)
+    saved_config = dict(record["config"])
+    given = {k: v for k, v in changes.items() if v is not None}
+    given.pop("download", None)
+    differences = []
+    if spec is not None and load_spec(spec).text != saved_spec.text:
+        differences.append(f"SPEC {spec} (the run trained {saved_spec.name} in {saved_spec.source})")
+    if given.get("reference") is not None:
+        given["reference"] = load_spec(given["reference"]).sha256
+    for key in RUN_KEYS:
+        value = given.pop(key, record.get(key))
+        if value != record.get(key):
+            differences.append(f"--{key.replace('_', '-')} {value!r} (the run has {record.get(key)!r})")
+    unknown = sorted(set(given) - set(saved_config) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise TrainingError(f"unknown training option(s): {', '.join(unknown)}")
+    try:
+        config = TrainConfig(**{**saved_config, "milestones": tuple(saved_config.get("milestones", ())), **given})
+    except TypeError as exc:
+        raise TrainingError(f"{run_dir / RUN_FILE}: config does not fit this slimspec version ({exc})") from None
+    _refuse_changes(run_dir, config, saved_config, differences)
+    values = config.to_dict()
+    values["milestones"] = tuple(values["milestones"])
+    return train(saved_spec, record["data"], run_dir, weights=record.get("weights"),
+                 binary_gates=bool(record.get("binary_gates")), resume=True, data_dir=record.get("data_dir"),
+                 **values)
 
 
 def default_weights_for(spec: Spec) -> Path:
@@ -136,18 +227,27 @@ def finetune(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str 
 
 
 def evaluate(weights: str | os.PathLike | torch.nn.Module, data: str = "digits", *, split: str = "test",
-             data_dir: str | None = None, download: bool = False, device: str = "auto",
-             batch_size: int = 256) -> dict[str, float]:
-    """Loss and accuracy (percent) of a weights file (or a built model) on a dataset split."""
-    from .distributed import resolve_device
+             data_dir: str | None = None, download: bool = False, device: str = "auto", batch_size: int = 256,
+             spec: Spec | str | os.PathLike | None = None, threads: int | None = None,
+             quiet: bool = True) -> dict[str, float]:
+    """Loss and accuracy (percent) of a weights file (or a built model) on a dataset split.
 
+    ``spec`` builds weights saved without an embedded spec; ``threads`` sets torch's CPU
+    threads; ``quiet=False`` shows progress on stderr.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise TrainingError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    target = resolve_device(device)
     if isinstance(weights, SpecNet):
-        model, spec = weights, weights.spec
+        model, model_spec = weights, weights.spec
     elif isinstance(weights, torch.nn.Module):
         raise TrainingError("evaluate() takes a weights file or a model built by slimspec (import others first)")
     else:
-        model, spec = load_model(weights)
-    dataset = get_dataset(data, data_dir=data_dir, download=download, input_shape=spec.ir.input_shape)
-    target = resolve_device(device)
+        model, model_spec = load_model(weights, load_spec(spec) if spec is not None else None)
+    dataset = get_dataset(data, data_dir=data_dir, download=download, input_shape=model_spec.ir.input_shape)
     model.to(target)
-    return evaluate_model(model, dataset, split, device=target, batch_size=batch_size)
+    total = dataset.num_batches(split, batch_size)
+    with progress(total=total, desc=f"eval {data} {split}", enabled=not quiet, unit="batch") as bar:
+        return evaluate_model(model, dataset, split, device=target, batch_size=batch_size, progress=bar)

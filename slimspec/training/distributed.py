@@ -20,6 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import TrainingError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -46,10 +48,25 @@ def env_world_size() -> int:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` if available else ``cpu``; anything else is passed to torch.device."""
+    """``auto`` -> ``cuda`` if available else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` if present.
+
+    A device this machine does not have is a one-line :class:`~slimspec.errors.TrainingError`.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise TrainingError(f"--device {name}: not a device (expected auto, cpu, cuda, cuda:N or mps)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise TrainingError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise TrainingError(f"--device {name}: MPS is not available on this machine (use --device cpu or auto)")
+    return device
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

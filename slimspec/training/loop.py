@@ -1,17 +1,22 @@
 """The training loop: SGD (+ APG on SSS gates), BN sparsity, checkpoints, exact resume.
 
-Read top to bottom like nanoGPT's ``train.py``: pick the device, seed, build optimizers,
-optionally restore ``state.pt``, then per epoch set the lr, train, evaluate, checkpoint.
+Read top to bottom like nanoGPT's ``train.py``: :func:`_train` sets up (device, seed,
+optimizers, lr schedulers), optionally restores ``state.pt``, then per epoch trains, evaluates,
+steps the schedule and checkpoints. Each step is one function below it.
 
 * Network Slimming (Liu et al. 2017): with ``sparsity > 0``, ``s*sign(gamma)`` is added to
   every BN weight's gradient after ``backward()``.
 * Sparse Structure Selection (Huang & Wang 2018): with ``gates="sss"``, parameters named
   ``*.gate.weight`` are trained by :class:`~slimspec.training.apg.APG` (no weight decay), all
-  other parameters by SGD with weight decay; both follow the same lr schedule.
+  other parameters by SGD with weight decay; both follow the same lr schedule
+  (``torch.optim.lr_scheduler.LambdaLR`` over :func:`~slimspec.training.config.lr_factor`).
 * Files in ``run_dir`` (rank 0 only), each written atomically every epoch, in this order:
   ``best.safetensors`` (when test accuracy improved), ``last.safetensors``, ``state.pt``
-  (the commit point: model, optimizers, scaler, epoch, best, history, RNG states), then
-  ``metrics.jsonl`` (one JSON object per completed epoch, rewritten from the history).
+  (the commit point: model, optimizers, schedulers, scaler, epoch, best, history, RNG
+  states), then ``metrics.jsonl`` (one JSON object per completed epoch, rewritten from the
+  history; non-finite numbers are written as ``null``, never as bare ``NaN``).
+* A non-finite training or test loss stops the run with a :class:`TrainingError` before that
+  epoch is checkpointed: the run folder keeps the last good epoch.
 * Batch order and augmentation depend only on ``(seed, epoch)`` (a generator reseeded every
   epoch), and the global RNGs are restored from ``state.pt``, so a run resumed at an epoch
   boundary is bit-identical to an uninterrupted one on CPU. A run killed mid-epoch resumes
@@ -21,11 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +39,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from ..data.tensors import TensorDataBundle
+from ..data.bundle import DataBundle
+from ..errors import TrainingError
 from ..utils.fileio import atomic_write, atomic_write_with
+from ..utils.progress import ProgressCallback, no_progress, progress
 from ..weights import load_state_into, save_weights
 from .apg import APG
-from .config import TrainConfig, lr_at
+from .config import TrainConfig, make_scheduler, sync_lr
 from .distributed import (
     DistInfo,
     all_reduce_sum,
@@ -52,13 +58,15 @@ from .distributed import (
     wrap_model,
 )
 from .sparsity import bn_l1_subgradient_, gate_parameters, sparsity_stats
-from ..errors import TrainingError
 
 STATE_FILE = "state.pt"
 LAST_FILE = "last.safetensors"
 BEST_FILE = "best.safetensors"
 METRICS_FILE = "metrics.jsonl"
-STATE_VERSION = 1
+TENSORBOARD_DIR = "tensorboard"
+STATE_VERSION = 2  # 2: lr schedulers' state_dicts
+STATE_KEYS = ("epoch", "best_accuracy", "best_epoch", "history", "gates", "config", "model", "optimizers",
+              "schedulers", "scaler", "rng")
 
 SaveWeightsFn = Callable[[nn.Module, Path], Any]
 
@@ -143,18 +151,20 @@ def _model_device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    data: TensorDataBundle,
+    data: DataBundle,
     split: str = "test",
     *,
     device: torch.device | str | None = None,
     batch_size: int = 256,
     amp: bool = False,
     dist_info: DistInfo | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> dict[str, float]:
     """Mean cross-entropy ``loss`` and top-1 ``accuracy`` (percent) of ``model`` on ``split``.
 
     With ``dist_info`` and a sharded bundle, each rank evaluates its shard and the sums are
     all-reduced, so every rank returns the same numbers. Restores the model's train/eval mode.
+    ``progress(1)`` is called after each batch.
     """
     target = torch.device(device) if device is not None else _model_device(model)
     info = dist_info or DistInfo(0, 1, 0, target)
@@ -169,6 +179,7 @@ def evaluate(
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
+        progress(1)
     model.train(was_training)
     loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), count], info).tolist()
     count_total = max(count_total, 1.0)
@@ -179,23 +190,53 @@ def evaluate(
     }
 
 
-# -- checkpoints --------------------------------------------------------------------------
+# -- checkpoints and logs -----------------------------------------------------------------
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` of plain dicts/tensors, atomically."""
     atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    """Read a ``state.pt`` with ``weights_only=True`` (no arbitrary unpickling)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
-        raise TrainingError(f"{path}: not a slimspec training state (version {STATE_VERSION})")
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``state.pt`` with ``weights_only=True`` (no arbitrary unpickling).
+
+    An unreadable, truncated, empty or foreign file, or one of another state version, is a
+    one-line :class:`TrainingError` naming the file.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch.load on a damaged file raises many kinds (EOFError, RuntimeError, KeyError...)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise TrainingError(f"{path}: not a readable training state ({reason}); the file is damaged "
+                            "(start over with --force)") from None
+    if not isinstance(state, dict):
+        raise TrainingError(f"{path}: not a slimspec training state")
+    if state.get("version") != STATE_VERSION:
+        raise TrainingError(f"{path}: training state version {state.get('version')!r}, this slimspec reads version "
+                            f"{STATE_VERSION} (written by another slimspec version; start over with --force)")
+    missing = [key for key in STATE_KEYS if key not in state]
+    if missing:
+        raise TrainingError(f"{path}: training state lacks {', '.join(missing)}")
     return state
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN or Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite ``metrics.jsonl`` from the history: one JSON object per completed epoch."""
-    atomic_write(path, "".join(json.dumps(record, sort_keys=True) + "\n" for record in history))
+    lines = (json.dumps(json_safe(record), sort_keys=True, allow_nan=False) + "\n" for record in history)
+    atomic_write(path, "".join(lines))
 
 
 def _format_epoch(record: dict[str, Any], epochs: int) -> str:
@@ -214,54 +255,49 @@ def _format_epoch(record: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts)
 
 
-# -- one epoch ----------------------------------------------------------------------------
-def _train_epoch(
-    net: nn.Module,
-    model: nn.Module,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    optimizers: list[torch.optim.Optimizer],
-    scaler: torch.amp.GradScaler,
-    config: TrainConfig,
-    device: torch.device,
-    amp: bool,
-    channels_last: bool,
-    bar: tqdm,
-) -> tuple[float, int, int]:
-    """Train over ``batches``; returns this rank's (loss sum, correct, count)."""
-    net.train()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    count = 0
-    for step, (x, y) in enumerate(batches):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # DDP all-reduces gradients here
-        if amp:
-            for opt in optimizers:
-                scaler.unscale_(opt)
-        if config.sparsity > 0:
-            bn_l1_subgradient_(model, config.sparsity)  # Network Slimming, on averaged grads
-        for opt in optimizers:
-            scaler.step(opt)
-        scaler.update()
-        loss_sum += loss.detach().double() * len(y)
-        correct += (logits.detach().argmax(1) == y).sum()
-        count += len(y)
-        bar.update(1)
-        if not bar.disable and config.log_every > 0 and step % config.log_every == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    return float(loss_sum), int(correct), count
+# -- the run's state between steps ----------------------------------------------------------
+@dataclass
+class Run:
+    """What the steps of one training run share: model, optimizers, schedules, counters."""
+
+    model: nn.Module
+    config: TrainConfig
+    run_dir: Path
+    save_fn: SaveWeightsFn
+    info: DistInfo
+    optimizers: list[torch.optim.Optimizer]
+    schedulers: list[torch.optim.lr_scheduler.LambdaLR]
+    scaler: torch.amp.GradScaler
+    amp: bool
+    channels_last: bool
+    net: nn.Module | None = None  # the model as trained (DDP-wrapped under torchrun)
+    start_epoch: int = 0
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    writer: Any = None  # tensorboard SummaryWriter (rank 0, --tensorboard)
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / STATE_FILE
+
+    def say(self, text: str) -> None:
+        if self.info.is_main and not self.config.quiet:
+            print(text, flush=True)
+
+    def result(self) -> TrainResult:
+        return TrainResult(self.run_dir, len(self.history), max(self.best_accuracy, 0.0), self.best_epoch,
+                           self.history, self.model)
 
 
 # -- the loop -----------------------------------------------------------------------------
 def train(
     model: nn.Module,
-    data: TensorDataBundle,
+    data: DataBundle,
     config: TrainConfig | None = None,
     run_dir: str | os.PathLike = "runs/train",
     *,
@@ -275,32 +311,49 @@ def train(
     ``torchrun`` (``WORLD_SIZE > 1``) trains with DistributedDataParallel.
     """
     config = config or TrainConfig()
-    run_dir = Path(run_dir)
-    save_fn = save_weights_fn or default_save_weights
     info = init_distributed(config.device) if env_world_size() > 1 else DistInfo(0, 1, 0, resolve_device(config.device))
     try:
-        return _train(model, data, config, run_dir, save_fn, resume, info)
+        return _train(model, data, config, Path(run_dir), save_weights_fn or default_save_weights, resume, info)
     finally:
         cleanup_distributed(info)
 
 
-def _train(
-    model: nn.Module,
-    data: TensorDataBundle,
-    config: TrainConfig,
-    run_dir: Path,
-    save_fn: SaveWeightsFn,
-    resume: bool,
-    info: DistInfo,
-) -> TrainResult:
-    device = info.device
-    amp = device.type == "cuda" and config.amp != "off"
-    channels_last = device.type == "cuda" and config.channels_last != "off"
+def _train(model: nn.Module, data: DataBundle, config: TrainConfig, run_dir: Path, save_fn: SaveWeightsFn,
+           resume: bool, info: DistInfo) -> TrainResult:
+    run = _setup(model, config, run_dir, save_fn, info)
+    if resume:
+        _restore(run)
+    data = data.to(run.device)
+    if info.distributed:
+        data = data.shard(info.rank, info.world_size)
+    run.net = wrap_model(model, info)
+    run.writer = _open_tensorboard(run)
+    try:
+        for epoch in range(run.start_epoch, config.epochs):
+            started = time.perf_counter()
+            lr = run.optimizers[0].param_groups[0]["lr"]
+            totals = _train_epoch(run, data, epoch)
+            record = _evaluate_epoch(run, data, epoch, lr, totals, started)
+            for scheduler in run.schedulers:
+                scheduler.step()
+            _checkpoint(run, record)
+            run.say(_format_epoch(record, config.epochs))
+    finally:
+        if run.writer is not None:
+            run.writer.close()
+    return run.result()
+
+
+def _setup(model: nn.Module, config: TrainConfig, run_dir: Path, save_fn: SaveWeightsFn, info: DistInfo) -> Run:
+    """Threads, determinism, seeds, the model on its device, optimizers and their lr schedules."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
     if config.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(config.seed)
-    say = print if info.is_main and not config.quiet else (lambda *a, **k: None)
-
+    device = info.device
+    amp = device.type == "cuda" and config.amp != "off"
+    channels_last = device.type == "cuda" and config.channels_last != "off"
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -310,111 +363,153 @@ def _train(
     gate_ids = {id(p) for p in gates}
     others = [p for p in model.parameters() if p.requires_grad and id(p) not in gate_ids]
     optimizers: list[torch.optim.Optimizer] = [
-        torch.optim.SGD(
-            others,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            nesterov=config.nesterov,
-        )
+        torch.optim.SGD(others, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                        nesterov=config.nesterov)
     ]
     if gates:
         optimizers.append(APG(gates, lr=config.lr, gamma=config.apg_gamma, momentum=config.apg_momentum))
+    schedulers = [make_scheduler(opt, config) for opt in optimizers]
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    return Run(model, config, run_dir, save_fn, info, optimizers, schedulers, scaler, amp, channels_last)
 
-    start_epoch, best_accuracy, best_epoch = 0, -1.0, 0
-    history: list[dict[str, Any]] = []
-    state_path = run_dir / STATE_FILE
-    if resume and state_path.is_file():
-        state = load_state(state_path)
-        if state["gates"] != config.gates or len(state["optimizers"]) != len(optimizers):
-            raise TrainingError(f"{state_path}: saved with gates={state['gates']!r}, cannot resume with {config.gates!r}")
-        load_state_into(model, state["model"], source=str(state_path))
-        for opt, opt_state in zip(optimizers, state["optimizers"]):
-            opt.load_state_dict(opt_state)
-        if amp and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, best_accuracy, best_epoch = state["epoch"], state["best_accuracy"], state["best_epoch"]
-        history = list(state["history"])
-        say(f"resuming {run_dir} after epoch {start_epoch}/{config.epochs} (best {best_accuracy:.2f}%)")
-    elif resume:
-        say(f"no {STATE_FILE} in {run_dir}; starting from scratch")
 
-    data = data.to(device)
-    if info.distributed:
-        data = data.shard(info.rank, info.world_size)
-    net = wrap_model(model, info)
-    show_bar = info.is_main and not config.quiet and sys.stdout.isatty()
+def _restore(run: Run) -> None:
+    """Load ``state.pt`` (if any) into the run: weights, optimizers, schedules, scaler, RNGs, counters.
 
-    for epoch in range(start_epoch, config.epochs):
-        lr = lr_at(config, epoch)
-        for opt in optimizers:
-            for group in opt.param_groups:
-                group["lr"] = lr
-        started = time.perf_counter()
-        batches = data.batches(
-            "train",
-            config.batch_size,
-            shuffle=True,
-            augment=config.augment,
-            device=device,
-            generator=epoch_generator(config.seed, epoch),
-            drop_last=config.drop_last,
-        )
-        total = data.num_batches("train", config.batch_size, config.drop_last)
-        with tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not show_bar) as bar:
-            local = _train_epoch(net, model, batches, optimizers, scaler, config, device, amp, channels_last, bar)
-        loss_sum, correct, count = all_reduce_sum(local, info).tolist()
-        broadcast_buffers(model, info)  # identical BN running stats on every rank
-        test = evaluate(model, data, "test", device=device, batch_size=config.test_batch_size, amp=amp, dist_info=info)
-        stats = sparsity_stats(model, config.sparsity_eps)
-        improved = test["accuracy"] > best_accuracy
-        if improved:
-            best_accuracy, best_epoch = test["accuracy"], epoch + 1
-        record = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": loss_sum / max(count, 1.0),
-            "train_accuracy": 100.0 * correct / max(count, 1.0),
-            "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
-            "best_accuracy": best_accuracy,
-            "best_epoch": best_epoch,
-            "sparsity_eps": config.sparsity_eps,
-            **stats,
-            "time": time.perf_counter() - started,
-        }
-        history.append(record)
-        if info.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if improved:
-                save_fn(model, run_dir / BEST_FILE)
-            save_fn(model, run_dir / LAST_FILE)
-            save_state(
-                state_path,
-                {
-                    "version": STATE_VERSION,
-                    "epoch": epoch + 1,
-                    "best_accuracy": best_accuracy,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                    "gates": config.gates,
-                    "config": config.to_dict(),
-                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizers": [opt.state_dict() for opt in optimizers],
-                    "scaler": scaler.state_dict() if amp else {},
-                    "rng": rng_state(),
-                },
-            )
-            write_metrics(run_dir / METRICS_FILE, history)
-        say(_format_epoch(record, config.epochs), flush=True)
+    The saved options are authoritative: any that differ from ``run.config`` (other than more
+    epochs, the device, threads and logging) is refused, listing each difference.
+    """
+    path = run.state_path
+    if not path.is_file():
+        run.say(f"no {STATE_FILE} in {run.run_dir}; starting from scratch")
+        return
+    state = load_state(path)
+    changes = run.config.resume_changes(state["config"])
+    if changes:
+        listed = ", ".join(f"{name} {new!r} (saved {old!r})" for name, (old, new) in changes.items())
+        raise TrainingError(f"{path}: cannot resume with other options: {listed}")
+    if state["gates"] != run.config.gates or len(state["optimizers"]) != len(run.optimizers):
+        raise TrainingError(f"{path}: saved with gates={state['gates']!r}, cannot resume with {run.config.gates!r}")
+    load_state_into(run.model, state["model"], source=str(path))
+    for opt, opt_state, scheduler, scheduler_state in zip(run.optimizers, state["optimizers"], run.schedulers,
+                                                            state["schedulers"]):
+        opt.load_state_dict(opt_state)
+        scheduler.load_state_dict(scheduler_state)
+        sync_lr(scheduler)  # the lr of the next epoch under this config (more epochs stretch the schedule)
+    if run.amp and state["scaler"]:
+        run.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    run.start_epoch, run.best_accuracy, run.best_epoch = state["epoch"], state["best_accuracy"], state["best_epoch"]
+    run.history = list(state["history"])
+    run.say(f"resuming {run.run_dir} after epoch {run.start_epoch}/{run.config.epochs} (best {run.best_accuracy:.2f}%)")
 
-    return TrainResult(
-        run_dir=run_dir,
-        epochs=len(history),
-        best_accuracy=max(best_accuracy, 0.0),
-        best_epoch=best_epoch,
-        history=history,
-        model=model,
-    )
+
+def _train_epoch(run: Run, data: DataBundle, epoch: int) -> tuple[float, float, float]:
+    """One pass over this rank's shuffled, augmented train split; (loss sum, correct, count) over all ranks."""
+    config, device, model, net = run.config, run.device, run.model, run.net
+    assert net is not None
+    batches = data.batches("train", config.batch_size, shuffle=True, augment=config.augment, device=device,
+                           generator=epoch_generator(config.seed, epoch), drop_last=config.drop_last)
+    total = data.num_batches("train", config.batch_size, config.drop_last)
+    net.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count = 0
+    show = run.info.is_main and not config.quiet
+    with progress(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", enabled=show, unit="batch") as bar:
+        for step, (x, y) in enumerate(batches):
+            if run.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, run.amp):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y)
+            for opt in run.optimizers:
+                opt.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()  # DDP all-reduces gradients here
+            if run.amp:
+                for opt in run.optimizers:
+                    run.scaler.unscale_(opt)
+            if config.sparsity > 0:
+                bn_l1_subgradient_(model, config.sparsity)  # Network Slimming, on averaged grads
+            for opt in run.optimizers:
+                run.scaler.step(opt)
+            run.scaler.update()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            count += len(y)
+            status = f"loss {loss.item():.4f}" if show and config.log_every > 0 and step % config.log_every == 0 else None
+            bar.update(1, status)
+    loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), count], run.info).tolist()
+    broadcast_buffers(model, run.info)  # identical BN running stats on every rank
+    return loss_total, correct_total, count_total
+
+
+def _evaluate_epoch(run: Run, data: DataBundle, epoch: int, lr: float, totals: tuple[float, float, float],
+                    started: float) -> dict[str, Any]:
+    """Test metrics and the epoch's record; a non-finite loss stops the run before it is checkpointed."""
+    loss_sum, correct, count = totals
+    test = evaluate(run.model, data, "test", device=run.device, batch_size=run.config.test_batch_size, amp=run.amp,
+                    dist_info=run.info)
+    train_loss = loss_sum / max(count, 1.0)
+    for what, value in (("training", train_loss), ("test", test["loss"])):
+        if not math.isfinite(value):
+            kept = (f"{run.run_dir} keeps the last good checkpoint (epoch {epoch})" if epoch > 0
+                    else "no checkpoint was written")
+            raise TrainingError(f"epoch {epoch + 1}: the {what} loss is {value} (lr {lr:g}); training stopped, "
+                                f"{kept}; try a lower --lr")
+    improved = test["accuracy"] > run.best_accuracy
+    if improved:
+        run.best_accuracy, run.best_epoch = test["accuracy"], epoch + 1
+    record = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": train_loss,
+        "train_accuracy": 100.0 * correct / max(count, 1.0),
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        "best_accuracy": run.best_accuracy,
+        "best_epoch": run.best_epoch,
+        "sparsity_eps": run.config.sparsity_eps,
+        **sparsity_stats(run.model, run.config.sparsity_eps),
+        "time": time.perf_counter() - started,
+    }
+    run.history.append(record)
+    return record
+
+
+def _checkpoint(run: Run, record: dict[str, Any]) -> None:
+    """Rank 0 writes best (if improved), last, state.pt (the commit point), metrics, tensorboard."""
+    if not run.info.is_main:
+        return
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if run.best_epoch == record["epoch"]:
+        run.save_fn(run.model, run.run_dir / BEST_FILE)
+    run.save_fn(run.model, run.run_dir / LAST_FILE)
+    save_state(run.state_path, {
+        "version": STATE_VERSION,
+        "epoch": record["epoch"],
+        "best_accuracy": run.best_accuracy,
+        "best_epoch": run.best_epoch,
+        "history": run.history,
+        "gates": run.config.gates,
+        "config": run.config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+        "optimizers": [opt.state_dict() for opt in run.optimizers],
+        "schedulers": [scheduler.state_dict() for scheduler in run.schedulers],
+        "scaler": run.scaler.state_dict() if run.amp else {},
+        "rng": rng_state(),
+    })
+    write_metrics(run.run_dir / METRICS_FILE, run.history)
+    if run.writer is not None:
+        from .tensorboard import log_epoch
+
+        log_epoch(run.writer, record, run.model)
+
+
+def _open_tensorboard(run: Run) -> Any:
+    """A SummaryWriter on ``run_dir/tensorboard`` (rank 0, ``config.tensorboard``), else None."""
+    if not run.config.tensorboard or not run.info.is_main:
+        return None
+    from .tensorboard import open_writer
+
+    return open_writer(run.run_dir / TENSORBOARD_DIR, first_step=run.start_epoch + 1)
