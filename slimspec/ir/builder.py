@@ -117,9 +117,13 @@ class IRBuilder:
         c, _, _ = self._spatial(x, name, at)
         return self._node(name, "adaptive_avgpool", (x,), (c, size, size), self.axis(x), at, size=size)
 
-    def gate(self, name: str, x: str, at: str = "") -> str:
-        """A per-channel op on a prunable slot: identity (plain), mask (masked) or gate (gated)."""
-        return self._node(name, "gate", (x,), self.shape(x), self.axis(x), at, self.axis(x))
+    def gate(self, name: str, x: str, at: str = "", **attrs: Any) -> str:
+        """A per-channel op on a prunable slot: identity (plain), mask (masked) or gate (gated).
+
+        ``fold="readers"`` marks a gate whose readers are all convolutions or linears (through
+        flatten/dropout/identity): a trained gate then folds into their input columns.
+        """
+        return self._node(name, "gate", (x,), self.shape(x), self.axis(x), at, self.axis(x), **attrs)
 
     def block_gate(self, name: str, x: str, slot: str, at: str = "") -> str:
         """A scalar on a residual branch (SSS block gate): a block whose gate is zero can be removed."""

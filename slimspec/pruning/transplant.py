@@ -77,6 +77,10 @@ def fold_gates(ir: IR, state: Mapping[str, torch.Tensor], binary: bool = False) 
             continue
         gate = state[key].float()
         gate = (gate > 0).float() if binary else gate
+        if node.attr("fold") == "readers":
+            del new[key]
+            _fold_into_readers(ir, node.name, gate, new)
+            continue
         if (gate < 0).any():
             raise PruneError(f"{node.name}: negative gate values cannot be folded through ReLU")
         del new[key]
@@ -95,6 +99,22 @@ def fold_gates(ir: IR, state: Mapping[str, torch.Tensor], binary: bool = False) 
                     shape = (-1,) + (1,) * (tensor.dim() - 1)
                     tensor[idx] = tensor[idx] * values.view(shape).to(tensor.dtype)
     return new
+
+
+def _fold_into_readers(ir: IR, name: str, gate: torch.Tensor, new: dict[str, torch.Tensor]) -> None:
+    """Scale the input columns of every conv/linear reading gate ``name`` (through flatten/dropout/identity)."""
+    for reader in (n for n in ir.nodes if name in n.inputs):
+        if reader.op in ("conv", "linear") and int(reader.attr("groups", 1)) == 1:
+            weight = new[f"{reader.name}.weight"]
+            shape = (1, -1) + (1,) * (weight.dim() - 2)
+            new[f"{reader.name}.weight"] = weight * gate.view(shape).to(weight.dtype)
+        elif reader.op == "flatten":
+            _fold_into_readers(ir, reader.name, gate.repeat_interleave(reader.axis.repeat // max(
+                ir.node(reader.inputs[0]).axis.repeat, 1)), new)
+        elif reader.op in ("dropout", "identity"):
+            _fold_into_readers(ir, reader.name, gate, new)
+        else:
+            raise PruneError(f"{name}: cannot fold a gate into {reader.name} ({reader.op})")
 
 
 def fold_removed_bias(ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str, tuple[int, ...]]) -> tuple[dict[str, torch.Tensor], list[str]]:
