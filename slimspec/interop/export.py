@@ -56,6 +56,8 @@ def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
 
 def _write_pt2(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
+    if x.shape[0] < 2:  # torch.export specializes a size-1 dimension: trace with two samples
+        x = torch.cat([x, x])
     program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
     with open(path, "wb") as handle:  # a file object: the temporary name does not end in .pt2
         torch.export.save(program, handle)

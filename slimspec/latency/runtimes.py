@@ -80,6 +80,8 @@ def onnx_export(model: torch.nn.Module, x: torch.Tensor, path: str | io.BytesIO 
     for module in ("onnx", "onnxscript"):
         require(module, "ONNX export")
     batch = torch.export.Dim("batch", min=1, max=4096)
+    if x.shape[0] < 2:  # torch.export specializes a size-1 dimension: trace with two samples
+        x = torch.cat([x, x])
     try:
         program = torch.onnx.export(model.eval(), (x,), None, input_names=["input"], output_names=["output"],
                                     dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
