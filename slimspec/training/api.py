@@ -9,6 +9,7 @@ scales the epochs by MACs(parent) / MACs(pruned) so both get the same compute bu
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from contextlib import nullcontext
@@ -30,6 +31,7 @@ from .config import TrainConfig
 from .distributed import resolve_device
 from .loop import BEST_FILE, LAST_FILE, METRICS_FILE, STATE_FILE, TrainResult, json_safe
 from .loop import evaluate as evaluate_model, train as train_loop
+from .tensorboard import require_tensorboard
 from ..errors import TrainingError
 
 RUN_FILE = "run.json"
@@ -105,32 +107,59 @@ def train(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | o
     if scratch:
         config.epochs = scratch_epochs(config.epochs, scratch, spec, reference_spec)
         weights = None
+    if config.tensorboard:
+        require_tensorboard()
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 writes (and claims the folder)
-    claim = claim_run_dir(run_dir, force=force, resume=resume, run_files=RUN_FILES) if main else nullcontext()
-    with claim:
-        dataset = get_dataset(data, data_dir=data_dir, download=download, input_shape=spec.ir.input_shape, seed=seed)
-        if dataset.num_classes != spec.ir.num_classes:
-            raise TrainingError(f"{data} has {dataset.num_classes} classes but spec {spec.name} has num_classes: "
-                                f"{spec.ir.num_classes}")
-        if weights is not None:
-            model, _ = load_model(weights, spec, binary_gates=binary_gates)
-            if gates == "sss" and model.mode != "gated":
-                raise TrainingError("--gates sss needs a gated model; start from a spec, not plain weights")
-        else:
-            model = build(spec, "gated" if gates == "sss" else "plain", binary_gates=binary_gates, seed=seed)
-        if main:
-            record = {"spec": SPEC_FILE, "data": data, "data_dir": data_dir, "binary_gates": binary_gates,
-                      "weights": str(weights) if weights else None, "scratch": scratch,
-                      "reference": reference_spec.sha256 if scratch and reference_spec else None,
-                      "config": config.to_dict()}
-            if resume and (run_dir / RUN_FILE).exists():  # a resumed run keeps its record; more epochs etc. follow
-                saved, _ = read_run(run_dir)
-                _refuse_changes(run_dir, config, saved["config"])
-                record = {**saved, "config": config.to_dict()}
-            atomic_write(run_dir / SPEC_FILE, spec.text)
-            write_run_record(run_dir, record)
-        return train_loop(model, dataset, config, run_dir, save_weights_fn=_weights_saver(spec, binary_gates),
-                          resume=resume)
+    created = not run_dir.exists()
+    try:
+        with claim_run_dir(run_dir, force=force, resume=resume, run_files=RUN_FILES) if main else nullcontext():
+            fresh = not (run_dir / RUN_FILE).exists()
+            try:
+                dataset = get_dataset(data, data_dir=data_dir, download=download, input_shape=spec.ir.input_shape,
+                                      seed=seed)
+                if dataset.num_classes != spec.ir.num_classes:
+                    raise TrainingError(f"{data} has {dataset.num_classes} classes but spec {spec.name} has "
+                                        f"num_classes: {spec.ir.num_classes}")
+                model = _initial_model(spec, weights, gates, binary_gates, seed)
+                if main:
+                    record = {"spec": SPEC_FILE, "data": data, "data_dir": data_dir, "binary_gates": binary_gates,
+                              "weights": str(weights) if weights else None, "scratch": scratch,
+                              "reference": reference_spec.sha256 if scratch and reference_spec else None,
+                              "config": config.to_dict()}
+                    _write_run_files(run_dir, spec, config, record, resume)
+                return train_loop(model, dataset, config, run_dir, save_weights_fn=_weights_saver(spec, binary_gates),
+                                  resume=resume)
+            except BaseException:
+                if main and fresh and not (run_dir / STATE_FILE).exists():  # nothing trained: no half-made run
+                    for name in (RUN_FILE, SPEC_FILE):
+                        (run_dir / name).unlink(missing_ok=True)
+                raise
+    except BaseException:
+        if main and created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()  # only if this run made it and left it empty
+        raise
+
+
+def _initial_model(spec: Spec, weights: str | os.PathLike | None, gates: str | None, binary_gates: bool,
+                   seed: int) -> SpecNet:
+    """The model training starts from: ``weights`` loaded into ``spec``, or a seeded random init."""
+    if weights is None:
+        return build(spec, "gated" if gates == "sss" else "plain", binary_gates=binary_gates, seed=seed)
+    model, _ = load_model(weights, spec, binary_gates=binary_gates)
+    if gates == "sss" and model.mode != "gated":
+        raise TrainingError("--gates sss needs a gated model; start from a spec, not plain weights")
+    return model
+
+
+def _write_run_files(run_dir: Path, spec: Spec, config: TrainConfig, record: dict[str, Any], resume: bool) -> None:
+    """``spec.yaml`` and ``run.json``; a resumed run keeps its record (more epochs etc. are written into it)."""
+    if resume and (run_dir / RUN_FILE).exists():
+        saved, _ = read_run(run_dir)
+        _refuse_changes(run_dir, config, saved["config"])
+        record = {**saved, "config": config.to_dict()}
+    atomic_write(run_dir / SPEC_FILE, spec.text)
+    write_run_record(run_dir, record)
 
 
 def _refuse_changes(run_dir: Path, config: TrainConfig, saved: dict[str, Any], differences: list[str] = ()) -> None:

@@ -27,13 +27,18 @@ SCALARS = {  # tag -> metrics.jsonl key
 }
 
 
-def open_writer(log_dir: Path, first_step: int = 1) -> Any:
-    """A ``SummaryWriter`` on ``log_dir``; events from an earlier run at steps >= ``first_step`` are purged."""
+def require_tensorboard() -> Any:
+    """``torch.utils.tensorboard.SummaryWriter``, or :class:`MissingExtraError` naming the extra."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise MissingExtraError("train --tensorboard", "tensorboard", "tensorboard") from None
-    return SummaryWriter(str(log_dir), purge_step=first_step if first_step > 1 else None)
+    return SummaryWriter
+
+
+def open_writer(log_dir: Path, first_step: int = 1) -> Any:
+    """A ``SummaryWriter`` on ``log_dir``; events of an earlier run at steps >= ``first_step`` are purged."""
+    return require_tensorboard()(str(log_dir), purge_step=first_step)
 
 
 def log_epoch(writer: Any, record: dict[str, Any], model: nn.Module) -> None:
