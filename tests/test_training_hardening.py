@@ -264,3 +264,19 @@ def test_eval_progress_goes_to_stderr_not_stdout(tmp_path, monkeypatch):
     assert "eval digits test" in result.stderr and "done" in result.stderr
     quiet = run("eval", weights, "--json", "-q")
     assert quiet.stderr == ""
+
+
+def test_training_progress_goes_to_stderr_and_epoch_lines_to_stdout(tmp_path, monkeypatch, capsys):
+    from slimspec.training import loop
+    from slimspec.utils.progress import progress
+
+    monkeypatch.setattr(loop, "progress", functools.partial(progress, interval=0.0))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    train(model, get_dataset("digits"), TrainConfig(epochs=2, lr=0.05, device="cpu"), tmp_path)
+    out, err = capsys.readouterr()
+    assert [line.split(" | ")[0] for line in out.splitlines()] == ["epoch 1/2", "epoch 2/2"]
+    assert "epoch 1/2: done" in err and "epoch 2/2: done" in err and "loss " in err
+    train(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), get_dataset("digits"),
+          TrainConfig(epochs=1, lr=0.05, device="cpu", quiet=True), tmp_path / "quiet")
+    assert capsys.readouterr() == ("", "")
