@@ -94,6 +94,7 @@ class ScoreData:
     slot_thresholds: dict[str, float | None] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
     ratio: float | None = None
+    name: str = ""  # the spec's name
 
     @property
     def values(self) -> list[float]:
@@ -135,7 +136,7 @@ def score_data(weights: str | os.PathLike, method: str = "slimming", *, ratio: f
         dropped = [s for i, s in enumerate(scores[path]) if i not in keep]
         slot_thresholds[path] = max(dropped) if dropped else None
         kept[path] = len(keep)
-    return ScoreData(method, scores, decision.threshold if decision else None, slot_thresholds, kept, ratio)
+    return ScoreData(method, scores, decision.threshold if decision else None, slot_thresholds, kept, ratio, spec.name)
 
 
 def histogram(values: Sequence[float], bins: int = 50) -> tuple[list[int], list[float]]:
@@ -183,7 +184,7 @@ def plot_gammas(weights: str | os.PathLike, out: str | os.PathLike, *, method: s
             ax.legend(loc="upper right", fontsize=8)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("channels (log scale)")
-        ax.set_title(f"{Path(weights).name}: {xlabel} of {total:,} channels in {len(data.scores)} slots")
+        ax.set_title(f"{data.name} ({Path(weights).name}): {xlabel} of {total:,} channels in {len(data.scores)} slots")
     else:
         names = list(data.scores)
         cols = min(4, len(names))
@@ -197,7 +198,7 @@ def plot_gammas(weights: str | os.PathLike, out: str | os.PathLike, *, method: s
             ax.tick_params(which="both", labelsize=7)
         for ax in list(axes.flat)[len(names):]:
             ax.set_visible(False)
-        fig.suptitle(f"{Path(weights).name}: {xlabel} per slot (log counts; dashed: pruning threshold)", fontsize=10)
+        fig.suptitle(f"{data.name} ({Path(weights).name}): {xlabel} per slot (log counts; dashed: pruning threshold)", fontsize=10)
     return _save(fig, path, fmt, overwrite)
 
 
@@ -243,7 +244,11 @@ def width_data(spec_a: str | os.PathLike | Spec, spec_b: str | os.PathLike | Spe
     def size(spec: Spec, path: str) -> int:
         return spec.ir.slots[path].size if path in spec.ir.slots else 0
 
-    return WidthData(slots, [size(a, p) for p in slots], [size(b, p) for p in slots], (a.name, b.name))
+    names = (a.name, b.name)
+    if a.name == b.name:  # a pruned spec keeps its parent's name: label by file instead
+        names = tuple(Path(str(s)).stem if not isinstance(s, Spec) else f"{s.name} ({i})"
+                      for i, s in zip("AB", (spec_a, spec_b)))
+    return WidthData(slots, [size(a, p) for p in slots], [size(b, p) for p in slots], names)
 
 
 def plot_widths(spec_a: str | os.PathLike | Spec, spec_b: str | os.PathLike | Spec, out: str | os.PathLike, *,

@@ -29,7 +29,7 @@ from ..report import plots
 from ..utils.fileio import atomic_write
 from ..utils.progress import progress
 
-STAGES = ("training", "pruning", "fine-tuning", "measuring", "plotting")
+STAGES = ("training", "pruning", "fine-tuning", "measuring", "plotting")  # progress counts an epoch or a stage as one step
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -46,7 +46,7 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
     if threads:
         torch.set_num_threads(threads)
     try:
-        with progress(total=len(STAGES), desc="demo", enabled=not quiet, unit="stage") as bar:
+        with progress(total=epochs + finetune_epochs + 3, desc="demo", enabled=not quiet, unit="step") as bar:
             def said(line: str) -> None:  # a terminal bar is cleared while our lines print
                 with bar.suspended():
                     say(line)
@@ -73,7 +73,7 @@ def _run(out: Path, spec: str, epochs: int, finetune_epochs: int, sparsity: floa
                     quiet=not verbose, force=True)
     say(f"      test accuracy {trained.final['test_accuracy']:.2f}%")
 
-    bar.update(1, STAGES[1])
+    bar.update(epochs, STAGES[1])
     say(f"[2/3] slimming prune to {target_macs:.0%} of the MACs ...")
     result = prune(out / "train" / "last.safetensors", "slimming", target={"macs": target_macs}, seed=seed)
     pruned_path, pruned_weights = result.save(out / f"{parent.name}_pruned.yaml", overwrite=True)
@@ -84,7 +84,7 @@ def _run(out: Path, spec: str, epochs: int, finetune_epochs: int, sparsity: floa
     finetune(pruned_path, "digits", out / "finetune", epochs=finetune_epochs, lr=finetune_lr, seed=seed,
                      quiet=not verbose, force=True)
 
-    bar.update(1, STAGES[3])
+    bar.update(finetune_epochs, STAGES[3])
     rows: dict[str, dict[str, Any]] = {}
     for label, weights in [("original", out / "train" / "last.safetensors"), ("pruned", pruned_weights),
                            ("finetuned", out / "finetune" / "last.safetensors")]:
