@@ -1,4 +1,4 @@
-"""``slimspec import``: a torchvision model in, a spec and its weights out."""
+"""``slimspec import``: a torchvision model or your own nn.Module in, a spec and its weights out."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,30 +8,64 @@ import click
 from .errors import report_errors
 
 
+class _InputShape(click.ParamType):
+    """``C,H,W`` -> a tuple of three positive integers."""
+
+    name = "C,H,W"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).replace("x", ",").split(",")
+        try:
+            shape = tuple(int(p) for p in parts)
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) < 1:
+            self.fail(f"expected three positive integers C,H,W such as 3,32,32, got {value!r}", param, ctx)
+        return shape
+
+
+INPUT_SHAPE = _InputShape()
+
+
 @click.command("import")
 @click.argument("source")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Spec file to write.")
 @click.option("--weights-out", type=click.Path(dir_okay=False), help="Weights (default: OUT with .safetensors).")
 @click.option("--pretrained", is_flag=True, help="Ask torchvision for its default pretrained weights (downloads).")
 @click.option("--state-dict", type=click.Path(exists=True, dir_okay=False), help="A local .pth state dict of that architecture.")
+@click.option("--input", "input_shape", type=INPUT_SHAPE, metavar="C,H,W",
+              help="One image's shape (python: sources; the module is traced on it).")
+@click.option("--name", "spec_name", help="Spec name (python: sources; default: the module's file name).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @report_errors
 def import_model(source: str, out: str, weights_out: str | None, pretrained: bool, state_dict: str | None,
-                 force: bool) -> None:
-    """Import SOURCE = torchvision:NAME (resnet18/34/50/101/152, wide_resnet*, vgg11..19[_bn])."""
-    from ..interop.torchvision_models import import_torchvision
+                 input_shape: tuple[int, int, int] | None, spec_name: str | None, force: bool) -> None:
+    """Import SOURCE = torchvision:NAME (resnet18/34/50/101/152, wide_resnet*, vgg11..19[_bn]) or
+    python:PACKAGE.MODULE:FACTORY (your own nn.Module, traced with torch.fx into a sequential or graph spec)."""
     from ..utils.fileio import OutputTransaction
     from ..weights import save_weights
 
     library, _, name = source.partition(":")
-    if library != "torchvision" or not name:
-        raise click.BadParameter("expected torchvision:NAME, e.g. torchvision:resnet50", param_hint="SOURCE")
+    if library not in ("torchvision", "python") or not name:
+        raise click.BadParameter("expected torchvision:NAME or python:PACKAGE.MODULE:FACTORY, e.g. torchvision:resnet50",
+                                 param_hint="SOURCE")
+    if library == "python" and input_shape is None:
+        raise click.BadParameter("a python: source needs the input shape, e.g. --input 3,32,32", param_hint="--input")
     weights_path = Path(weights_out) if weights_out else Path(out).with_suffix(".safetensors")
     with OutputTransaction(force=force) as outputs:  # both files or neither; refused before any work
         outputs.check_inputs(state_dict)
         outputs.reserve(weights_path)
         outputs.reserve(out)
-        spec, state = import_torchvision(name, pretrained=pretrained, state_dict=state_dict)
+        if library == "python":
+            from ..interop.fx_import import import_python
+
+            spec, state = import_python(name, input_shape, name=spec_name, state_dict=state_dict)
+        else:
+            from ..interop.torchvision_models import import_torchvision
+
+            spec, state = import_torchvision(name, pretrained=pretrained, state_dict=state_dict)
         save_weights(state, spec.text, weights_path, transaction=outputs)
         outputs.write(out, spec.text)
     click.echo(f"wrote {out} and {weights_path} ({spec.arch}, {len(spec.ir.prunable_slots())} prunable slots)")

@@ -1,1 +1,1 @@
-"""Bring models from other libraries into slimspec specs (torchvision today)."""
+"""Bring models in and out: torchvision models and your own nn.Module (torch.fx) as specs; export."""

@@ -158,8 +158,11 @@ def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str 
     if isinstance(weights, torch.nn.Module):
         model = weights
         parent = model.spec if spec is None and isinstance(model, SpecNet) else spec
-        if parent is None:
-            raise PruneError("a model passed to prune() needs its spec (build it with slimspec.build)")
+        if parent is None or (not isinstance(model, SpecNet) and isinstance(parent, (tuple, list))):
+            from ..nn.trace import from_module  # your own nn.Module: traced into a spec first
+
+            parent, model = from_module(model, parent or None)
+            return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, None
         from ..document import load_spec
 
         return model, load_spec(parent), {k: v.detach().cpu() for k, v in model.state_dict().items()}, None

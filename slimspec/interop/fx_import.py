@@ -1,0 +1,89 @@
+"""Your own ``nn.Module`` in: ``slimspec.from_module`` and ``slimspec import python:PKG.MOD:FACTORY``.
+
+The module is traced with torch.fx (:mod:`slimspec.nn.trace`) into a ``sequential`` spec when
+it is a plain chain, else a ``graph`` spec, with its weights renamed to the spec's modules;
+the spec's model computes what the module computes (eval mode).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..document import Spec
+from ..errors import ModelImportError
+from ..nn.trace import from_module, guess_input_shape, import_module
+
+__all__ = ["from_module", "guess_input_shape", "import_module", "import_python", "load_factory"]
+
+
+def load_factory(reference: str) -> nn.Module:
+    """``PACKAGE.MODULE:FACTORY`` -> the module the factory returns (the current directory is importable).
+
+    ``FACTORY`` is a callable taking no arguments (a function or an ``nn.Module`` class), or
+    a dotted attribute path inside the module.
+    """
+    import importlib
+
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise ModelImportError(f"python:{reference}: expected python:PACKAGE.MODULE:FACTORY, e.g. python:my_net:build")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ModelImportError(f"python:{reference}: no module named '{exc.name}' (looked on sys.path and in "
+                               f"{os.getcwd()})") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise ModelImportError(f"python:{reference}: importing {module_name} failed: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ModelImportError(f"python:{reference}: {module_name} has no attribute '{attr}'")
+        target = getattr(target, part)
+    if isinstance(target, nn.Module):
+        return target
+    if not callable(target):
+        raise ModelImportError(f"python:{reference}: '{attr}' is neither a module nor a callable returning one")
+    try:
+        made = target()
+    except Exception as exc:  # noqa: BLE001 - the user's factory failed
+        raise ModelImportError(f"python:{reference}: calling {attr}() failed: "
+                               f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(made, nn.Module):
+        raise ModelImportError(f"python:{reference}: {attr}() returned a {type(made).__name__}, not a torch.nn.Module")
+    return made
+
+
+def import_python(reference: str, input_shape: Sequence[int], *, name: str | None = None,
+                  state_dict: str | os.PathLike | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
+    """``(spec, state_dict)`` for ``PACKAGE.MODULE:FACTORY`` (what ``slimspec import python:...`` writes).
+
+    ``state_dict``: a ``.pth`` of the module's trained weights, read with ``torch.load(weights_only=True)``.
+    """
+    module = load_factory(reference)
+    if state_dict is not None:
+        _load_state_dict(module, state_dict)
+    default = re.sub(r"[^A-Za-z0-9_.-]+", "_", reference.partition(":")[0].rsplit(".", 1)[-1]).lower()
+    return import_module(module, input_shape, name=name or default, source=f"python:{reference}")
+
+
+def _load_state_dict(module: nn.Module, path: str | os.PathLike) -> None:
+    from ..weights import WeightsError
+
+    try:
+        loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
+        raise WeightsError(f"{path}: cannot read a state dict ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    try:
+        module.load_state_dict(loaded)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"{path}: does not fit {type(module).__name__}: {str(exc).splitlines()[0]}") from None
