@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .families import get_family
+from .families import get_family, schema_issues
 from .ir import IR
 from .spec.errors import SpecError, SpecIssue
-from .spec.validate import schema_issues
 from .spec.yamlio import format_spec, name_issue, parse_yaml, read_yaml_file
 from .utils.fileio import atomic_write, sha256_bytes
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from slimspec.spec import SpecError, parse_yaml, schema, schema_issues
+from slimspec.families import families, schema_issues
+from slimspec.families import spec_schema as schema
+from slimspec.spec import SpecError, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHS = ["vgg", "mlp", "resnet", "preresnet", "densenet", "sequential"]
+ARCHS = sorted(families())  # the registry is the one list of archs
 
 HEAD = """slimspec: 1
 name: {name}
@@ -176,8 +178,12 @@ def test_schema_returns_a_fresh_copy() -> None:
     assert "arch" in schema()["properties"]
 
 
-def test_every_family_has_a_valid_example() -> None:
-    assert {parse_yaml(text)["arch"] for text in VALID.values()} == set(ARCHS)  # type: ignore[index]
+def test_every_family_has_a_valid_stock_spec() -> None:
+    from slimspec.document import stock_specs
+
+    stock = {parse_yaml(path.read_text(encoding="utf-8"))["arch"] for path in stock_specs().values()}
+    assert stock == set(ARCHS)
+    assert {parse_yaml(text)["arch"] for text in VALID.values()} <= set(ARCHS)  # type: ignore[index]
 
 
 @pytest.mark.parametrize("name", sorted(VALID))
@@ -188,7 +194,7 @@ def test_valid_examples(name: str) -> None:
     assert list(jsonschema.Draft202012Validator(schema()).iter_errors(data)) == []
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", sorted({parse_yaml(t)["arch"] for t in VALID.values()}))  # type: ignore[index]
 def test_raw_schema_rejects_unknown_keys(arch: str) -> None:
     data = next(parse_yaml(t) for t in VALID.values() if parse_yaml(t)["arch"] == arch)  # type: ignore[index]
     data = dict(data, bogus=1)
@@ -263,7 +269,7 @@ init: {bn_gamma: a, conv: kaiming, extra: 1}
         ("vgg", "cfg: [8]\npadding: -1\n", ["padding: expected a non-negative integer, got -1"]),
         ("vgg", "cfg: [8]\ndropout: -0.1\n", ["dropout: expected a number in [0, 1), got -0.1"]),
         ("mlp", "cfg: [200, -200]\n", ["cfg[1]: expected a positive integer, got -200"]),
-        ("mlp", "cfg: [10]\nstages: []\n", ["unknown key 'stages' for arch 'mlp' (a key of: resnet, preresnet)"]),
+        ("mlp", "cfg: [10]\nstages: []\n", ["unknown key 'stages' for arch 'mlp' (a key of: preresnet, resnet)"]),
         ("mlp", "cfg: [10]\ndropout: .nan\n", ["dropout: expected a finite number, got nan"]),
         ("resnet", "stem: 16\nstages: [{width: 16, blocks: 3}]\n", ["missing required key 'block'"]),
         ("resnet", "block: basic\nstem: 0\nstages: []\n", ["stages: expected a non-empty list of stages, got an empty list",
@@ -367,8 +373,15 @@ head_select: ""
 
 
 def test_densenet_transition_count() -> None:
+    """A family semantic check (the family owns it): located, with the count it expects."""
+    from slimspec.document import Spec
+
     data = spec("densenet", "growth: 12\nstem: 24\nblocks: [3, 3, 3]\ntransitions: [all]\n")
-    assert issues(data) == ["transitions: expected 2 channel sets (one per transition between 3 dense blocks), got 1"]
+    assert issues(data) == []
+    with pytest.raises(SpecError) as caught:
+        Spec.from_data(data)
+    assert [str(i) for i in caught.value.issues] == [
+        "transitions: expected 2 channel sets (one per transition between 3 dense blocks), got 1"]
 
 
 def test_sequential_issues() -> None:
@@ -427,8 +440,7 @@ def test_unknown_arch_reports_arch_and_truly_unknown_keys() -> None:
     data = spec("resnt", "cfg: [1]\nfoo: 2\n")
     assert issues(data) == [
         "unknown key 'foo'",
-        "arch: expected one of 'vgg', 'mlp', 'resnet', 'preresnet', 'densenet', 'sequential', got 'resnt'"
-        " (did you mean 'resnet'?)",
+        f"arch: expected one of {', '.join(repr(a) for a in ARCHS)}, got 'resnt' (did you mean 'resnet'?)",
     ]
 
 

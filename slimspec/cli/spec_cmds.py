@@ -110,7 +110,7 @@ def schema(plan: bool) -> None:
     if plan:
         from ..pruning.options import plan_schema as chosen
     else:
-        from ..spec.validate import schema as chosen
+        from ..families import spec_schema as chosen
 
     click.echo(json.dumps(chosen(), indent=2))
 

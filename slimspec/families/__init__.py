@@ -1,5 +1,7 @@
 """Spec families: each ``arch`` registered by name, spec <-> IR. Torch-free."""
 from . import densenet, graph, mlp, preresnet, resnet, sequential, vgg  # noqa: F401  (registration)
 from .base import WIDTH_KEYS, Family, families, get_family, register_family
+from .schema import normalize, schema_issues, spec_schema
 
-__all__ = ["WIDTH_KEYS", "Family", "families", "get_family", "register_family"]
+__all__ = ["WIDTH_KEYS", "Family", "families", "get_family", "normalize", "register_family", "schema_issues",
+           "spec_schema"]

@@ -22,9 +22,16 @@ _FAMILIES: Registry["Family"] = Registry("arch", lambda message: SpecError([Spec
 
 
 class Family(ABC):
-    """Spec <-> IR for one ``arch``."""
+    """Spec <-> IR for one ``arch``.
+
+    ``schema`` is the JSON Schema of the arch's own keys (with their ``default`` values);
+    ``schema_defs`` are named definitions it refers to as ``#/$defs/NAME`` (prefix them with
+    the arch). ``emit`` receives the data with every default filled in.
+    """
 
     arch: ClassVar[str]
+    schema: ClassVar[dict]
+    schema_defs: ClassVar[dict] = {}
 
     @abstractmethod
     def emit(self, b: IRBuilder, data: dict) -> None:
@@ -39,9 +46,11 @@ class Family(ABC):
         return {}
 
     def to_ir(self, data: dict, source: str | None = None) -> IR:
+        from .schema import normalize
+
         b = IRBuilder(self.arch, str(data.get("name", self.arch)), data["input"], data["num_classes"], data)
         try:
-            self.emit(b, data)
+            self.emit(b, normalize(self, data))
         except SpecError as exc:
             raise SpecError(list(exc.issues) + b.issues, source) from None
         return b.finish(source)

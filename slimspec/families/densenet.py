@@ -19,6 +19,47 @@ from .base import Family, copy_data, register_family
 from .common import selection_layer, selection_text
 
 
+# JSON Schema of the keys of ``arch: densenet`` (assembled into the spec schema by families/schema.py).
+SCHEMA: dict = {
+    "description": "DenseNet (BN-ReLU-Conv layers, transitions) with channel selection.",
+    "required": ["growth", "stem", "blocks"],
+    "properties": {
+        "growth": {"$ref": "#/$defs/posint"},
+        "stem": {"$ref": "#/$defs/posint"},
+        "blocks": {
+            "type": "array",
+            "minItems": 1,
+            "title": "a non-empty list of dense blocks",
+            "items": {
+                "anyOf": [
+                    {"$ref": "#/$defs/posint"},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"$ref": "#/$defs/channelSet"},
+                        "title": "a non-empty list of channel sets, one per layer"
+                    }
+                ],
+                "title": "a layer count or a list of channel sets, one per layer"
+            }
+        },
+        "compression": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "default": 1,
+            "title": "a number in (0, 1]"
+        },
+        "transitions": {
+            "type": "array",
+            "items": {"$ref": "#/$defs/channelSet"},
+            "title": "a list of channel sets, one per transition"
+        },
+        "head_select": {"$ref": "#/$defs/channelSet"}
+    }
+}
+
+
 def layer_selects(entry) -> list:
     return list(entry) if isinstance(entry, list) else [None] * entry
 
@@ -26,13 +67,16 @@ def layer_selects(entry) -> list:
 @register_family
 class DenseNet(Family):
     arch = "densenet"
+    schema = SCHEMA
 
     def emit(self, b: IRBuilder, data: dict) -> None:
-        growth, compression = data["growth"], data.get("compression", 1.0)
+        growth, compression = data["growth"], data["compression"]
         x = b.conv("stem.conv", "input", b.add_slot("#stem", data["stem"], "fixed"), 3, 1, 1, False, at="stem")
         transitions = data.get("transitions")
         if transitions is not None and len(transitions) != len(data["blocks"]) - 1:
-            b.issue("transitions", f"expected {len(data['blocks']) - 1} entries (one per transition), got {len(transitions)}")
+            count = len(data["blocks"])
+            b.issue("transitions", f"expected {count - 1} channel sets (one per transition between {count} dense blocks), "
+                                   f"got {len(transitions)}")
             transitions = None
         for d, entry in enumerate(data["blocks"]):
             for i, select in enumerate(layer_selects(entry)):

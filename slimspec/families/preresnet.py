@@ -19,6 +19,78 @@ from .common import selection_layer, selection_text
 from .resnet import block_renames, kept_blocks
 
 
+# JSON Schema of the keys of ``arch: preresnet`` (assembled into the spec schema by families/schema.py).
+SCHEMA: dict = {
+    "description": "Pre-activation bottleneck ResNet with channel selection.",
+    "required": ["stem", "stages"],
+    "properties": {
+        "block": {"const": "bottleneck"},
+        "stem": {"$ref": "#/$defs/posint"},
+        "stages": {
+            "type": "array",
+            "minItems": 1,
+            "title": "a non-empty list of stages",
+            "items": {"$ref": "#/$defs/preresnetStage"}
+        },
+        "head_select": {"$ref": "#/$defs/channelSet"}
+    }
+}
+
+# Named definitions SCHEMA refers to as ``#/$defs/NAME``.
+SCHEMA_DEFS: dict = {
+    "preresnetStage": {
+        "type": "object",
+        "title": "a stage mapping {width, blocks, stride}",
+        "additionalProperties": False,
+        "required": ["width", "blocks"],
+        "properties": {
+            "width": {
+                "$ref": "#/$defs/posint",
+                "description": "Residual stream width of the stage."
+            },
+            "blocks": {
+                "anyOf": [
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "title": "a positive block count"
+                    },
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "anyOf": [
+                                {"$ref": "#/$defs/posint"},
+                                {"$ref": "#/$defs/pair"},
+                                {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["inner"],
+                                    "title": "a mapping {select: \"0-5,9\", inner: [c1, c2]}",
+                                    "properties": {
+                                        "select": {"$ref": "#/$defs/channelSet"},
+                                        "inner": {"$ref": "#/$defs/pair"}
+                                    }
+                                }
+                            ],
+                            "title": "a positive integer, a pair [c1, c2] or a mapping {select: \"0-5,9\", inner: [c1, c2]}"
+                        },
+                        "title": "a non-empty list of per-block entries"
+                    }
+                ],
+                "title": "a block count or a list of per-block entries"
+            },
+            "stride": {
+                "type": "integer",
+                "enum": [1, 2],
+                "default": 1,
+                "title": "1 or 2"
+            }
+        }
+    }
+}
+
+
 def block_entries(stage: dict) -> list[tuple[str | None, list[int]]]:
     """``(select, [c1, c2])`` per block."""
     blocks = stage["blocks"]
@@ -37,6 +109,8 @@ def block_entries(stage: dict) -> list[tuple[str | None, list[int]]]:
 @register_family
 class PreResNet(Family):
     arch = "preresnet"
+    schema = SCHEMA
+    schema_defs = SCHEMA_DEFS
 
     def emit(self, b: IRBuilder, data: dict) -> None:
         x = b.conv("stem.conv", "input", b.add_slot("stem", data["stem"], "fixed"), 3, 1, 1, False, at="stem")

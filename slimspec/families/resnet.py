@@ -19,6 +19,200 @@ from ..ir import IR, Axis, IRBuilder
 from .base import Family, copy_data, register_family
 
 
+# JSON Schema of the keys of ``arch: resnet`` (assembled into the spec schema by families/schema.py).
+SCHEMA: dict = {
+    "description": "ResNet with BasicBlock or Bottleneck blocks.",
+    "required": ["block", "stem", "stages"],
+    "properties": {
+        "block": {
+            "enum": ["basic", "bottleneck"]
+        },
+        "stem": {"$ref": "#/$defs/posint"},
+        "stem_kernel": {
+            "description": "Stem conv kernel (3 for CIFAR, 7 for ImageNet).",
+            "enum": [1, 3, 5, 7],
+            "default": 3
+        },
+        "stem_stride": {
+            "description": "Stem conv stride.",
+            "enum": [1, 2],
+            "default": 1
+        },
+        "stem_pool": {
+            "description": "3x3 max pool, stride 2, after the stem (ImageNet ResNets).",
+            "type": "boolean",
+            "default": False
+        },
+        "shortcut": {
+            "enum": ["A", "B"],
+            "default": "A"
+        },
+        "stages": {
+            "type": "array",
+            "minItems": 1,
+            "title": "a non-empty list of stages"
+        }
+    },
+    "if": {
+        "properties": {
+            "block": {"const": "basic"}
+        },
+        "required": ["block"]
+    },
+    "then": {
+        "properties": {
+            "stages": {
+                "items": {"$ref": "#/$defs/resnetStageBasic"}
+            }
+        }
+    },
+    "else": {
+        "if": {
+            "properties": {
+                "block": {"const": "bottleneck"}
+            },
+            "required": ["block"]
+        },
+        "then": {
+            "properties": {
+                "stages": {
+                    "items": {"$ref": "#/$defs/resnetStageBottleneck"}
+                }
+            }
+        },
+        "else": {
+            "properties": {
+                "stages": {
+                    "items": {"$ref": "#/$defs/resnetStageAny"}
+                }
+            }
+        }
+    }
+}
+
+# Named definitions SCHEMA refers to as ``#/$defs/NAME``.
+SCHEMA_DEFS: dict = {
+    "resnetStageBasic": {
+        "type": "object",
+        "title": "a stage mapping {width, blocks, stride}",
+        "additionalProperties": False,
+        "required": ["width", "blocks"],
+        "properties": {
+            "width": {
+                "$ref": "#/$defs/posint",
+                "description": "Residual stream width of the stage."
+            },
+            "blocks": {
+                "anyOf": [
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "title": "a positive block count"
+                    },
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "title": "a positive integer (a basic block's conv1 width)"
+                        },
+                        "title": "a non-empty list of basic block widths"
+                    }
+                ],
+                "title": "a block count or a list of basic block widths"
+            },
+            "stride": {
+                "type": "integer",
+                "enum": [1, 2],
+                "default": 1,
+                "title": "1 or 2"
+            }
+        }
+    },
+    "resnetStageBottleneck": {
+        "type": "object",
+        "title": "a stage mapping {width, blocks, stride}",
+        "additionalProperties": False,
+        "required": ["width", "blocks"],
+        "properties": {
+            "width": {
+                "$ref": "#/$defs/posint",
+                "description": "Residual stream width of the stage."
+            },
+            "blocks": {
+                "anyOf": [
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "title": "a positive block count"
+                    },
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "array",
+                            "items": {"$ref": "#/$defs/posint"},
+                            "minItems": 2,
+                            "maxItems": 2,
+                            "title": "a pair [c1, c2] of positive integers (a bottleneck block's inner widths)"
+                        },
+                        "title": "a non-empty list of [c1, c2] pairs"
+                    }
+                ],
+                "title": "a block count or a list of [c1, c2] pairs"
+            },
+            "stride": {
+                "type": "integer",
+                "enum": [1, 2],
+                "default": 1,
+                "title": "1 or 2"
+            }
+        }
+    },
+    "resnetStageAny": {
+        "type": "object",
+        "title": "a stage mapping {width, blocks, stride}",
+        "additionalProperties": False,
+        "required": ["width", "blocks"],
+        "properties": {
+            "width": {
+                "$ref": "#/$defs/posint",
+                "description": "Residual stream width of the stage."
+            },
+            "blocks": {
+                "anyOf": [
+                    {
+                        "type": "integer",
+                        "minimum": 1,
+                        "title": "a positive block count"
+                    },
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "anyOf": [
+                                {"$ref": "#/$defs/posint"},
+                                {"$ref": "#/$defs/pair"}
+                            ],
+                            "title": "a positive integer or a pair [c1, c2] of positive integers"
+                        },
+                        "title": "a non-empty list of per-block widths"
+                    }
+                ],
+                "title": "a block count or a list of per-block widths"
+            },
+            "stride": {
+                "type": "integer",
+                "enum": [1, 2],
+                "default": 1,
+                "title": "1 or 2"
+            }
+        }
+    }
+}
+
+
 def expand_blocks(stage: dict, bottleneck: bool) -> list:
     """Blocks in list form: one entry per block (int for basic, [c1, c2] for bottleneck)."""
     blocks = stage["blocks"]
@@ -52,16 +246,18 @@ def block_renames(data: dict, ir: IR, sizes: Mapping[str, int]) -> dict[str, str
 @register_family
 class ResNet(Family):
     arch = "resnet"
+    schema = SCHEMA
+    schema_defs = SCHEMA_DEFS
 
     def emit(self, b: IRBuilder, data: dict) -> None:
         bottleneck = data["block"] == "bottleneck"
-        shortcut = data.get("shortcut", "A")
+        shortcut = data["shortcut"]
         stream = b.add_slot("stem", data["stem"], "stream")
-        kernel = data.get("stem_kernel", 3)
-        x = b.conv("stem.conv", "input", stream, kernel, data.get("stem_stride", 1), kernel // 2, False, at="stem")
+        kernel = data["stem_kernel"]
+        x = b.conv("stem.conv", "input", stream, kernel, data["stem_stride"], kernel // 2, False, at="stem")
         x = b.bn("stem.bn", x, at="stem")
         x = b.relu("stem.relu", x, at="stem")
-        if data.get("stem_pool", False):
+        if data["stem_pool"]:
             x = b.pool("stem.pool", x, "maxpool", 3, 2, padding=1, at="stem_pool")
         for s, stage in enumerate(data["stages"]):
             at = f"stages[{s}]"

@@ -13,6 +13,149 @@ from .base import Family, register_family
 from .common import write_channel_slots
 
 
+# JSON Schema of the keys of ``arch: sequential`` (assembled into the spec schema by families/schema.py).
+SCHEMA: dict = {
+    "description": "Keras-style layer list; the final Linear(num_classes) is implied.",
+    "required": ["layers"],
+    "properties": {
+        "layers": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": "#/$defs/sequentialLayer"},
+            "title": "a non-empty list of layers"
+        }
+    }
+}
+
+# Named definitions SCHEMA refers to as ``#/$defs/NAME``.
+SCHEMA_DEFS: dict = {
+    "sequentialLayer": {
+        "anyOf": [
+            {
+                "type": "string",
+                "enum": ["relu", "flatten", "bn"]
+            },
+            {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "additionalProperties": False,
+                "title": "a one-key mapping such as {conv: 16}",
+                "properties": {
+                    "conv": {
+                        "anyOf": [
+                            {
+                                "type": "integer",
+                                "minimum": 1,
+                                "title": "a positive width"
+                            },
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["out"],
+                                "title": "a mapping {out, kernel, stride, padding, bias}",
+                                "properties": {
+                                    "out": {"$ref": "#/$defs/posint"},
+                                    "kernel": {
+                                        "$ref": "#/$defs/posint",
+                                        "default": 3
+                                    },
+                                    "stride": {
+                                        "$ref": "#/$defs/posint",
+                                        "default": 1
+                                    },
+                                    "padding": {
+                                        "$ref": "#/$defs/nonnegint",
+                                        "default": 0
+                                    },
+                                    "bias": {
+                                        "type": "boolean",
+                                        "title": "true or false",
+                                        "default": True
+                                    }
+                                }
+                            }
+                        ],
+                        "title": "a width or a mapping {out, kernel, stride, padding, bias}"
+                    },
+                    "linear": {
+                        "anyOf": [
+                            {
+                                "type": "integer",
+                                "minimum": 1,
+                                "title": "a positive width"
+                            },
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["out"],
+                                "title": "a mapping {out, bias}",
+                                "properties": {
+                                    "out": {"$ref": "#/$defs/posint"},
+                                    "bias": {
+                                        "type": "boolean",
+                                        "title": "true or false"
+                                    }
+                                }
+                            }
+                        ],
+                        "title": "a width or a mapping {out, bias}"
+                    },
+                    "maxpool": {
+                        "anyOf": [
+                            {
+                                "type": "integer",
+                                "minimum": 1,
+                                "title": "a positive kernel size"
+                            },
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["kernel"],
+                                "title": "a mapping {kernel, stride}",
+                                "properties": {
+                                    "kernel": {"$ref": "#/$defs/posint"},
+                                    "stride": {"$ref": "#/$defs/posint"}
+                                }
+                            }
+                        ],
+                        "title": "a kernel size or a mapping {kernel, stride}"
+                    },
+                    "avgpool": {
+                        "anyOf": [
+                            {
+                                "type": "integer",
+                                "minimum": 1,
+                                "title": "a positive kernel size"
+                            },
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["kernel"],
+                                "title": "a mapping {kernel, stride}",
+                                "properties": {
+                                    "kernel": {"$ref": "#/$defs/posint"},
+                                    "stride": {"$ref": "#/$defs/posint"}
+                                }
+                            }
+                        ],
+                        "title": "a kernel size or a mapping {kernel, stride}"
+                    },
+                    "dropout": {"$ref": "#/$defs/dropout"},
+                    "bn": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {},
+                        "title": "an empty mapping {}"
+                    }
+                }
+            }
+        ],
+        "title": "'relu', 'flatten', 'bn' or a one-key mapping such as {conv: 16}"
+    }
+}
+
+
 def _parts(item: object) -> tuple[str, object]:
     if isinstance(item, str):
         return item, {}
@@ -23,6 +166,8 @@ def _parts(item: object) -> tuple[str, object]:
 @register_family
 class Sequential(Family):
     arch = "sequential"
+    schema = SCHEMA
+    schema_defs = SCHEMA_DEFS
 
     def emit(self, b: IRBuilder, data: dict) -> None:
         x = "input"

@@ -15,6 +15,64 @@ from .base import Family, register_family
 from .common import write_channel_slots
 
 
+# JSON Schema of the keys of ``arch: vgg`` (assembled into the spec schema by families/schema.py).
+SCHEMA: dict = {
+    "description": "Plain conv stack driven by a cfg list.",
+    "required": ["cfg"],
+    "properties": {
+        "cfg": {
+            "type": "array",
+            "minItems": 1,
+            "title": "a non-empty list of widths and 'M'",
+            "items": {
+                "anyOf": [
+                    {"$ref": "#/$defs/posint"},
+                    {"const": "M"}
+                ],
+                "title": "a positive integer or 'M'"
+            },
+            "description": "Conv widths; M = 2x2 max pool."
+        },
+        "batch_norm": {
+            "type": "boolean",
+            "title": "true or false",
+            "default": True
+        },
+        "kernel": {
+            "type": "integer",
+            "minimum": 1,
+            "not": {
+                "multipleOf": 2
+            },
+            "default": 3,
+            "title": "a positive odd integer"
+        },
+        "padding": {"$ref": "#/$defs/nonnegint"},
+        "bias": {
+            "type": "boolean",
+            "title": "true or false"
+        },
+        "head": {
+            "enum": ["avg", "flatten"],
+            "default": "avg"
+        },
+        "classifier": {
+            "type": "array",
+            "items": {"$ref": "#/$defs/posint"},
+            "default": [],
+            "title": "a list of positive integers",
+            "description": "Hidden Linear widths."
+        },
+        "classifier_bn": {
+            "type": "boolean",
+            "title": "true or false",
+            "default": False
+        },
+        "dropout": {"$ref": "#/$defs/dropout", "default": 0.0}
+    }
+}
+
+
 def emit_classifier(b: IRBuilder, x: str, widths: list[int], use_bn: bool, dropout: float,
                     key: str = "classifier", prefix: str = "classifier") -> str:
     """Hidden Linear [+ BN1d] + ReLU (+ Dropout) layers, each width a slot ``key[j]``."""
@@ -34,10 +92,11 @@ def emit_classifier(b: IRBuilder, x: str, widths: list[int], use_bn: bool, dropo
 @register_family
 class VGG(Family):
     arch = "vgg"
+    schema = SCHEMA
 
     def emit(self, b: IRBuilder, data: dict) -> None:
-        use_bn = data.get("batch_norm", True)
-        kernel = data.get("kernel", 3)
+        use_bn = data["batch_norm"]
+        kernel = data["kernel"]
         padding = data.get("padding", kernel // 2)
         bias = data.get("bias", not use_bn)
         x = "input"
@@ -51,10 +110,10 @@ class VGG(Family):
                 x = b.bn(f"features.{i}.bn", x, at=at)
             x = b.relu(f"features.{i}.relu", x, at=at)
             x = b.gate(f"features.{i}.gate", x, at=at)
-        head = data.get("head", "avg")
+        head = data["head"]
         x = b.gap("head.pool", x, at="head") if head == "avg" else b.flatten("head.flatten", x, at="head")
-        x = emit_classifier(b, x, list(data.get("classifier", [])), data.get("classifier_bn", False),
-                            data.get("dropout", 0.0))
+        x = emit_classifier(b, x, list(data["classifier"]), data["classifier_bn"],
+                            data["dropout"])
         b.classifier(x)
 
     def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import IR
-from ..report.tables import format_table
+from ..utils.tables import format_table
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""JSON Schema validation of spec data, with every error turned into a located one-liner.
+"""JSON Schema validation of spec and plan data, with every error turned into a located one-liner.
 
-The schema ships as package data (``schema.json``). :func:`schema_issues` runs it and
-rewrites jsonschema's errors as :class:`SpecIssue` s such as
+The common part of the spec schema ships as package data (``schema.json``); each family adds
+its own keys (``slimspec.families.schema`` assembles the whole). :func:`issues_for_schema`
+runs a schema and rewrites jsonschema's errors as :class:`SpecIssue` s such as
 ``cfg[3]: expected a positive integer or 'M', got -5`` or
 ``stages[0]: unknown key 'widht' (did you mean 'width'?)``. Channel-set strings are also
 checked for syntax (widths are checked later, by the families).
@@ -23,7 +24,8 @@ from jsonschema.exceptions import ValidationError
 from .channels import check_channel_set
 from .errors import Path, SpecError, SpecIssue
 
-ARCHS = ("vgg", "mlp", "resnet", "preresnet", "densenet", "sequential")
+# A schema with this (non-standard, ignored by validators) key reports unknown top-level keys itself.
+TOP_KEYS_CHECKED_ELSEWHERE = "x-top-level-keys-checked-by"
 # Keywords that constrain a value of the right type: inside an anyOf, report them with the
 # anyOf's own phrase ("expected a positive integer or 'M', got -5").
 _VALUE_KEYWORDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "not",
@@ -36,8 +38,8 @@ def _schema_text() -> str:
     return resources.files(__package__).joinpath("schema.json").read_text(encoding="utf-8")
 
 
-def schema() -> dict:
-    """The spec JSON Schema (draft 2020-12), as a fresh dict."""
+def base_schema() -> dict:
+    """The family-independent part of the spec JSON Schema (draft 2020-12), as a fresh dict."""
     return json.loads(_schema_text())
 
 
@@ -66,14 +68,14 @@ def _format_checker() -> FormatChecker:
     return formats
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Draft202012Validator:
-    return _validator_class()(schema(), format_checker=_format_checker())
+def make_validator(schema: dict) -> Draft202012Validator:
+    """A validator for ``schema`` with slimspec's integer rule and channel-set format."""
+    return _validator_class()(schema, format_checker=_format_checker())
 
 
 # ---- describing values and schemas ---------------------------------------------------------
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
     """The YAML kind of a value: list, mapping, string, integer, number, boolean, null."""
     if value is None:
         return "null"
@@ -203,7 +205,7 @@ def _expected(path: Path, node: dict, value: object, root: dict) -> SpecIssue:
     return SpecIssue.at(path, f"expected {_phrase(node, root)}, got {_describe(value)}{hint}")
 
 
-def _unknown_key(path: Path, key: object, known: Iterable[str]) -> SpecIssue:
+def unknown_key(path: Path, key: object, known: Iterable[str]) -> SpecIssue:
     return SpecIssue.at(path, f"unknown key {str(key)!r}{_suggest(str(key), known)}")
 
 
@@ -256,13 +258,13 @@ def _convert(error: ValidationError, root: dict) -> Iterator[SpecIssue]:
             if isinstance(value, dict) and key not in value:
                 yield SpecIssue.at(path, f"missing required key {key!r}")
     elif keyword in ("additionalProperties", "unevaluatedProperties"):
-        if keyword == "unevaluatedProperties" and not path and root is _validator().schema:
-            return  # unknown top-level spec keys are found by _unknown_top_keys (it knows the arch)
+        if keyword == "unevaluatedProperties" and not path and root.get(TOP_KEYS_CHECKED_ELSEWHERE):
+            return  # the spec schema's top-level keys are checked by the family registry (it knows the arch)
         known = list(node.get("properties", {}))
         patterns = list(node.get("patternProperties", {}))
         for key in value:
             if key not in known and not any(re.search(pattern, key) for pattern in patterns):
-                yield _unknown_key(path, key, known)
+                yield unknown_key(path, key, known)
     elif keyword in ("format", "pattern") and node.get("format") == "channel-set":
         try:
             check_channel_set(value)
@@ -309,57 +311,15 @@ def _extra_issues(data: dict) -> Iterator[SpecIssue]:
                     yield SpecIssue.at(path, f"keys must be strings, got {_describe(key)}")
 
 
-def _unknown_top_keys(data: dict) -> Iterator[SpecIssue]:
-    root = _validator().schema
-    common = list(root["properties"])
-    families = {arch: list(root["$defs"][arch]["properties"]) for arch in ARCHS}
-    arch = data.get("arch")
-    if arch in families:
-        known = common + families[arch]
-        for key in data:
-            if str(key) in known:
-                continue
-            owners = [name for name, keys in families.items() if str(key) in keys]
-            if owners:
-                yield SpecIssue.at((), f"unknown key {str(key)!r} for arch {arch!r} (a key of: {', '.join(owners)})")
-            else:
-                yield _unknown_key((), key, known)
-    else:
-        known = common + sorted({key for keys in families.values() for key in keys})
-        for key in data:
-            if str(key) not in known:
-                yield _unknown_key((), key, known)
-
-
-def _transition_count(data: dict) -> Iterator[SpecIssue]:
-    blocks, transitions = data.get("blocks"), data.get("transitions")
-    if data.get("arch") == "densenet" and isinstance(blocks, list) and isinstance(transitions, list):
-        if blocks and len(transitions) != len(blocks) - 1:
-            yield SpecIssue.at(("transitions",), f"expected {len(blocks) - 1} channel sets (one per transition "
-                                                 f"between {len(blocks)} dense blocks), got {len(transitions)}")
-
-
-def schema_issues(data: object) -> list[SpecIssue]:
-    """Every schema problem of parsed spec data, located and sorted; ``[]`` when valid."""
-    if not isinstance(data, dict):
-        got = "an empty document" if data is None else _kind(data)
-        return [SpecIssue.at((), f"a spec must be a YAML mapping, got {got}")]
-    plain = _plain_keys(data)
-    assert isinstance(plain, dict)
-    issues: list[SpecIssue] = list(_extra_issues(data))
-    issues.extend(_unknown_top_keys(plain))
-    validator = _validator()
-    for error in validator.iter_errors(plain):
-        issues.extend(_convert(error, validator.schema))
-    issues.extend(_transition_count(plain))
-    return SpecError(issues).issues
-
-
-def issues_for_schema(other_schema: dict, data: object) -> list[SpecIssue]:
-    """Validate ``data`` against another JSON Schema (e.g. the plan schema) with the same located messages."""
-    validator = _validator_class()(other_schema, format_checker=_format_checker())
+def validator_issues(validator: Draft202012Validator, data: object) -> list[SpecIssue]:
+    """Every problem ``validator`` finds in ``data`` (plus non-finite numbers), located and sorted."""
     plain = _plain_keys(data)
     issues: list[SpecIssue] = list(_extra_issues(data)) if isinstance(data, dict) else []
     for error in validator.iter_errors(plain):
-        issues.extend(_convert(error, other_schema))
+        issues.extend(_convert(error, validator.schema))
     return SpecError(issues).issues
+
+
+def issues_for_schema(schema: dict, data: object) -> list[SpecIssue]:
+    """Validate ``data`` against a JSON Schema (e.g. the plan schema) with located messages."""
+    return validator_issues(make_validator(schema), data)

@@ -1,0 +1,113 @@
+"""The spec JSON Schema, assembled from the family registry; validation and defaults.
+
+``spec/schema.json`` holds what every spec shares (``slimspec``, ``name``, ``input``,
+``num_classes``, ``init``, ``pruned`` and the common ``$defs``). Each family contributes
+its own keys (``Family.schema``) and named definitions (``Family.schema_defs``); the arch
+enum and the per-arch ``allOf`` branches are generated here, so a new family is one file
+plus its registration. :func:`normalize` fills every schema ``default`` once, so family code
+reads ``data["kernel"]`` instead of repeating defaults.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from ..spec.errors import SpecError, SpecIssue
+from ..spec.validate import (TOP_KEYS_CHECKED_ELSEWHERE, base_schema, kind_of, make_validator, unknown_key,
+                             validator_issues)
+from .base import Family, families
+
+
+def spec_schema() -> dict:
+    """The full spec schema (draft 2020-12) for the families registered now, as a fresh dict."""
+    return copy.deepcopy(_assembled(tuple(sorted(families())))[0])
+
+
+@lru_cache(maxsize=8)
+def _assembled(archs: tuple[str, ...]) -> tuple[dict, Any]:
+    registry = families()
+    root = base_schema()
+    root[TOP_KEYS_CHECKED_ELSEWHERE] = "slimspec.families.schema"
+    root["properties"]["arch"] = {**root["properties"]["arch"], "enum": list(archs)}
+    branches = []
+    for arch in archs:
+        family = registry[arch]
+        for name, definition in family.schema_defs.items():
+            if name in root["$defs"]:
+                raise ValueError(f"family {arch}: schema definition {name!r} is already defined")
+            root["$defs"][name] = definition
+        root["$defs"][arch] = family.schema
+        branches.append({"if": {"properties": {"arch": {"const": arch}}, "required": ["arch"]},
+                         "then": {"$ref": f"#/$defs/{arch}"}})
+    root["allOf"] = branches
+    return root, make_validator(root)
+
+
+def _unknown_top_keys(root: dict, data: dict) -> Iterator[SpecIssue]:
+    common = list(root["properties"])
+    archs = root["properties"]["arch"]["enum"]
+    owned = {arch: list(root["$defs"][arch].get("properties", {})) for arch in archs}
+    arch = data.get("arch")
+    if arch in owned:
+        known = common + owned[arch]
+        for key in data:
+            if str(key) in known:
+                continue
+            owners = [name for name, keys in owned.items() if str(key) in keys]
+            if owners:
+                yield SpecIssue.at((), f"unknown key {str(key)!r} for arch {arch!r} (a key of: {', '.join(owners)})")
+            else:
+                yield unknown_key((), key, known)
+    else:
+        known = common + sorted({key for keys in owned.values() for key in keys})
+        for key in data:
+            if str(key) not in known:
+                yield unknown_key((), key, known)
+
+
+def schema_issues(data: object) -> list[SpecIssue]:
+    """Every schema problem of parsed spec data, located and sorted; ``[]`` when valid."""
+    if not isinstance(data, dict):
+        got = "an empty document" if data is None else kind_of(data)
+        return [SpecIssue.at((), f"a spec must be a YAML mapping, got {got}")]
+    root, validator = _assembled(tuple(sorted(families())))
+    issues = validator_issues(validator, data)
+    issues.extend(_unknown_top_keys(root, {str(key): value for key, value in data.items()}))
+    return SpecError(issues).issues
+
+
+def _resolve(node: dict, root: dict) -> dict:
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/$defs/"):
+        node = root["$defs"].get(node["$ref"][len("#/$defs/"):], {})
+    return node if isinstance(node, dict) else {}
+
+
+_MISSING = object()
+
+
+def _fill(value: Any, node: dict, root: dict) -> Any:
+    """``value`` with the defaults of ``node`` (and of the sub-schemas its items match) filled in."""
+    node = _resolve(node, root)
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        out = {key: _fill(item, props.get(key, {}), root) for key, item in value.items()}
+        for key, sub in props.items():
+            if key not in out:
+                default = sub.get("default", _resolve(sub, root).get("default", _MISSING))
+                if default is not _MISSING:
+                    out[key] = copy.deepcopy(default)
+        for branch in node.get("anyOf", []):
+            if _resolve(branch, root).get("type") == "object":
+                return _fill(out, branch, root)
+        return out
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [_fill(item, node["items"], root) for item in value]
+    return value
+
+
+def normalize(family: Family, data: dict) -> dict:
+    """A copy of schema-valid spec ``data`` with every default of the family's schema filled in."""
+    root = _assembled(tuple(sorted(families())))[0]
+    return _fill(_fill(data, root, root), family.schema, root)
