@@ -14,9 +14,10 @@ import torch
 from .document import Spec, load_spec, spec_from_text
 from .errors import SpecError, SpecIssue
 from .ir import count_params
-from .nn import SpecNet, init_weights
+from .nn import LAYER_SETS, SpecNet, init_weights
+from .nn.net import MODULE_FACTORIES
 from .spec.limits import MAX_PARAMS, MAX_PARAMS_ENV
-from .weights import embedded_spec_text, load_state_into, read_weights, save_weights as _save_weights
+from .weights import check_state_matches, embedded_spec_text, read_weights, save_weights as _save_weights
 
 
 def max_params_limit(max_params: int | None = None) -> int:
@@ -88,9 +89,34 @@ def load_model(path: str | os.PathLike, spec: Spec | str | os.PathLike | None = 
     if mode is None:
         gated = any(_is_gate_name(spec, name) for name in tensors)
         mode = "gated" if gated else mode_of_state(tensors)
-    model = build(spec, mode, binary_gates=binary_gates)
-    load_state_into(model, tensors, str(path))
-    return model, spec
+    return build_from_state(spec, tensors, mode, binary_gates=binary_gates, source=str(path)), spec
+
+
+def build_from_state(spec: Spec | str | os.PathLike, tensors: dict[str, torch.Tensor], mode: str = "plain", *,
+                     binary_gates: bool = False, source: str = "<weights>", max_params: int | None = None) -> SpecNet:
+    """Build the spec's network around ``tensors`` (checked strictly), without a throwaway random init.
+
+    The modules are created on the meta device (no memory, no init) and the tensors are
+    assigned as their parameters and buffers (cast to the module's dtype, as ``load_state_dict``
+    would). Non-persistent buffers (channel selections) are recomputed from the spec.
+    """
+    spec = load_spec(spec)
+    check_size(spec, max_params)
+    with torch.device("meta"):
+        model = SpecNet(spec, mode, binary_gates=binary_gates)
+    check_state_matches(model, tensors, source)
+    expected = model.state_dict()
+    model.load_state_dict({k: v if v.dtype == expected[k].dtype else v.to(expected[k].dtype)
+                           for k, v in tensors.items()}, strict=True, assign=True)
+    layers = LAYER_SETS[mode](binary_gates)
+    for name, module in model.named_modules():
+        meta = [key for key, buffer in module._buffers.items() if buffer is not None and buffer.is_meta]
+        if meta:  # not in the state dict: rebuild this (parameter-free) module's buffers on the CPU
+            node = spec.ir.node(name)
+            fresh = MODULE_FACTORIES[node.op](spec.ir, node, layers)
+            for key in meta:
+                module._buffers[key] = fresh._buffers[key]
+    return model
 
 
 def _is_gate_name(spec: Spec, name: str) -> bool:
