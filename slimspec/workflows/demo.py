@@ -25,9 +25,10 @@ from ..report.tables import format_table
 from ..training.api import evaluate, finetune, train
 from ..training.latency import measure_latency
 from ..errors import MissingExtraError
+from ..latency import torch_threads
 from ..report import plots
 from ..utils.fileio import atomic_write
-from ..utils.progress import progress
+from ..utils.progress import Progress, progress
 
 STAGES = ("training", "pruning", "fine-tuning", "measuring", "plotting")  # progress counts an epoch or a stage as one step
 
@@ -42,10 +43,7 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
              finetune_lr: float = 0.01, seed: int = 0, force: bool = False, verbose: bool = False,
              threads: int | None = None, quiet: bool = False, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo into ``out``; ``threads`` sets torch's CPU threads for the whole run (restored after)."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         with progress(total=epochs + finetune_epochs + 3, desc="demo", enabled=not quiet, unit="step") as bar:
             def said(line: str) -> None:  # a terminal bar is cleared while our lines print
                 with bar.suspended():
@@ -53,13 +51,11 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
 
             return _run(Path(out), spec, epochs, finetune_epochs, sparsity, target_macs, lr, finetune_lr, seed, force,
                         verbose, said, bar)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(out: Path, spec: str, epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, lr: float,
          finetune_lr: float, seed: int, force: bool, verbose: bool, say: Callable[[str], None],
-         bar: Any) -> dict[str, Any]:
+         bar: Progress) -> dict[str, Any]:
     _check_out(out, force)
     out.mkdir(parents=True, exist_ok=True)
     parent = load_spec(spec)
