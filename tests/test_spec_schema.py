@@ -269,7 +269,7 @@ init: {bn_gamma: a, conv: kaiming, extra: 1}
         ("vgg", "cfg: [8]\npadding: -1\n", ["padding: expected a non-negative integer, got -1"]),
         ("vgg", "cfg: [8]\ndropout: -0.1\n", ["dropout: expected a number in [0, 1), got -0.1"]),
         ("mlp", "cfg: [200, -200]\n", ["cfg[1]: expected a positive integer, got -200"]),
-        ("mlp", "cfg: [10]\nstages: []\n", ["unknown key 'stages' for arch 'mlp' (a key of: preresnet, resnet)"]),
+        ("mlp", "cfg: [10]\nstages: []\n", ["unknown key 'stages' for arch 'mlp' (a key of: mobilenetv2, preresnet, resnet)"]),
         ("mlp", "cfg: [10]\ndropout: .nan\n", ["dropout: expected a finite number, got nan"]),
         ("resnet", "stem: 16\nstages: [{width: 16, blocks: 3}]\n", ["missing required key 'block'"]),
         ("resnet", "block: basic\nstem: 0\nstages: []\n", ["stages: expected a non-empty list of stages, got an empty list",

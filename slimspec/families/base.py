@@ -16,7 +16,8 @@ from ..utils.registry import Registry
 
 # Top-level spec keys that hold layer widths, channel selections or block lists: the keys a
 # prune rewrites, shown per slot (not as raw values) by diff and textconv.
-WIDTH_KEYS = ("cfg", "stages", "blocks", "layers", "classifier", "transitions", "head_select", "stem")
+WIDTH_KEYS = ("cfg", "stages", "blocks", "layers", "classifier", "transitions", "head_select", "stem",
+              "last_channel")
 
 _FAMILIES: Registry["Family"] = Registry("arch", lambda message: SpecError([SpecIssue.at(("arch",), message)]))
 
