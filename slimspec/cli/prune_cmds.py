@@ -77,7 +77,8 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
                            scope=scope, min_channels=min_channels, round_to=round_to, exclude=list(exclude),
                            overrides=parsed_overrides, prune_stream=prune_stream, calibration=calibration,
                            data_dir=data_dir, seed=seed, fold_bias=fold_bias, binary_gates=binary_gates,
-                           target_options={"latency_table": latency_table} if latency_table else None)
+                           target_options={"latency_table": latency_table} if latency_table else None,
+                           progress=True)
         if as_json:
             click.echo(json.dumps(result.summary(), indent=2))
         else:
@@ -89,7 +90,8 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
             if result.decision.threshold is not None:
                 click.echo(f"threshold {result.decision.threshold:.6g} (channels with score <= threshold removed)")
             for note in result.notes:
-                click.echo(f"note: {note}")
+                warning = note.startswith("warning:")
+                click.echo(note if warning else f"note: {note}", err=warning)
         if eval_data:
             _report_accuracy(result, eval_data, data_dir, err=as_json)
         if not dry_run:

@@ -21,13 +21,16 @@ from ..families import get_family
 from ..ir import IR, count_macs, count_params
 from ..spec.yamlio import update_spec_text
 from ..utils.fileio import OutputTransaction, sha256_file
+from ..utils.progress import progress
 from ..weights import load_state_into, save_weights
 from .criteria import PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
 from .policy import Decision, PolicyConfig, decide, fraction_search, keep_count, pattern_check
 from .targets import TargetContext, get_target
-from .report import SlotRow, prune_table, slot_rows
+from .provenance import provenance_block
+from .report import SlotRow, degenerate_notes, prune_table, slot_rows
 from .transplant import fold_gates, fold_removed_bias, transplant
+from .unstructured import prune_weights
 
 
 @dataclass
@@ -120,40 +123,6 @@ def _policy(options: PruneOptions, criterion, threshold: float | None, ratio: fl
                         prune_blocks=criterion.prunes_blocks)
 
 
-def _provenance(parent: Spec, options: PruneOptions, decision: Decision, weights_sha: str | None,
-                params: tuple[int, int], macs: tuple[int, int], ratio: float | None) -> dict[str, Any]:
-    block: dict[str, Any] = {
-        "parent": parent.name,
-        "parent_sha256": parent.sha256,
-        "weights_sha256": weights_sha,
-        "method": options.method,
-        "scope": options.scope_used,
-        "ratio": None if ratio is None else round(ratio, 6),
-        "percent": options.percent,
-        "target": dict(options.target) if options.target else None,
-        "threshold": None if decision.threshold is None else float(f"{decision.threshold:.6g}"),
-        "min_channels": options.min_channels,
-        "round_to": options.round_to,
-        "seed": options.seed,
-        "calibration": options.calibration,
-        "clamped": list(decision.clamped) or None,
-        "options": _non_default_options(options),
-        "params": {"before": params[0], "after": params[1]},
-        "macs": {"before": macs[0], "after": macs[1]},
-    }
-    earlier = parent.data.get("pruned")
-    if earlier:  # pruning a pruned spec again: keep the lineage, oldest first
-        block["history"] = [*earlier.get("history", []), {k: v for k, v in earlier.items() if k != "history"}]
-    return {k: v for k, v in block.items() if v is not None}
-
-
-def _non_default_options(options: PruneOptions) -> dict[str, Any] | None:
-    """The plan keys that shaped the result beyond the headline fields (for reproducibility)."""
-    extra = {"exclude": list(options.exclude), "overrides": dict(options.overrides),
-             "prune_stream": options.prune_stream, "fold_bias": options.fold_bias}
-    return {k: v for k, v in extra.items() if v} or None
-
-
 def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str | os.PathLike | None):
     if isinstance(weights, torch.nn.Module):
         model = weights
@@ -170,6 +139,15 @@ def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str 
     return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, sha256_file(weights)
 
 
+def _check_finite(state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse weights holding NaN or inf (a diverged run): every score computed from them would lie."""
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        listed = ", ".join(bad[:8]) + (f" ... and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise PruneError(f"the weights hold NaN or inf values in {listed} (a diverged run?); "
+                         "prune a good checkpoint instead")
+
+
 def _checked_scores(criterion, ctx: ScoreContext, options: PruneOptions, parent: Spec):
     scores = criterion.score(ctx)
     ir = parent.ir
@@ -182,8 +160,9 @@ def _checked_scores(criterion, ctx: ScoreContext, options: PruneOptions, parent:
     return scores
 
 
-def _choose(parent: Spec, scores, options: PruneOptions, criterion) -> tuple[Decision, float | None]:
-    """Apply the ratio, the threshold, or the ratio found for a params/MACs target."""
+def _choose(parent: Spec, scores, options: PruneOptions, criterion,
+            context: TargetContext) -> tuple[Decision, float | None]:
+    """Apply the ratio, the threshold, the percent, or the ratio found for a target metric."""
     ir = parent.ir
     threshold, ratio = options.threshold, options.ratio
     if ratio is None and not options.target and threshold is None and options.percent is None and not options.overrides:
@@ -192,15 +171,18 @@ def _choose(parent: Spec, scores, options: PruneOptions, criterion) -> tuple[Dec
             raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
     if options.target:
         (name, goal), = options.target.items()
-        metric, context = get_target(name), TargetContext(options=dict(options.target_options))
+        metric = get_target(name)
         metric.prepare(ir, context)
         base = metric.measure(ir, context)
 
-        def fraction(r: float) -> float:
-            new_ir = _new_ir(parent, decide(ir, scores, _policy(options, criterion, None, r)))[1]
-            return metric.measure(new_ir, context) / base
+        with progress(desc=f"searching the ratio for {name}={goal:g}", enabled=options.progress) as step:
+            def fraction(r: float) -> float:
+                new_ir = _new_ir(parent, decide(ir, scores, _policy(options, criterion, None, r)))[1]
+                value = metric.measure(new_ir, context) / base
+                step(1, f"ratio {r:.4f} -> {name} {value:.4f}")
+                return value
 
-        ratio, threshold = fraction_search(fraction, goal), None
+            ratio, threshold = fraction_search(fraction, goal), None
     return decide(ir, scores, _policy(options, criterion, threshold, ratio)), ratio
 
 
@@ -216,27 +198,27 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     options = PruneOptions.resolve(plan, method=method, **overrides)
     criterion = get_criterion(options.method)
     model, parent, state, weights_sha = _load_source(weights, spec)
+    _check_finite(state)
     ir = parent.ir
     pattern_check(ir, options.exclude, "exclude")
     pattern_check(ir, list(options.overrides), "overrides")
     ctx = ScoreContext(ir, state, model, _calibration_batches(options, parent), options.seed)
     if not criterion.structured:
-        from .unstructured import prune_weights
-
-        return prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
+        masked = prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
+        return PruneResult(masked.spec, masked.model, parent, masked.rows, masked.decision, options,
+                           masked.params, masked.macs, masked.notes, model)
 
     # 1. score, 2. decide, 3. write the new spec in the parent's form and layout
     scores = _checked_scores(criterion, ctx, options, parent)
-    options.scope_used = options.scope or criterion.default_scope
-    decision, ratio = _choose(parent, scores, options, criterion)
+    context = TargetContext(options=dict(options.target_options))
+    decision, ratio = _choose(parent, scores, options, criterion, context)
     data, new_ir = _new_ir(parent, decision)
     params, macs = (count_params(ir), count_params(new_ir)), (count_macs(ir), count_macs(new_ir))
-    data["pruned"] = _provenance(parent, options, decision, weights_sha, params, macs, ratio)
+    data["pruned"] = provenance_block(parent, options, decision, scope=options.scope or criterion.default_scope,
+                                      weights_sha=weights_sha, params=params, macs=macs, ratio=ratio,
+                                      measured=context.provenance)
     new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
-    notes: list[str] = []
-    if decision.clamped:
-        notes.append(f"min_channels={options.min_channels} kept channels in {len(decision.clamped)} slot(s) "
-                     f"the policy would have emptied: {', '.join(decision.clamped[:8])}")
+    notes = degenerate_notes(ir, scores, decision, options.min_channels)
 
     # 4. transplant: gates folded into their BN first; optionally the removed channels' bias
     source_mode = getattr(model, "mode", "plain")

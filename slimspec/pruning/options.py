@@ -85,7 +85,7 @@ class PruneOptions:
     fold_bias: bool = False
     binary_gates: bool = False
     target_options: dict[str, Any] = field(default_factory=dict)  # e.g. a latency table path
-    scope_used: str = ""
+    progress: bool = False  # report the target search on stderr (the CLI turns it on)
 
     @classmethod
     def from_plan(cls, plan: Mapping[str, Any]) -> "PruneOptions":

@@ -1,10 +1,17 @@
 """Per-slot prune reports (before, after, kept %) as rows and as a text table."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..ir import IR
 from ..utils.tables import format_table
+
+if TYPE_CHECKING:
+    import torch
+
+    from .policy import Decision
 
 
 @dataclass(frozen=True)
@@ -32,3 +39,24 @@ def prune_table(rows: list[SlotRow], changed_only: bool = False) -> str:
     shown = [r for r in rows if r.after != r.before] if changed_only else rows
     return format_table(["slot", "kind", "before", "after", "kept %"],
                         [[r.slot, r.kind, r.before, r.after, f"{r.kept_percent:.1f}"] for r in shown])
+
+
+def _listing(paths: list[str], limit: int = 12) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" ... and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def degenerate_notes(ir: IR, scores: Mapping[str, torch.Tensor], decision: Decision, min_channels: int) -> list[str]:
+    """Notes for results that deserve a second look: tied scores, many clamped slots."""
+    notes: list[str] = []
+    scored = [values for path, values in scores.items() if ir.slots[path].prunable and values.numel() > 1]
+    if scored and all(bool((v == v.flatten()[0]).all()) for v in scored) and \
+            len({float(v.flatten()[0]) for v in scored}) == 1:
+        notes.append("warning: every channel scored the same (untrained or tied weights?); "
+                     "which channels were kept is arbitrary")
+    if decision.clamped:
+        prunable = sum(1 for slot in ir.slots.values() if slot.prunable and slot.kind != "block")
+        head = "warning: " if 4 * len(decision.clamped) > prunable else ""
+        notes.append(f"{head}min_channels={min_channels} kept channels in {len(decision.clamped)} of {prunable} "
+                     f"slot(s) the policy would have emptied: {_listing(list(decision.clamped))}")
+    return notes

@@ -6,7 +6,7 @@ builds in ``masked`` mode and stays pruned through fine-tuning.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
 import torch
 
@@ -15,13 +15,25 @@ from ..document import Spec, spec_from_text
 from ..ir import count_macs, count_params
 from ..spec.yamlio import update_spec_text
 from ..weights import load_state_into
-from .criteria import PruneError
+from ..errors import PruneError
+from .options import PruneOptions
 from .policy import Decision, fraction_search, keep_count
+from .provenance import provenance_block
 from .report import SlotRow
 
-if TYPE_CHECKING:
-    from .api import PruneResult
-    from .options import PruneOptions
+
+
+@dataclass
+class MaskedPrune:
+    """The outcome of unstructured pruning: same widths, masked weights."""
+
+    spec: Spec
+    model: torch.nn.Module
+    rows: list[SlotRow]
+    decision: Decision
+    params: tuple[int, int]
+    macs: tuple[int, int]
+    notes: list[str]
 
 
 def _masks(scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, torch.Tensor]:
@@ -42,12 +54,11 @@ def _masks(scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[st
 
 
 def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.Tensor],
-                  scores: dict[str, torch.Tensor], options: "PruneOptions", weights_sha: str | None) -> "PruneResult":
-    from .api import PruneResult, _provenance
-
+                  scores: dict[str, torch.Tensor], options: PruneOptions, weights_sha: str | None) -> MaskedPrune:
+    """Mask the lowest-scored weights (per tensor or globally) to a ratio or a params target."""
     if getattr(model, "mode", "plain") == "gated":
         raise PruneError("magnitude pruning of gated weights: prune the gates first (method 'gate')")
-    options.scope_used = options.scope or "global"
+    scope = options.scope or "global"
     total = count_params(parent.ir)
     prunable = sum(s.numel() for s in scores.values())
     ratio = options.ratio
@@ -58,12 +69,13 @@ def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.T
         ratio = fraction_search(lambda r: (total - (prunable - keep_count(prunable, r))) / total, goal)
     if ratio is None:
         raise PruneError("method 'magnitude' needs --ratio or --target params=FRACTION")
-    masks = _masks(scores, ratio, options.scope_used)
+    masks = _masks(scores, ratio, scope)
     remaining = total - sum(int((m == 0).sum()) for m in masks.values())
     macs = count_macs(parent.ir)
     decision = Decision({path: tuple(range(slot.size)) for path, slot in parent.ir.slots.items()}, None)
     data = dict(parent.data)
-    data["pruned"] = _provenance(parent, options, decision, weights_sha, (total, remaining), (macs, macs), ratio)
+    data["pruned"] = provenance_block(parent, options, decision, scope=scope, weights_sha=weights_sha,
+                                      params=(total, remaining), macs=(macs, macs), ratio=ratio)
     new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
     new_model = build(new_spec, "masked")
     new_state = {k: v.clone() for k, v in state.items()}
@@ -72,6 +84,5 @@ def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.T
         new_state[f"{name}_mask"] = mask.to(new_state[name].dtype)
     load_state_into(new_model, {k: new_state.get(k, v) for k, v in new_model.state_dict().items()}, "magnitude")
     rows = [SlotRow(name, "weights", int(m.numel()), int(m.sum())) for name, m in masks.items()]
-    result: Any = PruneResult(new_spec, new_model, parent, rows, decision, options, (total, remaining), (macs, macs),
-                              [f"{100 * (1 - remaining / total):.1f}% of parameters masked (widths unchanged)"])
-    return result
+    return MaskedPrune(new_spec, new_model, rows, decision, (total, remaining), (macs, macs),
+                       [f"{100 * (1 - remaining / total):.1f}% of parameters masked (widths unchanged)"])

@@ -31,7 +31,6 @@ def attention_change(maps: torch.Tensor) -> torch.Tensor:
 class Attention(Criterion):
     name = "attention"
     default_scope = "global"
-    needs_calibration = True
 
     @torch.no_grad()
     def score(self, ctx: ScoreContext) -> Scores:

@@ -45,7 +45,6 @@ class Criterion(ABC):
     name: ClassVar[str]
     default_scope: ClassVar[str] = "layer"
     structured: ClassVar[bool] = True
-    needs_calibration: ClassVar[bool] = False
     default_threshold: ClassVar[float | None] = None
     prunes_blocks: ClassVar[bool] = False  # also scores whole residual blocks (SSS block gates)
     needs_gates: ClassVar[bool] = False  # needs weights trained in gated mode
