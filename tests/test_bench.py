@@ -88,3 +88,22 @@ def test_training_latency_is_measured_by_the_bench_timer(monkeypatch):
     model = slimspec.build("digits_mlp", seed=0)
     assert training_latency.measure_latency(model, (1, 8, 8), batch_size=4) == 1.5
     assert seen["batch_size"] == 4 and seen["runtime"] == "eager" and seen["input_shape"] == (1, 8, 8)
+
+
+def test_gpu_train_benchmark_runs_both_loops_in_tiny_mode(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_train.py"
+    spec = importlib.util.spec_from_file_location("gpu_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    report = module.main(["--tiny", "--json"])
+    assert torch.get_num_threads() == threads  # tiny mode's single thread is not left behind
+    assert json.loads(capsys.readouterr().out) == report
+    assert report["spec"] == "tiny_vgg" and report["device"] == "cpu" and report["images"] == 64
+    assert report["slimspec_img_per_s"] > 0 and report["reference_img_per_s"] > 0
+    assert report["speedup"] == pytest.approx(report["slimspec_img_per_s"] / report["reference_img_per_s"])

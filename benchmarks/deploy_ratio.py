@@ -1,0 +1,96 @@
+"""Do pruned models deliver their MACs? Latency ratio vs MAC ratio per runtime and batch size.
+
+Builds the stock ``vgg19`` and ``resnet56``, zeroes 70% / 50% of the BN gammas at random
+(what sparsity training leaves), prunes them with Network Slimming at that ratio, and times
+original and pruned side by side (interleaved rounds, ``torch.utils.benchmark``) in every
+runtime at batch 1 and 32, BN folded. Prints, per model, runtime and batch: latency ratio
+(original / pruned), MAC ratio, the fraction of the MAC ratio reached (goal: >= 0.8), and
+at batch 1 how much faster the best runtime runs the pruned model than eager PyTorch
+(goal: >= 2x). ``--round-to 8`` adds a variant pruned with channel counts rounded up to 8.
+
+Run: ``python benchmarks/deploy_ratio.py [--threads 1] [--batch 1,32] [--json]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+import slimspec
+from slimspec.report.tables import format_table
+from slimspec.workflows.bench import bench
+
+CASES = (("vgg19", 0.7), ("resnet56", 0.5))
+
+
+def sparse_weights(name: str, ratio: float, folder: Path, seed: int = 0) -> Path:
+    """Random weights whose BN gammas are zero for ``ratio`` of the channels (chosen at random)."""
+    generator = torch.Generator().manual_seed(seed)
+    model = slimspec.build(name, seed=seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.1)
+                module.weight[torch.randperm(n, generator=generator)[: int(n * ratio)]] = 0
+    path = folder / f"{name}.safetensors"
+    slimspec.save_weights(model, model.spec, path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads (default 1: on a shared 2-core machine 2 threads stall on each other)")
+    parser.add_argument("--batch", default="1,32")
+    parser.add_argument("--runtime", default="eager,channels-last,onnxruntime")
+    parser.add_argument("--min-run-time", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--round-to", type=int, default=0, help="also time a variant pruned with --round-to N")
+    parser.add_argument("--only", help="run one case (vgg19 or resnet56)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    batches = tuple(int(b) for b in args.batch.split(","))
+    runtimes = tuple(args.runtime.split(","))
+    rows, out = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name, ratio in CASES:
+            if args.only and name != args.only:
+                continue
+            weights = sparse_weights(name, ratio, folder)
+            variants = {"pruned": {}}
+            if args.round_to:
+                variants[f"round_to {args.round_to}"] = {"round_to": args.round_to}
+            models = [weights]
+            for label, options in variants.items():
+                result = slimspec.prune(weights, "slimming", ratio=ratio, **options)
+                models.append(result.save(folder / f"{name}_{label.replace(' ', '')}.yaml")[1])
+            print(f"timing {name} ({ratio:.0%} slimmed) ...", file=sys.stderr)
+            report = bench(models, batches=batches, runtimes=runtimes, threads=args.threads,
+                           min_run_time=args.min_run_time, rounds=args.rounds)
+            out.append(report.as_dict())
+            ms = {(r["model"], r["runtime"], r["batch"]): r["median_ms"] for r in report.rows}
+            for ratio_row, (label, _) in zip(report.ratios, [(v, b) for v in variants for _ in runtimes for b in batches]):
+                r = ratio_row
+                best = min(runtimes, key=lambda rt: ms[(r["model"], rt, 1)]) if 1 in batches else None
+                rows.append([f"{name} {ratio:.0%} {label}", r["runtime"], str(r["batch"]),
+                             f"{ms[(r['base'], r['runtime'], r['batch'])]:.2f}",
+                             f"{ms[(r['model'], r['runtime'], r['batch'])]:.2f}",
+                             f"{r['speedup']:.2f}x", f"{r['mac_ratio']:.2f}x", f"{r['fraction_of_mac_ratio']:.2f}",
+                             f"{best} {ms[(r['model'], 'eager', 1)] / ms[(r['model'], best, 1)]:.2f}x"
+                             if best and "eager" in runtimes else "-"])
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"threads {args.threads}, BN folded, median of {args.rounds} interleaved rounds")
+    print(format_table(["model", "runtime", "batch", "orig ms", "pruned ms", "latency ratio", "MAC ratio",
+                        "of MAC ratio", "best bs1 vs eager"], rows))
+
+
+if __name__ == "__main__":
+    main()
