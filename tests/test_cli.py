@@ -162,8 +162,10 @@ def test_weights_for_another_spec_are_refused(run, weights, tmp_path):
 def test_torch_free_commands_do_not_import_torch():
     code = ("import sys; from slimspec.cli.main import cli; from click.testing import CliRunner; "
             f"r = CliRunner().invoke(cli, ['info', r'{SPECS / 'vgg19.yaml'}']); assert r.exit_code == 0; "
-            f"r = CliRunner().invoke(cli, ['validate', r'{SPECS / 'vgg19.yaml'}']); "
+            f"r = CliRunner().invoke(cli, ['validate', r'{SPECS / 'vgg19.yaml'}']); assert r.exit_code == 0; "
             f"r = CliRunner().invoke(cli, ['diff', r'{SPECS / 'vgg19.yaml'}', r'{SPECS / 'vgg16.yaml'}']); "
+            "assert r.exit_code == 1, r.output; "
+            f"r = CliRunner().invoke(cli, ['textconv', r'{SPECS / 'vgg19.yaml'}']); assert r.exit_code == 0; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
