@@ -48,7 +48,8 @@ def time_call(fn: Callable[[], object], *, min_run_time: float = 0.2, warmup: in
 
     Calls are grouped into blocks of about ``block_s`` seconds (so the timer's own overhead
     does not count for short calls); blocks are measured for at least ``min_run_time``
-    seconds and ``min_blocks`` blocks. The median and interquartile range are over blocks,
+    seconds and ``min_blocks`` blocks (three blocks suffice once five times ``min_run_time``
+    has passed, for calls that take long). The median and interquartile range are over blocks,
     per call, so a block slowed by another process shifts the IQR, not the median.
     """
     with torch_threads(threads):
@@ -61,11 +62,12 @@ def time_call(fn: Callable[[], object], *, min_run_time: float = 0.2, warmup: in
             call = fn
         timer = benchmark.Timer(stmt="call()", globals={"call": call},
                                 num_threads=threads or torch.get_num_threads())
-        first = min(timer.timeit(1).median for _ in range(3))
-        number = max(1, int(block_s / max(first, 1e-9)))
-        times: list[float] = []
-        spent = 0.0
-        while spent < min_run_time or len(times) < min_blocks:
+        probe = [timer.timeit(1).median for _ in range(2)]
+        number = max(1, int(block_s / max(min(probe), 1e-9)))
+        times: list[float] = probe if number == 1 else []  # slow calls: the probes are blocks too
+        spent = sum(probe)
+        # at least ``min_blocks`` blocks, unless a few blocks already took five times the budget
+        while spent < min_run_time or (len(times) < min_blocks and (spent < 5 * min_run_time or len(times) < 3)):
             block = timer.timeit(number).median  # seconds per call over ``number`` calls
             times.append(block)
             spent += block * number
