@@ -101,6 +101,9 @@ def test_refuses_to_clobber_without_force(pruned_vgg, tmp_path):
     assert invoke("export", pruned_vgg, "--out", out, "--force").exit_code == 0
     assert out.read_bytes() != b"keep me"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    before = pruned_vgg.read_bytes()
+    result = invoke("export", pruned_vgg, "--format", "onnx", "--out", pruned_vgg, "--force")
+    assert result.exit_code == 1 and str(pruned_vgg.name) in result.output and pruned_vgg.read_bytes() == before
 
 
 def test_unknown_suffix_and_missing_extra(pruned_vgg, tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from ..document import Spec
 from ..errors import ExportError
 from ..latency.runtimes import onnx_export, ort_session, require
 from ..nn import SpecNet
-from ..utils.fileio import atomic_write_with, check_writable
+from ..utils.fileio import OutputTransaction
 from ..utils.registry import Registry
 from ..workflows.deploy import load_deployable
 
@@ -110,17 +110,18 @@ def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, 
     the dynamic axis) and compared with the unfolded PyTorch model.
     """
     fmt = _FORMATS.get(format or _format_for(out))
-    target = check_writable(out, force)
-    if isinstance(weights, (str, os.PathLike)) and Path(weights).resolve() == target.resolve():
-        raise ExportError(f"{out}: the output would overwrite the input")
     if fmt.name == "onnx":
         for module in ("onnx", "onnxscript", "onnxruntime"):
             require(module, "ONNX export")
-    reference, model = load_deployable(weights, fold_bn=fold_bn, seed=seed)
-    folded = [n.name for n in model.ir.nodes_of("bn") if isinstance(model.get_submodule(n.name), torch.nn.Identity)]
-    shape = model.ir.input_shape
-    example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(seed))
-    atomic_write_with(target, lambda tmp: fmt.write(model, example, tmp), overwrite=force)
+    with OutputTransaction(force=force) as outputs:  # refused before any work if it clobbers
+        if isinstance(weights, (str, os.PathLike)):
+            outputs.check_inputs(weights)
+        target = outputs.reserve(out)
+        reference, model = load_deployable(weights, fold_bn=fold_bn, seed=seed)
+        folded = [n.name for n in model.ir.nodes_of("bn") if isinstance(model.get_submodule(n.name), torch.nn.Identity)]
+        shape = model.ir.input_shape
+        example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(seed))
+        outputs.write(target, lambda tmp: fmt.write(model, example, tmp))
     x = torch.randn(check_batch, *shape, generator=torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
         expected = reference(x)

@@ -192,8 +192,12 @@ def estimate(table: dict[str, Any], ir: IR) -> float:
 
 
 # ---------------------------------------------------------------- files
+def table_text(table: dict[str, Any]) -> str:
+    return json.dumps(table, indent=1, sort_keys=True) + "\n"
+
+
 def save_table(table: dict[str, Any], path: str | os.PathLike, overwrite: bool = True) -> Path:
-    return atomic_write(path, json.dumps(table, indent=1, sort_keys=True) + "\n", overwrite=overwrite)
+    return atomic_write(path, table_text(table), overwrite=overwrite)
 
 
 def load_table(path: str | os.PathLike) -> dict[str, Any]:

@@ -114,13 +114,14 @@ def profile_table(spec: str | os.PathLike | Spec, *, runtime: str = "eager", bat
                   threads: int | None = None, out: str | os.PathLike | None = None, force: bool = False,
                   progress=None) -> tuple[dict[str, Any], Path]:
     """``bench --profile``: the spec's latency table (cached per machine), also written to ``out``."""
-    from ..latency.table import save_table, table_for_spec
-    from ..utils.fileio import check_writable
+    from ..latency.table import table_for_spec, table_text
+    from ..utils.fileio import OutputTransaction
 
-    if out is not None:
-        check_writable(out, force)
-    table, path = table_for_spec(spec, runtime=runtime, batch=batch, threads=threads, force=force,
-                                 progress=progress)
-    if out is not None:
-        path = save_table(table, out, overwrite=force)
+    with OutputTransaction(force=force) as outputs:  # an existing --out is refused before profiling
+        target = outputs.reserve(out) if out is not None else None
+        table, path = table_for_spec(spec, runtime=runtime, batch=batch, threads=threads, force=force,
+                                     progress=progress)
+        if target is not None:
+            outputs.write(target, table_text(table))
+            path = target
     return table, path
