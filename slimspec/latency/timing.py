@@ -6,13 +6,13 @@ benchmark scripts all time through :func:`time_call`, so their numbers are compa
 from __future__ import annotations
 
 from collections.abc import Callable
+import logging
 import statistics
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
 import torch
-from torch.utils import benchmark
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,18 @@ class Timing:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _benchmark_module():
+    """``torch.utils.benchmark``, imported on first use without its CUDA_HOME warning on CPU-only hosts."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        logger.setLevel(level)
+    return benchmark
 
 
 @contextmanager
@@ -60,7 +72,7 @@ def time_call(fn: Callable[[], object], *, min_run_time: float = 0.2, warmup: in
             call = lambda: (fn(), sync())  # noqa: E731
         else:
             call = fn
-        timer = benchmark.Timer(stmt="call()", globals={"call": call},
+        timer = _benchmark_module().Timer(stmt="call()", globals={"call": call},
                                 num_threads=threads or torch.get_num_threads())
         probe = [timer.timeit(1).median for _ in range(2)]
         number = max(1, int(block_s / max(min(probe), 1e-9)))
