@@ -17,6 +17,7 @@ from torch import nn
 
 from ..document import Spec
 from ..errors import ModelImportError
+from ..utils.names import rename_prefix
 from ..weights import WeightsError
 
 ImportFn = Callable[[nn.Module, str], tuple[dict, dict[str, str]]]
@@ -28,8 +29,9 @@ ImportModelError = ModelImportError  # the name this module used before errors.p
 def _resnet(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    if model.conv1.groups != 1 or any(getattr(m, "groups", 1) != 1 for m in model.modules() if isinstance(m, nn.Conv2d)):
-        raise ImportModelError(f"{name}: grouped convolutions (ResNeXt) are not expressible in spec format 1")
+    from ..families.resnet import expand_blocks
+
+    groups, width_per_group = int(getattr(model, "groups", 1)), int(getattr(model, "base_width", 64))
     first = model.layer1[0]
     bottleneck = isinstance(first, Bottleneck)
     stages, renames = [], {"conv1.": "stem.conv.", "bn1.": "stem.bn."}
@@ -46,7 +48,7 @@ def _resnet(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
                 renames[f"layer{s}.{b}.downsample.1."] = f"layer{s}.{b}.shortcut.bn."
         width = (layer[0].conv3 if bottleneck else layer[0].conv2).out_channels
         stride = (layer[0].conv2 if bottleneck else layer[0].conv1).stride[0]
-        default = [width // 4, width // 4] if bottleneck else width
+        default = expand_blocks({"width": width, "blocks": 1}, bottleneck, groups, width_per_group)[0]
         stage: dict[str, Any] = {"width": width, "blocks": len(blocks) if all(e == default for e in blocks) else blocks}
         if stride != 1:
             stage["stride"] = stride
@@ -55,7 +57,10 @@ def _resnet(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
         "slimspec": 1, "name": name, "arch": "resnet", "input": [3, 224, 224],
         "num_classes": model.fc.out_features, "block": "bottleneck" if bottleneck else "basic",
         "stem": model.conv1.out_channels, "stem_kernel": model.conv1.kernel_size[0],
-        "stem_stride": model.conv1.stride[0], "stem_pool": True, "shortcut": "B", "stages": stages,
+        "stem_stride": model.conv1.stride[0], "stem_pool": True, "shortcut": "B",
+        **({"groups": groups} if groups != 1 else {}),
+        **({"width_per_group": width_per_group} if width_per_group != 64 else {}),
+        "stages": stages,
     }
     return data, renames
 
@@ -94,52 +99,154 @@ def _vgg(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
     return data, renames
 
 
-IMPORTERS: dict[str, ImportFn] = {"resnet": _resnet, "resnext": _resnet, "vgg": _vgg}
+def _mobilenet_v2(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
+    """The inverted-residual table read off the blocks; module names are already the family's."""
+    from torchvision.models.mobilenetv2 import InvertedResidual
+
+    stem, *blocks, head = list(model.features)
+    if not all(isinstance(block, InvertedResidual) for block in blocks):
+        raise ImportModelError(f"{name}: features[1:-1] are not all InvertedResidual blocks")
+    stages: list[dict[str, Any]] = []
+    inp = stem[0].out_channels
+    for block in blocks:
+        expands = len(block.conv) == 4  # [expand, depthwise, project, bn]; t = 1: [depthwise, project, bn]
+        dw = block.conv[1 if expands else 0][0]
+        out, hidden, stride = block.out_channels, dw.out_channels, dw.stride[0]
+        stage = stages[-1] if stages else None
+        if stage is None or stride != 1 or out != stage["c"] or expands != (stage["t"] != 1):
+            t = (hidden / inp if hidden % inp else hidden // inp) if expands else 1
+            stage = {"t": t, "c": out, "n": 0, "s": stride, "expand": [], "ins": []}
+            stages.append(stage)
+        stage["n"] += 1
+        stage["expand"].append(hidden)
+        stage["ins"].append(inp)
+        if block.use_res_connect != (stride == 1 and inp == out):
+            raise ImportModelError(f"{name}: a block's residual add does not follow torchvision's rule")
+        inp = out
+    for stage in stages:  # expansion widths are written only where round(in * t) does not give them
+        ins = stage.pop("ins")
+        if stage["t"] == 1 or all(int(round(i * stage["t"])) == h for i, h in zip(ins, stage["expand"])):
+            del stage["expand"]
+    dropout = next((m.p for m in model.classifier if isinstance(m, nn.Dropout)), 0.0)
+    data = {
+        "slimspec": 1, "name": name, "arch": "mobilenetv2", "input": [3, 224, 224],
+        "num_classes": model.classifier[-1].out_features, "stem": stem[0].out_channels,
+        "stem_stride": stem[0].stride[0], "stages": stages, "last_channel": head[0].out_channels, "dropout": dropout,
+    }
+    return data, {}
 
 
-def _importer(name: str) -> ImportFn:
+IMPORTERS: dict[str, ImportFn] = {"resnet": _resnet, "resnext": _resnet, "wide_resnet": _resnet, "vgg": _vgg,
+                                  "mobilenet_v2": _mobilenet_v2}
+
+
+def _importer(name: str) -> ImportFn | None:
+    """The family importer for ``name``, or None (traced into a graph spec)."""
     for prefix, fn in IMPORTERS.items():
-        if name.startswith(prefix) or name.startswith(f"wide_{prefix}"):
+        if name.startswith(prefix):
             return fn
-    raise ImportModelError(f"torchvision model '{name}' is not supported (ResNets and VGGs are)")
+    return None
 
 
 def _rename(state: dict[str, torch.Tensor], renames: dict[str, str]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, tensor in state.items():
-        for old, new in sorted(renames.items(), key=lambda kv: -len(kv[0])):
-            if key.startswith(old):
-                key = new + key[len(old):]
-                break
-        out[key] = tensor
-    return out
+    return {rename_prefix(key, renames): tensor for key, tensor in state.items()}
+
+
+def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file, or a ``.pth`` read with ``torch.load(weights_only=True)`` (never unpickled)."""
+    try:
+        if os.fspath(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(os.fspath(path))
+        loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
+        raise WeightsError(f"{path}: cannot read a state dict ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]  # a training checkpoint {"state_dict": ..., "epoch": ...}
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise WeightsError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
+    return {str(k).removeprefix("module."): v for k, v in loaded.items()}  # DataParallel prefixes
+
+
+def replace_head(model: nn.Module, num_classes: int, name: str) -> None:
+    """Swap the last ``nn.Linear`` for a freshly initialized one with ``num_classes`` outputs."""
+    path = next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
+    if path is None:
+        raise ImportModelError(f"{name}: no nn.Linear classifier to give {num_classes} classes")
+    old = model.get_submodule(path)
+    parent, _, leaf = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf,
+            nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+
+
+def _check_download(name: str, url: str) -> None:
+    """Weights not in torch's cache need their host: fail in one line, before torch starts a download."""
+    import socket
+    import urllib.parse
+
+    if os.path.exists(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))):
+        return
+    host = urllib.parse.urlparse(url).hostname or url
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        raise ModelImportError(f"torchvision:{name}: cannot download its pretrained weights from {host} "
+                               f"({exc.strerror or exc}); fetch {url} elsewhere and pass --state-dict FILE") from None
+
+
+def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise ImportModelError(f"torchvision has no classification model '{name}'")
+    factory = getattr(torchvision.models, name)
+    if not pretrained:
+        return factory(weights=None)
+    _check_download(name, torchvision.models.get_model_weights(name).DEFAULT.url)
+    try:
+        return factory(weights="DEFAULT")
+    except Exception as exc:  # noqa: BLE001 - offline, a proxy, a damaged download: one line, no traceback
+        reason = getattr(exc, "reason", None) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise ModelImportError(f"torchvision:{name}: cannot get torchvision's pretrained weights ({reason}); "
+                               "download them elsewhere and pass --state-dict FILE") from None
 
 
 def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str | os.PathLike | None = None,
-                       model: nn.Module | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
-    """``(spec, state_dict)`` for torchvision model ``name`` (e.g. ``resnet50``, ``vgg16_bn``).
+                       model: nn.Module | None = None, num_classes: int | None = None,
+                       input_shape: tuple[int, int, int] | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
+    """``(spec, state_dict)`` for torchvision model ``name`` (e.g. ``resnet50``, ``mobilenet_v2``).
 
-    ``pretrained`` asks torchvision for its default weights (downloads); ``state_dict`` loads a
-    local ``.pth`` of the same architecture with ``torch.load(weights_only=True)``.
+    ``pretrained`` asks torchvision for its default weights (downloads); ``num_classes`` replaces
+    the classifier with a new one of that many outputs (before ``state_dict`` is loaded, so a
+    fine-tuned model with its new head loads as is); ``state_dict`` is a local ``.pth`` (read
+    with ``torch.load(weights_only=True)``) or ``.safetensors`` of that architecture;
+    ``input_shape`` is the spec's ``input`` (default 3x224x224).
     """
-    import torchvision
-
-    importer = _importer(name)
     if model is None:
-        try:
-            factory = getattr(torchvision.models, name)
-        except AttributeError:
-            raise ImportModelError(f"torchvision has no model '{name}'") from None
-        model = factory(weights="DEFAULT" if pretrained else None)
+        model = _torchvision_model(name, pretrained)
+    if num_classes is not None:
+        replace_head(model, int(num_classes), name)
     if state_dict is not None:
         try:
-            loaded = torch.load(os.fspath(state_dict), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
-            raise WeightsError(f"{state_dict}: cannot read a state dict ({exc})") from None
-        try:
-            model.load_state_dict(loaded)
+            model.load_state_dict(_read_state_dict(state_dict))
         except RuntimeError as exc:
-            raise WeightsError(f"{state_dict}: does not fit torchvision's {name}: {str(exc).splitlines()[0]}") from None
+            hint = "" if num_classes is not None else " (a fine-tuned model with a new head: give --num-classes)"
+            raise WeightsError(f"{state_dict}: does not fit torchvision's {name}: "
+                               f"{' '.join(str(exc).split())[:300]}{hint}") from None
+    shape = tuple(int(v) for v in input_shape) if input_shape is not None else (3, 224, 224)
+    importer = _importer(name)
+    if importer is None:
+        from ..nn.trace import import_module
+
+        return import_module(model, shape, name=name, source=f"torchvision:{name}")
     data, renames = importer(model, name)
+    data["input"] = list(shape)
     spec = Spec.from_data(data, f"torchvision:{name}")
+    from ..ir import count_params
+
+    expected = sum(p.numel() for p in model.parameters())
+    if count_params(spec.ir) != expected:
+        raise ImportModelError(f"torchvision:{name}: the spec has {count_params(spec.ir):,} parameters, the model "
+                               f"{expected:,} (input {list(shape)} does not give the feature map its classifier expects)")
     return spec, _rename(model.state_dict(), renames)

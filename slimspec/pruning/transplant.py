@@ -13,18 +13,12 @@ import torch
 
 from ..ir import IR, Axis, Node
 from ..ir.ops import OPS
+from ..utils.names import rename_prefix
 from .criteria.base import PruneError
 from .sources import axis_index, slot_sources
 
 def _axis(node: Node, which: str) -> Axis:
     return node.axis if which == "out" else node.in_axis  # type: ignore[return-value]
-
-
-def _renamed(key: str, renames: Mapping[str, str]) -> str:
-    for new, old in renames.items():
-        if key.startswith(new):
-            return old + key[len(new):]
-    return key
 
 
 def transplant(old_ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str, tuple[int, ...]],
@@ -35,7 +29,7 @@ def transplant(old_ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str,
     """
     out: dict[str, torch.Tensor] = {}
     for new_key in sorted(target_keys):
-        key = _renamed(new_key, renames or {})
+        key = rename_prefix(new_key, renames or {})
         node_name, attr = key.rsplit(".", 1)
         if key not in state:
             raise PruneError(f"transplant: the source weights have no tensor '{key}'")
