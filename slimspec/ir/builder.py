@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
-from ..spec.errors import SpecError, SpecIssue, parse_path
+from ..errors import SpecError, SpecIssue, parse_path
 from .graph import IR, Axis, Node, Slot
 from .ops import OPS
 
