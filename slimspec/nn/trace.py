@@ -57,6 +57,7 @@ class _Trace:
     sources: dict[int, str] = field(default_factory=dict)  # layer index -> module path in the user's model
     values: dict[fx.Node, Any] = field(default_factory=dict)  # fx node -> layer index, INPUT or _SHAPE
     used_modules: dict[str, int] = field(default_factory=dict)
+    modules: dict[int, str] = field(default_factory=dict)  # layer index -> module path (for comments)
 
     def add(self, node: fx.Node, kind: str, opts: dict, inputs: Sequence[fx.Node], module: str | None = None) -> int:
         refs = tuple(self.value(node, x) for x in inputs)
@@ -274,7 +275,9 @@ def _function(trace: _Trace, node: fx.Node) -> None:
     if target is torch.cat:
         dim = _arg(node, 1, "dim", 0)
         tensors = list(_arg(node, 0, "tensors"))
-        if dim not in (1, -3) or len(_shape(tensors[0]) or ()) != 4:
+        if len(_shape(tensors[0]) or ()) != 4:
+            raise _unsupported(node, "concatenates vectors (only feature maps, along their channels, are expressible)")
+        if dim not in (1, -3):
             raise _unsupported(node, f"concatenates along dim {dim} (only channels, dim 1, is expressible)")
         return _join(trace, node, "concat", tensors)
     if target is torch.flatten:
@@ -340,11 +343,13 @@ def _module(trace: _Trace, node: fx.Node) -> None:
     if has_weights and node.target in trace.used_modules:
         raise _unsupported(node, "is called a second time (shared weights are not expressible)")
     trace.used_modules[node.target] = len(trace.layers)
+    trace.modules[len(trace.layers)] = node.target
     trace.add(node, kind, opts, [node.args[0]], module=node.target if has_weights else None)
 
 
 # -- tracing --------------------------------------------------------------------------------------
-def _traced(module: nn.Module, example: torch.Tensor, label: str) -> fx.GraphModule:
+def _traced(module: nn.Module, example: torch.Tensor, label: str) -> tuple[fx.GraphModule, Any]:
+    """The traced graph, its nodes' shapes noted from one run on ``example``, and that run's output."""
     tracer = _LocatingTracer()
     try:
         graph = tracer.trace(module)
@@ -355,11 +360,11 @@ def _traced(module: nn.Module, example: torch.Tensor, label: str) -> fx.GraphMod
     gm.graph.eliminate_dead_code()
     try:
         with torch.no_grad():
-            _Shapes(gm).run(example)
+            output = _Shapes(gm).run(example)
     except Exception as exc:  # noqa: BLE001 - the module does not run on this input shape
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelImportError(f"{label} does not run on an input of shape {tuple(example.shape[1:])}: {first}") from None
-    return gm
+    return gm, output
 
 
 def _read(gm: fx.GraphModule, label: str) -> tuple[_Trace, fx.Node]:
@@ -447,8 +452,8 @@ def _data(trace: _Trace, name: str, input_shape: Sequence[int], num_classes: int
             "input": [int(v) for v in input_shape], "num_classes": num_classes, "layers": layers}
 
 
-def _numbered(text: str) -> str:
-    """Append ``# i`` to each line of the layer list (``from`` refers to these indices)."""
+def _numbered(text: str, labels: dict[int, str]) -> str:
+    """Append ``# i`` (and the user's module path) to each line of the layer list; ``from`` uses these indices."""
     out, index, inside = [], 0, False
     for line in text.splitlines():
         if line.startswith("layers:"):
@@ -456,7 +461,7 @@ def _numbered(text: str) -> str:
         elif inside and not line.startswith(" "):
             inside = False
         if inside and re.match(r"^\s*- ", line) and "#" not in line:
-            line = f"{line}  # {index}"
+            line = f"{line}  # {index}" + (f" {labels[index]}" if index in labels else "")
             index += 1
         out.append(line)
     return "\n".join(out) + "\n"
@@ -468,12 +473,18 @@ def _spec_name(module: nn.Module) -> str:
 
 # -- public ---------------------------------------------------------------------------------------
 def import_module(module: nn.Module, input_shape: Sequence[int], *, name: str | None = None,
-                  source: str | None = None, check: bool = True) -> tuple[Spec, dict[str, torch.Tensor]]:
+                  source: str | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
     """``(spec, state_dict)`` for a user's module: a ``sequential`` spec if it is a plain chain, else ``graph``.
 
-    ``input_shape`` is one image's ``(C, H, W)``. With ``check`` the built model is compared
-    with the module on a random batch (eval mode) and a difference raises ``ModelImportError``.
+    ``input_shape`` is one image's ``(C, H, W)``. The spec's model is compared with the module
+    on a random batch (eval mode); a difference raises ``ModelImportError``.
     """
+    spec, state, _ = _import(module, input_shape, name, source)
+    return spec, state
+
+
+def _import(module: nn.Module, input_shape: Sequence[int], name: str | None, source: str | None
+            ) -> tuple[Spec, dict[str, torch.Tensor], SpecNet]:
     if not isinstance(module, nn.Module):
         raise ModelImportError(f"expected a torch.nn.Module, got {type(module).__name__}")
     shape = tuple(int(v) for v in input_shape)
@@ -484,18 +495,17 @@ def import_module(module: nn.Module, input_shape: Sequence[int], *, name: str | 
     module.eval()
     try:
         example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
-        gm = _traced(module, example, label)
+        gm, expected = _traced(module, example, label)
         trace, output = _read(gm, label)
         num_classes, head = _classifier(trace, output, label)
         data = _data(trace, name or _spec_name(module), shape, num_classes)
-        text = format_spec(data)
-        spec = spec_from_text(_numbered(text) if data["arch"] == "graph" else text, source or f"python:{label}")
+        labels = {i: path for i, path in trace.modules.items() if i < len(trace.layers)}
+        spec = spec_from_text(_numbered(format_spec(data), labels), source or f"python:{label}")
         state = _state(module, trace, head)
-        if check:
-            _check(module, spec, state, example, label)
+        model = _check(spec, state, example, expected, label)
     finally:
         module.train(was_training)
-    return spec, state
+    return spec, state, model
 
 
 def _state(module: nn.Module, trace: _Trace, head: str) -> dict[str, torch.Tensor]:
@@ -507,14 +517,18 @@ def _state(module: nn.Module, trace: _Trace, head: str) -> dict[str, torch.Tenso
 
 
 @torch.no_grad()
-def _check(module: nn.Module, spec: Spec, state: dict[str, torch.Tensor], example: torch.Tensor, label: str) -> None:
-    model = SpecNet(spec)
-    model.load_state_dict(state, strict=True)
-    expected, actual = module(example), model.eval()(example)
-    scale = max(1.0, float(expected.abs().max()))
-    if expected.shape != actual.shape or float((expected - actual).abs().max()) > 1e-4 * scale:
+def _check(spec: Spec, state: dict[str, torch.Tensor], example: torch.Tensor, expected: Any, label: str) -> SpecNet:
+    """The spec's model holding ``state``, if it computes ``expected`` (the module's output) on ``example``."""
+    with torch.device("meta"):  # no initialisation: every tensor comes from the module
+        model = SpecNet(spec)
+    model.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
+    actual = model.eval()(example)
+    scale = max(1.0, float(expected.abs().max())) if isinstance(expected, torch.Tensor) else 1.0
+    if not isinstance(expected, torch.Tensor) or expected.shape != actual.shape or \
+            float((expected - actual).abs().max()) > 1e-4 * scale:
         raise ModelImportError(f"cannot import {label}: the spec's model does not compute what the module computes "
                                "(an operation with a behaviour torch.fx does not show)")
+    return model
 
 
 GUESSED_SIZES = (32, 224, 28, 64, 96, 128, 256, 16, 8)
@@ -552,8 +566,6 @@ def from_module(module: nn.Module, input_shape: Sequence[int] | None = None, *, 
     """
     if input_shape is None:
         input_shape = guess_input_shape(module)
-    spec, state = import_module(module, input_shape, name=name)
-    model = SpecNet(spec)
-    model.load_state_dict(state, strict=True)
+    spec, _, model = _import(module, input_shape, name, None)
     return spec, model.train(module.training)
 
