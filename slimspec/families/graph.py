@@ -240,9 +240,9 @@ def _analyze_layer(plan: Plan, layer: Layer) -> None:
             out = cin
         plan.width[i], plan.axes[i] = int(out), [i]
         if groups > 1:
-            for what, width in (("input width", cin), ("out", out)):
+            for what, width in (("the input width", cin), ("out", out)):
                 if width % groups:
-                    _issue(plan, f"{layer.at}.conv.groups", f"groups {groups} does not divide the {what} {width}")
+                    _issue(plan, f"{layer.at}.conv.groups", f"groups {groups} does not divide {what} {width}")
             plan.fixed.update([*plan.axes[x], i])  # grouped channels cannot be removed one by one
     elif kind == "linear":
         plan.width[i], plan.axes[i], plan.flat[i] = int(opts["out"]), [i], True
