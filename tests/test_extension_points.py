@@ -124,3 +124,18 @@ def test_fold_bias_moves_removed_constants_into_the_next_bn_running_mean(tmp_pat
         reference = model.eval()(x)
         assert torch.allclose(folded.model.eval()(x), reference, atol=1e-5)
         assert not torch.allclose(dropped.model.eval()(x), reference, atol=1e-3)
+
+
+def test_a_flag_amount_replaces_the_plan_amount(trained_weights, tmp_path):
+    """Flags override the plan: a --target given with a plan holding a ratio is not a conflict."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("method: l1\nratio: 0.3\n", encoding="utf-8")
+    result = slimspec.prune(trained_weights("digits_vgg"), plan=plan, target="macs=0.5")
+    assert result.options.ratio is None and result.options.target == {"macs": 0.5}
+    assert result.macs[1] <= 0.5 * result.macs[0]
+
+
+@pytest.mark.parametrize("flag", ["ratio", "threshold", "percent"])
+def test_non_finite_amounts_are_refused_by_name(trained_weights, flag):
+    with pytest.raises(PruneError, match=f"{flag}: expected a finite number, got nan"):
+        slimspec.prune(trained_weights("digits_vgg"), "slimming", **{flag: float("nan")})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -64,6 +65,10 @@ def parse_target(text: str | Mapping[str, float] | None) -> dict[str, float] | N
     return target
 
 
+# The keys that say how much to prune: a flag giving one of them replaces all of the plan's.
+AMOUNT_KEYS = ("ratio", "target", "threshold", "percent")
+
+
 @dataclass
 class PruneOptions:
     method: str = ""
@@ -104,14 +109,22 @@ class PruneOptions:
         """Plan values, then every flag that is not None."""
         options = cls.from_plan(load_plan(plan)) if plan is not None else cls()
         known = {f.name for f in fields(cls)}
-        for key, value in flags.items():
+        given = {key: value for key, value in flags.items()
+                 if value is not None and not (key in ("exclude", "overrides") and not value)}
+        for key in flags:
             if key not in known:
                 raise PruneError(f"prune() got an unexpected option '{key}'")
-            if value is None or (key in ("exclude", "overrides") and not value):
-                continue
+        if given.keys() & AMOUNT_KEYS:  # a flag saying how much to prune replaces the plan's amount
+            for key in AMOUNT_KEYS:
+                setattr(options, key, None)
+        for key, value in given.items():
             if key == "exclude" and isinstance(value, (str, os.PathLike)):
                 value = [str(value)]  # one pattern, not its characters
             setattr(options, key, value)
+        for key in ("ratio", "threshold", "percent"):
+            value = getattr(options, key)
+            if value is not None and not math.isfinite(float(value)):
+                raise PruneError(f"{key}: expected a finite number, got {value}")
         options.target = parse_target(options.target)
         if not options.method:
             raise PruneError("method: not given (use --method or a plan's 'method')")
