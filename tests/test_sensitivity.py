@@ -23,3 +23,15 @@ def test_sensitivity_table(tmp_path):
     assert out.exit_code == 0 and list(json.loads(out.output)["slots"]) == ["cfg[1]"]
     bad = CliRunner().invoke(cli, ["sensitivity", str(weights), "--data", "digits", "--ratios", "half"])
     assert bad.exit_code == 2 and "ratios" in bad.output
+
+
+def test_sensitivity_refuses_requests_that_would_give_an_empty_table(trained_weights):
+    weights = str(trained_weights("digits_vgg"))
+    runner = CliRunner()
+    for args, message in [(["--limit", "0"], "--limit must be at least 1"),
+                          (["--slot", "cfg[99]"], "slot: pattern 'cfg[99]' matches no slot"),
+                          (["--ratios", ","], "give at least one ratio"),
+                          (["--ratios", "1.5"], "ratios must be in [0, 1)")]:
+        out = runner.invoke(cli, ["sensitivity", weights, "--data", "digits", *args])
+        assert out.exit_code == 1, (args, out.output)
+        assert message in out.stderr and "Traceback" not in out.output

@@ -14,9 +14,11 @@ import torch
 
 from ..model import load_model
 from ..data import get_dataset
+from ..errors import DataError, PruneError
 from ..training.loop import evaluate
 from ..pruning.api import prune
 from ..pruning.patterns import matches
+from ..pruning.policy import pattern_check
 from ..utils.progress import progress
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -32,7 +34,15 @@ def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
     evaluates on the first N test images; other keywords go to :func:`prune` (e.g. calibration).
     Progress goes to stderr (a bar on a terminal, a status line every 10 s otherwise) unless ``quiet``.
     """
+    if not ratios:
+        raise PruneError("sensitivity: give at least one ratio")
+    bad = [r for r in ratios if not 0 <= float(r) < 1]
+    if bad:
+        raise PruneError(f"sensitivity: ratios must be in [0, 1), got {bad[0]:g}")
+    if limit is not None and limit < 1:
+        raise DataError(f"sensitivity: --limit must be at least 1, got {limit}")
     model, spec = load_model(weights)
+    pattern_check(spec.ir, list(slots), "slot")
     bundle = get_dataset(data, data_dir=data_dir, input_shape=spec.ir.input_shape)
     if limit is not None:
         bundle = bundle.limit(limit)
@@ -40,6 +50,9 @@ def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
     baseline = evaluate(model.to(target), bundle, device=target)["accuracy"]
     chosen = [path for path, slot in spec.ir.slots.items() if slot.kind in ("channel", "select")
               and (not slots or any(matches(p, path) for p in slots))]
+    if not chosen:
+        raise PruneError("sensitivity: no channel or selection slot to analyse"
+                         + (f" matches {', '.join(slots)}" if slots else ""))
     table: dict[str, dict[str, float]] = {}
     with progress(total=len(chosen) * len(ratios), desc="sensitivity", enabled=not quiet, unit="prune") as bar:
         for path in chosen:
