@@ -51,3 +51,16 @@ def test_commands_by_hand_reproduce_the_demo(demo, tmp_path):
     result = run("eval", tmp_path / "f" / "last.safetensors", "--json")
     summary = json.loads((out / "summary.json").read_text())
     assert round(json.loads(result.output)["accuracy"], 2) == summary["finetuned"]["accuracy"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--target-macs", "1.5"], "target"),
+    (["--target-macs", "nan"], "target"),
+])
+def test_demo_refuses_bad_options_before_training(tmp_path, args, message):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), *args])
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not out.exists()

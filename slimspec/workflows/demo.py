@@ -10,6 +10,7 @@ matplotlib is installed. Progress goes to stderr (:mod:`slimspec.utils.progress`
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -20,11 +21,12 @@ from ..model import load_model
 from ..document import load_spec
 from ..ir import count_macs, count_params
 from ..pruning.api import prune
+from ..pruning.options import parse_target
 from ..report.diff import format_diff, spec_diff
 from ..report.tables import format_table
 from ..training.api import evaluate, finetune, train
 from ..training.latency import measure_latency
-from ..errors import MissingExtraError
+from ..errors import MissingExtraError, TrainingError
 from ..latency import torch_threads
 from ..report import plots
 from ..utils.fileio import atomic_write
@@ -43,6 +45,7 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
              finetune_lr: float = 0.01, seed: int = 0, force: bool = False, verbose: bool = False,
              threads: int | None = None, quiet: bool = False, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo into ``out``; ``threads`` sets torch's CPU threads for the whole run (restored after)."""
+    _check_options(epochs, finetune_epochs, sparsity, target_macs, lr, finetune_lr)
     with torch_threads(threads):
         with progress(total=epochs + finetune_epochs + 3, desc="demo", enabled=not quiet, unit="step") as bar:
             def said(line: str) -> None:  # a terminal bar is cleared while our lines print
@@ -51,6 +54,20 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
 
             return _run(Path(out), spec, epochs, finetune_epochs, sparsity, target_macs, lr, finetune_lr, seed, force,
                         verbose, said, bar)
+
+
+def _check_options(epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, lr: float,
+                   finetune_lr: float) -> None:
+    """Refuse what would fail (or mean nothing) only after minutes of training."""
+    for name, value in (("epochs", epochs), ("finetune-epochs", finetune_epochs)):
+        if value < 1:
+            raise TrainingError(f"--{name} must be at least 1, got {value}")
+    for name, value in (("lr", lr), ("finetune-lr", finetune_lr)):
+        if not (math.isfinite(value) and value > 0):
+            raise TrainingError(f"--{name} must be a positive number, got {value}")
+    if not (math.isfinite(sparsity) and sparsity >= 0):
+        raise TrainingError(f"--sparsity must be a non-negative number, got {sparsity}")
+    parse_target({"macs": target_macs})  # the same range check prune applies
 
 
 def _run(out: Path, spec: str, epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, lr: float,
