@@ -186,6 +186,30 @@ def test_unsupported_node_is_named_with_its_line():
     assert _error(Gelu()).startswith("cannot import Gelu: module 'act' (GELU) at test_fx_import.py:")
 
 
+class SqueezeExcite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+
+
+class WithSE(Tanh):
+    def __init__(self):
+        super().__init__()
+        self.se = SqueezeExcite()
+
+    def forward(self, x):
+        return self.fc(self.se(self.conv(x)).mean((2, 3)))
+
+
+def test_unsupported_node_inside_a_submodule_names_the_submodule():
+    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "return x * torch.sigmoid" in text)
+    assert _error(WithSE()).startswith(f"cannot import WithSE: operator.mul in 'se' (SqueezeExcite) at "
+                                       f"test_fx_import.py:{line} (return x * torch.sigmoid(")
+
+
 @pytest.mark.parametrize("module, expected", [
     (Shared(), r"tensor\.__getitem__\(\)|operator\.getitem"),
     (Branchy(), r"cannot trace Branchy with torch.fx: symbolically traced variables cannot be used as inputs to "

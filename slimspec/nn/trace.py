@@ -45,7 +45,7 @@ SEQUENTIAL_KINDS = {"conv": {"out", "kernel", "stride", "padding", "bias"}, "lin
                     "flatten": set(), "dropout": {"p"}}
 INPUT = -1
 _SHAPE = "shape"  # a value that is a size/shape, used only as an argument of view/reshape
-_TORCH_DIR = re.compile(r"[/\\](torch|torchvision)[/\\]")
+_TORCH_DIR = re.compile(r"[/\\]torch[/\\]")  # torch's own frames (torchvision's are the model's code)
 
 
 @dataclass
@@ -111,6 +111,10 @@ def _describe(node: fx.Node, root: nn.Module | None = None) -> str:
         what = f"tensor.{node.target}()"
     else:
         what = f"{node.op} '{node.target}'"
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack and node.op != "call_module":  # the innermost module whose forward made it
+        path, (_, cls) = next(reversed(stack.items()))
+        what = f"{what} in '{path}' ({getattr(cls, '__name__', cls)})"
     where = _where(node)
     return f"{what} at {where}" if where else what
 
