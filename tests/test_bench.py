@@ -22,7 +22,7 @@ def test_time_call_warms_up_then_measures_blocks():
     calls = []
     timing = time_call(lambda: calls.append(1), warmup=4, min_run_time=0.001, min_blocks=10, block_s=1e-4)
     assert isinstance(timing, Timing) and timing.runs >= 10
-    assert timing.median_ms > 0 and timing.iqr_ms >= 0
+    assert 0 < timing.min_ms <= timing.median_ms and timing.iqr_ms >= 0
     assert len(calls) >= 4 + 2 + 10  # warm-up, two block-size probes, at least ten blocks
 
 
@@ -42,6 +42,9 @@ def test_bench_reports_macs_rows_and_ratios_of_two_models(trained_weights, tmp_p
         assert ratio["speedup"] == pytest.approx(speedup)
         assert ratio["mac_ratio"] == pytest.approx(macs[0] / macs[1])
         assert ratio["fraction_of_mac_ratio"] == pytest.approx(speedup * macs[1] / macs[0])
+        minima = {(r["model"], r["runtime"], r["batch"]): r["min_ms"] for r in report.rows}
+        assert ratio["speedup_of_minima"] == pytest.approx(
+            minima[(weights.stem, ratio["runtime"], ratio["batch"])] / minima[("p", ratio["runtime"], ratio["batch"])])
     text = report.table()
     assert f"{macs[0]:,}" in text and "of MAC ratio" in text
 

@@ -50,4 +50,4 @@ def time_interleaved(runners: Sequence[Callable[[], object]], *, rounds: int = 3
         for i, run in enumerate(runners):
             samples[i].append(time_call(run, min_run_time=per_round, threads=threads))
     return [Timing(statistics.median(t.median_ms for t in ts), statistics.median(t.iqr_ms for t in ts),
-                   sum(t.runs for t in ts)) for ts in samples]
+                   sum(t.runs for t in ts), min(t.min_ms for t in ts)) for ts in samples]

@@ -17,11 +17,15 @@ import torch
 
 @dataclass(frozen=True)
 class Timing:
-    """Median and interquartile range of one call, in milliseconds, over ``runs`` measurements."""
+    """Median, interquartile range and minimum of one call, in milliseconds, over ``runs`` blocks.
+
+    On a machine shared with other processes the minimum is the least disturbed measurement.
+    """
 
     median_ms: float
     iqr_ms: float
     runs: int
+    min_ms: float = float("nan")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,4 +88,4 @@ def time_call(fn: Callable[[], object], *, min_run_time: float = 0.2, warmup: in
             times.append(block)
             spent += block * number
     q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
-    return Timing(median * 1e3, (q3 - q1) * 1e3, len(times))
+    return Timing(median * 1e3, (q3 - q1) * 1e3, len(times), min(times) * 1e3)
