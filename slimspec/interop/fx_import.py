@@ -6,10 +6,12 @@ the spec's model computes what the module computes (eval mode).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -28,13 +30,28 @@ def load_factory(reference: str) -> nn.Module:
     ``FACTORY`` is a callable taking no arguments (a function or an ``nn.Module`` class), or
     a dotted attribute path inside the module.
     """
-    import importlib
-
     module_name, _, attr = reference.partition(":")
     if not module_name or not attr:
         raise ModelImportError(f"python:{reference}: expected python:PACKAGE.MODULE:FACTORY, e.g. python:my_net:build")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    with _cwd_importable():
+        return _call_factory(reference, module_name, attr)
+
+
+@contextmanager
+def _cwd_importable() -> Iterator[None]:
+    """The current directory on ``sys.path`` while the user's module is imported and its factory runs."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _call_factory(reference: str, module_name: str, attr: str) -> nn.Module:
     try:
         target: Any = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
