@@ -1,4 +1,4 @@
-"""torchvision ResNets and VGGs import as specs whose models compute exactly the same thing."""
+"""torchvision models import as specs whose models compute exactly the same thing."""
 from __future__ import annotations
 
 import pytest
@@ -36,17 +36,144 @@ def test_stock_imagenet_specs_match_torchvision():
         assert {k: v for k, v in stock.data.items() if k != "name"} == {k: v for k, v in spec.data.items() if k != "name"}
 
 
-def test_resnext_is_refused():
-    with pytest.raises(ImportModelError, match="grouped"):
-        import_torchvision("resnext50_32x4d")
+def _assert_same(spec, state, reference, shape=(3, 64, 64), atol=1e-5):
+    from slimspec.model import build_from_state
+
+    model = build_from_state(spec, state)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), reference.eval()(x), atol=atol, rtol=1e-5)
 
 
-def test_cli_import_then_prune(tmp_path):
-    out = tmp_path / "r18.yaml"
-    result = CliRunner().invoke(cli, ["import", "torchvision:resnet18", "--out", str(out)], catch_exceptions=False)
+def test_mobilenet_v2_imports_as_the_stock_spec():
+    torch.manual_seed(0)
+    reference = randomize(torchvision.models.mobilenet_v2(weights=None))
+    spec, state = import_torchvision("mobilenet_v2", model=reference, input_shape=(3, 64, 64))
+    assert spec.arch == "mobilenetv2" and slimspec.info(spec)["params"] == 3_504_872
+    assert set(state) == set(reference.state_dict())  # torchvision's names, unchanged
+    stock = slimspec.load_spec("mobilenetv2").data
+    skip = ("name", "input", "width_mult")
+    assert {k: v for k, v in spec.data.items() if k not in skip} == {k: v for k, v in stock.items() if k not in skip}
+    _assert_same(spec, state, reference)
+
+
+def test_resnext50_32x4d_is_exact():
+    torch.manual_seed(0)
+    reference = randomize(torchvision.models.resnext50_32x4d(weights=None))
+    spec, state = import_torchvision("resnext50_32x4d", model=reference, input_shape=(3, 64, 64))
+    assert (spec.data["groups"], spec.data["width_per_group"]) == (32, 4)
+    assert [st["blocks"] for st in spec.data["stages"]] == [3, 4, 6, 3]  # counts: inner widths are the default
+    assert slimspec.info(spec)["params"] == 25_028_904
+    fixed = {p for p, slot in spec.ir.slots.items() if slot.kind == "fixed" and ".blocks[" in p}
+    assert len(fixed) == 2 * 16  # both inner widths of every grouped block
+    _assert_same(spec, state, reference, atol=1e-4)
+
+
+def test_any_other_expressible_model_is_traced_into_a_graph():
+    torch.manual_seed(0)
+    reference = randomize(torchvision.models.mnasnet0_5(weights=None))
+    spec, state = import_torchvision("mnasnet0_5", model=reference, input_shape=(3, 64, 64))
+    assert spec.arch == "graph" and count_params(spec.ir) == sum(p.numel() for p in reference.parameters())
+    _assert_same(spec, state, reference)
+
+
+def test_unexpressible_model_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["import", "torchvision:squeezenet1_0", "--out", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "features.2" in result.output and "ceil_mode" in result.output and not list(tmp_path.iterdir())
+    result = CliRunner().invoke(cli, ["import", "torchvision:nonet", "--out", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 1 and "torchvision has no classification model 'nonet'" in result.output
+
+
+def test_pretrained_offline_is_one_line(tmp_path, monkeypatch):
+    import socket
+
+    def offline(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    result = CliRunner().invoke(cli, ["import", "torchvision:mobilenet_v2", "--pretrained", "--out",
+                                      str(tmp_path / "m.yaml")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "cannot download its pretrained weights from download.pytorch.org" in result.output
+    assert "--state-dict" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_fine_tuned_model_with_a_new_head(tmp_path, suffix):
+    """--num-classes 10 --state-dict: a fine-tuned torchvision model (new head) imports exactly."""
+    from safetensors.torch import save_file
+
+    from slimspec.interop.torchvision_models import replace_head
+
+    torch.manual_seed(0)
+    tuned = torchvision.models.mobilenet_v2(weights=None)
+    replace_head(tuned, 10, "mobilenet_v2")
+    tuned = randomize(tuned)
+    path = tmp_path / f"tuned{suffix}"
+    if suffix == ".pth":
+        torch.save({"state_dict": tuned.state_dict(), "epoch": 3}, path)
+    else:
+        save_file({k: v.contiguous() for k, v in tuned.state_dict().items()}, path)
+    out = tmp_path / "m.yaml"
+    args = ["import", "torchvision:mobilenet_v2", "--state-dict", str(path), "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "give --num-classes" in result.output and not out.exists()
+    result = CliRunner().invoke(cli, [*args, "--num-classes", "10", "--input", "3,32,32"])
     assert result.exit_code == 0, result.output
     model, spec = slimspec.load_model(out.with_suffix(".safetensors"))
-    assert spec.text == out.read_text()
-    result = CliRunner().invoke(cli, ["prune", str(out.with_suffix(".safetensors")), "-m", "l1", "--ratio", "0.3",
-                                      "--dry-run"], catch_exceptions=False)
-    assert result.exit_code == 0 and "stages[0].blocks[0]" in result.output
+    assert spec.data["num_classes"] == 10 and spec.data["input"] == [3, 32, 32]
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), tuned.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def _digits_sized(kind: str):
+    """Digits-sized torchvision models of its own classes: a short MobileNetV2 table, a 4-block ResNeXt."""
+    from torchvision.models.mobilenetv2 import MobileNetV2
+    from torchvision.models.resnet import Bottleneck, ResNet
+
+    torch.manual_seed(0)
+    if kind == "mobilenet_v2":
+        table = [[1, 8, 1, 1], [6, 16, 2, 2], [6, 24, 2, 2]]
+        return randomize(MobileNetV2(num_classes=10, width_mult=0.25, inverted_residual_setting=table))
+    return randomize(ResNet(Bottleneck, [1, 1, 1, 1], groups=4, width_per_group=8, num_classes=10))
+
+
+def _import_and_prune(kind: str, folder):
+    from .test_prune_exact import assert_equivalent
+
+    reference = _digits_sized(kind)
+    spec, state = import_torchvision(kind, model=reference, input_shape=(3, 8, 8))
+    _assert_same(spec, state, reference, shape=(3, 8, 8))
+    weights = folder / f"{kind}.safetensors"
+    slimspec.save_weights(state, spec.text, weights)
+    pruned = slimspec.prune(weights, "slimming", percent=0.3, prune_stream=True)
+    assert pruned.params[1] < pruned.params[0]
+    assert_equivalent(weights, pruned)
+    return pruned
+
+
+def test_imported_mobilenet_v2_prunes_exactly(tmp_path):
+    pruned = _import_and_prune("mobilenet_v2", tmp_path)
+    assert pruned.spec.arch == "mobilenetv2" and len(pruned.spec.data["stages"]) == 3
+    assert any(row.after < row.before for row in pruned.report if ".expand[" in row.slot)
+
+
+def test_imported_resnext_prunes_streams_exactly(tmp_path):
+    """Grouped inner widths are fixed; the streams prune, and the pruned model equals the masked original."""
+    pruned = _import_and_prune("resnext", tmp_path)
+    assert pruned.spec.data["groups"] == 4
+    rows = {row.slot: row for row in pruned.report}
+    assert any(rows[p].after < rows[p].before for p in rows if p.endswith(".width") or p == "stem")
+    assert all(rows[p].after == rows[p].before for p in rows if ".blocks[" in p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["mobilenet_v2", "resnext"])
+def test_imported_pruned_models_finetune_on_digits(tmp_path, kind):
+    pruned = _import_and_prune(kind, tmp_path)
+    pruned.save(tmp_path / "pruned.yaml")
+    run = slimspec.finetune(tmp_path / "pruned.yaml", "digits", tmp_path / "ft", epochs=1, batch_size=128, quiet=True)
+    assert run.epochs == 1 and 0 <= run.best_accuracy <= 100 and (run.run_dir / "best.safetensors").exists()

@@ -34,15 +34,19 @@ INPUT_SHAPE = _InputShape()
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Spec file to write.")
 @click.option("--weights-out", type=click.Path(dir_okay=False), help="Weights (default: OUT with .safetensors).")
 @click.option("--pretrained", is_flag=True, help="Ask torchvision for its default pretrained weights (downloads).")
-@click.option("--state-dict", type=click.Path(exists=True, dir_okay=False), help="A local .pth state dict of that architecture.")
+@click.option("--state-dict", type=click.Path(exists=True, dir_okay=False),
+              help="A local state dict (.pth, read with weights_only=True, or .safetensors) of that architecture.")
+@click.option("--num-classes", type=click.IntRange(min=1),
+              help="torchvision: replace the classifier with one of N outputs (before --state-dict is loaded).")
 @click.option("--input", "input_shape", type=INPUT_SHAPE, metavar="C,H,W",
-              help="One image's shape (python: sources; the module is traced on it).")
+              help="One image's shape (python: the module is traced on it; torchvision: the spec's input, default 3,224,224).")
 @click.option("--name", "spec_name", help="Spec name (python: sources; default: the module's file name).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @report_errors
 def import_model(source: str, out: str, weights_out: str | None, pretrained: bool, state_dict: str | None,
-                 input_shape: tuple[int, int, int] | None, spec_name: str | None, force: bool) -> None:
-    """Import SOURCE = torchvision:NAME (resnet18/34/50/101/152, wide_resnet*, vgg11..19[_bn]) or
+                 num_classes: int | None, input_shape: tuple[int, int, int] | None, spec_name: str | None, force: bool) -> None:
+    """Import SOURCE = torchvision:NAME (resnet*, wide_resnet*, resnext*, vgg*, mobilenet_v2, or any model the
+    graph family expresses) or
     python:PACKAGE.MODULE:FACTORY (your own nn.Module, traced with torch.fx into a sequential or graph spec)."""
     from ..utils.fileio import OutputTransaction
     from ..weights import save_weights
@@ -51,6 +55,9 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
     if library not in ("torchvision", "python") or not name:
         raise click.BadParameter("expected torchvision:NAME or python:PACKAGE.MODULE:FACTORY, e.g. torchvision:resnet50",
                                  param_hint="SOURCE")
+    if library == "python" and num_classes is not None:
+        raise click.BadParameter("only for torchvision: sources (a python: factory builds its own head)",
+                                 param_hint="--num-classes")
     if library == "python" and input_shape is None:
         raise click.BadParameter("a python: source needs the input shape, e.g. --input 3,32,32", param_hint="--input")
     weights_path = Path(weights_out) if weights_out else Path(out).with_suffix(".safetensors")
@@ -65,7 +72,8 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
         else:
             from ..interop.torchvision_models import import_torchvision
 
-            spec, state = import_torchvision(name, pretrained=pretrained, state_dict=state_dict)
+            spec, state = import_torchvision(name, pretrained=pretrained, state_dict=state_dict,
+                                             num_classes=num_classes, input_shape=input_shape)
         save_weights(state, spec.text, weights_path, transaction=outputs)
         outputs.write(out, spec.text)
     click.echo(f"wrote {out} and {weights_path} ({spec.arch}, {len(spec.ir.prunable_slots())} prunable slots)")

@@ -10,6 +10,11 @@ Slots: ``stages[s].blocks[b]`` (basic) or ``stages[s].blocks[b][0|1]`` (bottlene
 inner widths Li et al. prune. The residual streams are ``stream`` slots (``stem``,
 ``stages[s].width``) shared by every layer that reads or writes them; with shortcut A a
 wider stage's stream is the previous stream plus its zero-padded extra channels.
+
+``groups`` > 1 makes the bottleneck's 3x3 conv grouped (ResNeXt, Xie et al. 2017), with the
+default inner width ``int(width / 4 * width_per_group / 64) * groups`` as torchvision's
+``base_width``. Removing single channels would break the groups, so a grouped block's inner
+widths are ``fixed`` slots: such a network is pruned through its streams (``prune_stream``).
 """
 from __future__ import annotations
 
@@ -37,6 +42,16 @@ SCHEMA: dict = {
             "description": "Stem conv stride.",
             "enum": [1, 2],
             "default": 1
+        },
+        "groups": {
+            "$ref": "#/$defs/posint",
+            "default": 1,
+            "description": "Groups of each bottleneck's 3x3 conv (ResNeXt's cardinality); grouped inner widths are fixed."
+        },
+        "width_per_group": {
+            "$ref": "#/$defs/posint",
+            "default": 64,
+            "description": "torchvision's base_width: default inner width int(width/4 * width_per_group/64) * groups."
         },
         "stem_pool": {
             "description": "3x3 max pool, stride 2, after the stem (ImageNet ResNets).",
@@ -213,12 +228,12 @@ SCHEMA_DEFS: dict = {
 }
 
 
-def expand_blocks(stage: dict, bottleneck: bool) -> list:
+def expand_blocks(stage: dict, bottleneck: bool, groups: int = 1, width_per_group: int = 64) -> list:
     """Blocks in list form: one entry per block (int for basic, [c1, c2] for bottleneck)."""
     blocks = stage["blocks"]
     if isinstance(blocks, list):
         return list(blocks)
-    inner = stage["width"] // 4 if bottleneck else stage["width"]
+    inner = int(stage["width"] // 4 * (width_per_group / 64.0)) * groups if bottleneck else stage["width"]
     return [[inner, inner] if bottleneck else inner for _ in range(blocks)]
 
 
@@ -251,7 +266,10 @@ class ResNet(Family):
 
     def emit(self, b: IRBuilder, data: dict) -> None:
         bottleneck = data["block"] == "bottleneck"
-        shortcut = data["shortcut"]
+        shortcut, groups = data["shortcut"], data["groups"]
+        if not bottleneck and (groups != 1 or data["width_per_group"] != 64):
+            b.issue("groups" if groups != 1 else "width_per_group",
+                    "basic blocks take groups 1 and width_per_group 64 (as torchvision's BasicBlock)")
         stream = b.add_slot("stem", data["stem"], "stream")
         kernel = data["stem_kernel"]
         x = b.conv("stem.conv", "input", stream, kernel, data["stem_stride"], kernel // 2, False, at="stem")
@@ -273,19 +291,20 @@ class ResNet(Family):
                     stream = stream + b.add_slot(f"{at}.width", width - prev, "stream")
             elif width != prev or stride != 1:
                 stream = b.add_slot(f"{at}.width", width, "stream")
-            entries = expand_blocks(stage, bottleneck)
+            entries = expand_blocks(stage, bottleneck, groups, data["width_per_group"])
             for i, entry in enumerate(entries):
                 if bottleneck != isinstance(entry, list):
                     want = "[c1, c2] (bottleneck)" if bottleneck else "an int (basic block)"
                     b.issue(f"{at}.blocks[{i}]", f"expected {want}, got {entry!r}")
                     continue
                 with b.unit(at), b.unit(f"{at}.blocks[{i}]"):
-                    x = self._block(b, x, stream, s, i, entry, stride if i == 0 else 1, bottleneck, shortcut)
+                    x = self._block(b, x, stream, s, i, entry, stride if i == 0 else 1, bottleneck, shortcut,
+                                    groups if bottleneck else 1)
         x = b.gap("head.pool", x, at="stages")
         b.classifier(x)
 
     def _block(self, b: IRBuilder, x: str, stream: Axis, s: int, i: int, entry, stride: int,
-               bottleneck: bool, shortcut: str) -> str:
+               bottleneck: bool, shortcut: str, groups: int = 1) -> str:
         name = f"layer{s + 1}.{i}"
         widths = entry if bottleneck else [entry]
         slots = block_slots(s, i, bottleneck)
@@ -294,8 +313,12 @@ class ResNet(Family):
             specs = [(1, 1), (3, stride)]  # stride on the 3x3 conv (ResNet v1.5)
         else:
             specs = [(3, stride)]
+        kind = "fixed" if groups > 1 else "channel"  # a grouped conv's channels go by whole groups only
         for j, ((kernel, st), width, slot) in enumerate(zip(specs, widths, slots), start=1):
-            y = b.conv(f"{name}.conv{j}", y, b.add_slot(slot, width), kernel, st, kernel // 2, False, at=slot)
+            if groups > 1 and width % groups:
+                b.issue(slot, f"{width} channels do not split into groups: {groups}")
+            y = b.conv(f"{name}.conv{j}", y, b.add_slot(slot, width, kind), kernel, st, kernel // 2, False, at=slot,
+                       groups=groups if j == 2 else 1)
             y = b.bn(f"{name}.bn{j}", y, at=slot)
             y = b.relu(f"{name}.relu{j}", y, at=slot)
             y = b.gate(f"{name}.gate{j}", y, at=slot)
@@ -326,11 +349,13 @@ class ResNet(Family):
         for s, stage in enumerate(data["stages"]):
             width = sum(size(seg) for seg in ir.node(f"layer{s + 1}.0.add").axis.segments)
             new["stages"][s]["width"] = width
-            old = expand_blocks(stage, bottleneck)
+            shape = (bottleneck, data.get("groups", 1), data.get("width_per_group", 64))
+            old = expand_blocks(stage, *shape)
             entries = [
                 [size(p) for p in block_slots(s, i, True)] if bottleneck else size(block_slots(s, i, False)[0])
                 for i in kept_blocks(ir, sizes, s, len(old))
             ]
-            if entries != old:
+            # a count stays a count only where the new stream width still gives these inner widths
+            if entries != old or entries != expand_blocks({"width": width, "blocks": len(entries)}, *shape):
                 new["stages"][s]["blocks"] = entries
         return new
