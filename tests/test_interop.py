@@ -113,7 +113,8 @@ def test_fine_tuned_model_with_a_new_head(tmp_path, suffix):
     tuned = randomize(tuned)
     path = tmp_path / f"tuned{suffix}"
     if suffix == ".pth":
-        torch.save({"state_dict": tuned.state_dict(), "epoch": 3}, path)
+        state = {f"module.{k}": v for k, v in tuned.state_dict().items()}  # saved from DataParallel
+        torch.save({"state_dict": state, "epoch": 3}, path)
     else:
         save_file({k: v.contiguous() for k, v in tuned.state_dict().items()}, path)
     out = tmp_path / "m.yaml"

@@ -34,7 +34,16 @@ def test_stock_mobilenetv2_is_torchvisions():
 
 
 def test_cifar_variant_counts():
-    assert slimspec.info("mobilenetv2_cifar")["params"] == 2_236_682
+    info = slimspec.info("mobilenetv2_cifar")
+    assert (info["params"], info["macs"]) == (2_236_682, 87_976_448)
+
+
+def test_readme_example(trained_weights):
+    """The README's pruned digits MobileNetV2 (slimming, percent 0.4, the suite's randomized weights)."""
+    data = yaml.safe_load(prune(trained_weights("digits_mobilenetv2"), "slimming", percent=0.4).spec.text)
+    assert data["stem"] == 9 and data["last_channel"] == 38
+    assert data["stages"] == [{"t": 1, "c": 4, "n": 1, "s": 1}, {"t": 4, "c": 16, "n": 2, "s": 2, "expand": [19, 36]},
+                              {"t": 4, "c": 24, "n": 2, "s": 2, "expand": [37, 63]}]
 
 
 @pytest.mark.parametrize("mult", [0.35, 0.5, 0.75, 1.3])
