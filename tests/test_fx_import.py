@@ -78,6 +78,34 @@ def test_a_chain_becomes_a_sequential_spec():
     assert_same(module, from_module(module, SHAPE)[1])
 
 
+class DepthwiseChain(nn.Module):
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.f = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, eps=eps), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=8),
+                               nn.ReLU(), nn.Flatten(), nn.Linear(8 * 12 * 12, 4))
+
+    def forward(self, x):
+        return self.f(x)
+
+
+def test_a_depthwise_chain_is_sequential_and_prunes_with_its_input():
+    module = randomize(DepthwiseChain())
+    spec, model = from_module(module, SHAPE)
+    assert spec.arch == "sequential"
+    assert spec.data["layers"][3] == {"conv": {"out": 8, "kernel": 3, "groups": 8}}
+    assert_same(module, model)
+    pruned = slimspec.prune(module, "l1", ratio=0.5, spec=SHAPE).spec.data["layers"]
+    assert pruned[0] == {"conv": {"out": 4, "kernel": 3}} and pruned[3] == {"conv": {"out": 4, "kernel": 3, "groups": 4}}
+
+
+def test_batchnorm_eps_is_kept():
+    module = randomize(DepthwiseChain(eps=1e-3))
+    spec, model = from_module(module, SHAPE)
+    assert spec.arch == "graph" and spec.data["layers"][1] == {"bn": {"eps": 0.001}}
+    assert model.get_submodule("layers.1").eps == 1e-3
+    assert_same(module, model)
+
+
 class MeanHead(nn.Module):
     def __init__(self):
         super().__init__()

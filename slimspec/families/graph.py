@@ -3,7 +3,7 @@
 For every CNN no other family fits. ``from`` is a layer index or a negative offset (``-1``,
 the previous layer, is the default; an offset reaching one before layer 0 is the network's
 input), as in the Ultralytics model YAML and Keras functional configs; ``add`` and ``concat``
-take a list. Layer kinds: conv (out, kernel, stride, padding, dilation, groups, bias), bn,
+take a list. Layer kinds: conv (out, kernel, stride, padding, dilation, groups, bias), bn (eps),
 relu / relu6 / silu / hardswish / sigmoid, maxpool / avgpool / adaptive_avgpool, flatten,
 linear, dropout, identity, add, concat; the final ``Linear(num_classes)`` is implied.
 
@@ -74,7 +74,9 @@ _KINDS: dict[str, dict] = {
                                           _options("a mapping {size, from}", ("size",), size=_POS)),
     "dropout": _short_or_options({"$ref": "#/$defs/dropout", "title": "a number in [0, 1)"},
                                  _options("a mapping {p, from}", ("p",), p={"$ref": "#/$defs/dropout"})),
-    **{kind: _options("a mapping {from}") for kind in PLAIN_KINDS},
+    "bn": _options("a mapping {eps, from}", eps={"type": "number", "exclusiveMinimum": 0, "default": 1e-5,
+                                                 "title": "a positive number", "description": "BatchNorm epsilon."}),
+    **{kind: _options("a mapping {from}") for kind in PLAIN_KINDS if kind != "bn"},
     **{kind: _options("a mapping {from: [...]}", ("from",), _FROM_MANY) for kind in JOINS},
 }
 
@@ -367,7 +369,7 @@ class _Emitter:
         if kind == "linear":
             return b.linear(name, x, self.out_axis(layer), bool(opts.get("bias", True)), at=layer.slot_path)
         if kind == "bn":
-            return b.bn(name, x, at=at)
+            return b.bn(name, x, at=at, eps=float(opts.get("eps", 1e-5)))
         if kind in ACTIVATIONS:
             return b.act(name, x, kind, at=at)
         if kind in ("maxpool", "avgpool"):

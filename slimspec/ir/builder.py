@@ -97,8 +97,9 @@ class IRBuilder:
         return self._node(name, "conv", (x,), (self.axis_size(out), oh, ow), out, at, self.axis(x),
                           kernel=kernel, stride=stride, padding=padding, bias=bias, groups=groups, **attrs)
 
-    def bn(self, name: str, x: str, at: str = "") -> str:
-        return self._node(name, "bn", (x,), self.shape(x), self.axis(x), at, self.axis(x))
+    def bn(self, name: str, x: str, at: str = "", eps: float = 1e-5) -> str:
+        attrs = {"eps": float(eps)} if eps != 1e-5 else {}
+        return self._node(name, "bn", (x,), self.shape(x), self.axis(x), at, self.axis(x), **attrs)
 
     def relu(self, name: str, x: str, at: str = "") -> str:
         return self._node(name, "relu", (x,), self.shape(x), self.axis(x), at)

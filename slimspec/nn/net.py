@@ -25,7 +25,8 @@ Factory = Callable[[IR, Node, PlainLayers], nn.Module]
 
 
 def _bn(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
-    return nn.BatchNorm2d(node.shape[0]) if len(node.shape) == 3 else nn.BatchNorm1d(node.shape[0])
+    cls = nn.BatchNorm2d if len(node.shape) == 3 else nn.BatchNorm1d
+    return cls(node.shape[0], eps=node.attr("eps", 1e-5))
 
 
 def _pool(cls: type[nn.Module]) -> Factory:

@@ -40,7 +40,7 @@ ACTIVATION_FUNCTIONS: dict[Any, str] = {F.relu: "relu", torch.relu: "relu", F.re
                                         F.hardswish: "hardswish", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid"}
 ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid"}
 PASS_METHODS = ("contiguous",)
-SEQUENTIAL_KINDS = {"conv": {"out", "kernel", "stride", "padding", "bias"}, "linear": {"out", "bias"},
+SEQUENTIAL_KINDS = {"conv": {"out", "kernel", "stride", "padding", "groups", "bias"}, "linear": {"out", "bias"},
                     "maxpool": {"kernel", "stride"}, "avgpool": {"kernel", "stride"}, "bn": set(), "relu": set(),
                     "flatten": set(), "dropout": {"p"}}
 INPUT = -1
@@ -187,9 +187,7 @@ def _conv(node: fx.Node, m: nn.Conv2d) -> tuple[str, dict]:
 def _bn(node: fx.Node, m: nn.Module) -> tuple[str, dict]:
     if not (m.affine and m.track_running_stats):
         raise _unsupported(node, "is a BatchNorm without affine parameters or running statistics")
-    if abs(m.eps - 1e-5) > 1e-12:
-        raise _unsupported(node, f"has eps={m.eps} (a spec's BatchNorm uses torch's default 1e-5)")
-    return "bn", {}
+    return "bn", ({} if m.eps == 1e-5 else {"eps": float(m.eps)})
 
 
 def _pool(node: fx.Node, kind: str, kernel: Any, stride: Any, padding: Any, ceil_mode: bool,
