@@ -63,10 +63,13 @@ def test_alias_bomb_is_refused_while_composing_with_bounded_memory() -> None:
 
 
 def test_node_count_limit_is_exact() -> None:
-    ok = "a: [" + ",".join(["1"] * (limits.MAX_NODES - 3)) + "]"  # root + key + list + items
-    assert len(parse_yaml(ok)["a"]) == limits.MAX_NODES - 3
+    # root, key a, list x (1 + 999 items), key b, list b (1 + 98 aliases of x + pad scalars)
+    assert limits.MAX_NODES == 100_000
+    pad = limits.MAX_NODES - (4 + 1000 * 99)
+    text = "a: &x [" + ",".join(["1"] * 999) + "]\nb: [" + ",".join(["*x"] * 98 + ["2"] * pad) + "]\n"
+    assert len(parse_yaml(text)["b"]) == 98 + pad
     with pytest.raises(SpecError, match="MAX_NODES"):
-        parse_yaml(ok.replace("[", "[1,"))
+        parse_yaml(text.replace("b: [", "b: [3,"))
 
 
 def test_recursive_alias_is_refused() -> None:
