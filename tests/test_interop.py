@@ -48,13 +48,13 @@ def _assert_same(spec, state, reference, shape=(3, 64, 64), atol=1e-5):
 def test_mobilenet_v2_imports_as_the_stock_spec():
     torch.manual_seed(0)
     reference = randomize(torchvision.models.mobilenet_v2(weights=None))
-    spec, state = import_torchvision("mobilenet_v2", model=reference, input_shape=(3, 64, 64))
+    spec, state = import_torchvision("mobilenet_v2", model=reference, input_shape=(3, 32, 32))
     assert spec.arch == "mobilenetv2" and slimspec.info(spec)["params"] == 3_504_872
     assert set(state) == set(reference.state_dict())  # torchvision's names, unchanged
     stock = slimspec.load_spec("mobilenetv2").data
     skip = ("name", "input", "width_mult")
     assert {k: v for k, v in spec.data.items() if k not in skip} == {k: v for k, v in stock.items() if k not in skip}
-    _assert_same(spec, state, reference)
+    _assert_same(spec, state, reference, shape=(3, 32, 32))
 
 
 def test_resnext50_32x4d_is_exact():
@@ -72,9 +72,9 @@ def test_resnext50_32x4d_is_exact():
 def test_any_other_expressible_model_is_traced_into_a_graph():
     torch.manual_seed(0)
     reference = randomize(torchvision.models.mnasnet0_5(weights=None))
-    spec, state = import_torchvision("mnasnet0_5", model=reference, input_shape=(3, 64, 64))
+    spec, state = import_torchvision("mnasnet0_5", model=reference, input_shape=(3, 32, 32))
     assert spec.arch == "graph" and count_params(spec.ir) == sum(p.numel() for p in reference.parameters())
-    _assert_same(spec, state, reference)
+    _assert_same(spec, state, reference, shape=(3, 32, 32))
 
 
 def test_unexpressible_model_is_one_line(tmp_path):
@@ -100,23 +100,17 @@ def test_pretrained_offline_is_one_line(tmp_path, monkeypatch):
     assert "--state-dict" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-def test_fine_tuned_model_with_a_new_head(tmp_path, suffix):
+def test_fine_tuned_model_with_a_new_head(tmp_path):
     """--num-classes 10 --state-dict: a fine-tuned torchvision model (new head) imports exactly."""
-    from safetensors.torch import save_file
-
     from slimspec.interop.torchvision_models import replace_head
 
     torch.manual_seed(0)
     tuned = torchvision.models.mobilenet_v2(weights=None)
     replace_head(tuned, 10, "mobilenet_v2")
     tuned = randomize(tuned)
-    path = tmp_path / f"tuned{suffix}"
-    if suffix == ".pth":
-        state = {f"module.{k}": v for k, v in tuned.state_dict().items()}  # saved from DataParallel
-        torch.save({"state_dict": state, "epoch": 3}, path)
-    else:
-        save_file({k: v.contiguous() for k, v in tuned.state_dict().items()}, path)
+    path = tmp_path / "tuned.pth"
+    state = {f"module.{k}": v for k, v in tuned.state_dict().items()}  # saved from DataParallel
+    torch.save({"state_dict": state, "epoch": 3}, path)
     out = tmp_path / "m.yaml"
     args = ["import", "torchvision:mobilenet_v2", "--state-dict", str(path), "--out", str(out)]
     result = CliRunner().invoke(cli, args)
@@ -128,6 +122,27 @@ def test_fine_tuned_model_with_a_new_head(tmp_path, suffix):
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), tuned.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_safetensors_state_dict_and_unreadable_files(tmp_path):
+    from safetensors.torch import save_file
+
+    from slimspec.interop.torchvision_models import replace_head
+    from slimspec.weights import WeightsError
+
+    tuned = _digits_sized("mobilenet_v2")
+    replace_head(tuned, 3, "mobilenet_v2")
+    path = tmp_path / "tuned.safetensors"
+    save_file({k: v.contiguous() for k, v in randomize(tuned).state_dict().items()}, path)
+    fresh = _digits_sized("mobilenet_v2")
+    spec, state = import_torchvision("mobilenet_v2", model=fresh, num_classes=3, state_dict=path,
+                                     input_shape=(3, 16, 16))
+    assert spec.data["num_classes"] == 3
+    _assert_same(spec, state, tuned, shape=(3, 16, 16))
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="bad.pth: cannot read a state dict"):
+        import_torchvision("mobilenet_v2", model=_digits_sized("mobilenet_v2"), state_dict=bad)
 
 
 def _digits_sized(kind: str):
@@ -178,3 +193,10 @@ def test_imported_pruned_models_finetune_on_digits(tmp_path, kind):
     pruned.save(tmp_path / "pruned.yaml")
     run = slimspec.finetune(tmp_path / "pruned.yaml", "digits", tmp_path / "ft", epochs=1, batch_size=128, quiet=True)
     assert run.epochs == 1 and 0 <= run.best_accuracy <= 100 and (run.run_dir / "best.safetensors").exists()
+
+
+def test_num_classes_is_for_torchvision_sources(tmp_path):
+    result = CliRunner().invoke(cli, ["import", "python:my_net:build", "--input", "3,32,32", "--num-classes", "10",
+                                      "--out", str(tmp_path / "m.yaml")])
+    assert result.exit_code == 2 and "--num-classes" in result.output and "only for torchvision" in result.output
+    assert not list(tmp_path.iterdir())

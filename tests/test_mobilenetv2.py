@@ -28,7 +28,7 @@ def test_stock_mobilenetv2_is_torchvisions():
     torch.manual_seed(0)
     reference = randomize(torchvision.models.mobilenet_v2(weights=None))
     model.load_state_dict(reference.state_dict())  # torchvision's parameter names, strictly
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(x), reference.eval()(x), atol=1e-5, rtol=1e-5)
 
