@@ -97,7 +97,7 @@ def bench(models: tuple[str, ...], batch: str, runtime: str, threads: int | None
                                     out=out, force=force, progress=lambda line: click.echo(line, err=True))
         if as_json:
             click.echo(json.dumps({k: table[k] for k in ("spec", "runtime", "batch", "machine", "total_ms",
-                                                         "overhead_ms")} | {"path": str(path)}, indent=2))
+                                                         "scale")} | {"path": str(path)}, indent=2))
         else:
             click.echo(f"latency table of {table['spec']} ({table['runtime']}, batch {table['batch']}): "
                        f"{len(table['layers'])} layers, {len(table['entries'])} shapes, network "

@@ -5,8 +5,10 @@ is timed alone at a grid of input x output widths (fractions of the layer's widt
 fixed width is not varied). The widths of a layer are those of the slots it reads and
 writes, so pruning slots moves each layer to another grid point; the table interpolates
 bilinearly between samples. Layers with the same shape share samples. The rest of the
-network (pools, adds, head, framework overhead) is the full network's measured latency
-minus the sum of its layers at full width, kept constant.
+network (pools, adds, head, framework overhead, and layers running slower inside the network
+than alone) is folded into one factor: the full network's measured latency over the sum of
+its layers at full width. Timings are minima over blocks, the least disturbed by other
+processes.
 
 A table is keyed by spec sha256 + machine + runtime + batch + threads and cached under
 ``$SLIMSPEC_CACHE`` (default ``~/.cache/slimspec``)``/latency/``.
@@ -32,7 +34,7 @@ from .measure import measure_model
 from .runtimes import get_runtime
 from .timing import time_call, torch_threads
 
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2
 FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -115,9 +117,9 @@ def _time_layer(sig: dict[str, Any], cin: int, cout: int, runtime: str, batch: i
         x = torch.randn(batch, *_layer_input(sig, cin))
         session = layer_session(module, sig, x, threads)
         feed = {"input": x.numpy()}
-        return time_call(lambda: session.run(None, feed), min_run_time=min_run_time, threads=threads).median_ms
+        return time_call(lambda: session.run(None, feed), min_run_time=min_run_time, threads=threads).min_ms
     return measure_model(module, _layer_input(sig, cin), batch_size=batch, runtime=runtime, threads=threads,
-                         min_run_time=min_run_time).median_ms
+                         min_run_time=min_run_time).min_ms
 
 
 def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", batch: int = 1,
@@ -140,7 +142,7 @@ def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", 
                   for ci in cins]
             entries[key] = {"sig": layer["sig"], "cin": cins, "cout": couts, "ms": ms}
         total = measure_model(model, ir.input_shape, batch_size=batch, runtime=runtime, threads=threads,
-                              min_run_time=max(min_run_time, 0.2)).median_ms
+                              min_run_time=max(min_run_time, 0.2)).min_ms
     table = {"format": TABLE_FORMAT, "spec": ir.name, "architecture_sha256": arch_sha, "runtime": runtime, "batch": batch,
              "machine": machine_info(threads), "fractions": list(fractions), "total_ms": total,
              "layers": {name: {"entry": _entry_key(layer["sig"], _grid(layer["cin"], layer["cin_fixed"], fractions),
@@ -148,7 +150,7 @@ def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", 
                                "cin": layer["cin"], "cout": layer["cout"]} for name, layer in layers.items()},
              "entries": entries}
     full = sum(layer_ms(table, name, layer["cin"], layer["cout"]) for name, layer in layers.items())
-    table["overhead_ms"] = max(0.0, total - full)
+    table["scale"] = total / full if full > 0 else 1.0
     return table
 
 
@@ -185,10 +187,8 @@ def layer_ms(table: dict[str, Any], name: str, cin: int, cout: int) -> float:
 
 def estimate(table: dict[str, Any], ir: IR) -> float:
     """Estimated latency (ms) of ``ir`` (the table's spec, or a pruned version of it)."""
-    total = table["overhead_ms"]
-    for name, layer in layer_signatures(ir).items():
-        total += layer_ms(table, name, layer["cin"], layer["cout"])
-    return total
+    layers = sum(layer_ms(table, name, layer["cin"], layer["cout"]) for name, layer in layer_signatures(ir).items())
+    return table["scale"] * layers
 
 
 # ---------------------------------------------------------------- files
