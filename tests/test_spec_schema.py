@@ -410,7 +410,7 @@ def test_sequential_issues() -> None:
         "layers[6].dropout: expected a number in [0, 1), got 1.5",
         "layers[8].bn: unknown key 'x'",
         "layers[9].maxpool: missing required key 'kernel'",
-        "layers[10].conv: expected a width or a mapping {out, kernel, stride, padding, bias}, got 0",
+        "layers[10].conv: expected a width or a mapping {out, kernel, stride, padding, groups, bias}, got 0",
         "layers[11]: expected 'relu', 'flatten', 'bn' or a one-key mapping such as {conv: 16}, got 12",
     ]
 

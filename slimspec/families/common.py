@@ -52,3 +52,38 @@ def write_channel_slots(data: dict, ir, sizes: Mapping[str, int]) -> dict:
         if slot.kind == "channel":
             set_path(new, path, sizes.get(path, slot.size))
     return new
+
+
+def stage_schema(block_entry: dict, list_title: str, title: str) -> dict:
+    """JSON Schema of a residual stage ``{width, blocks, stride}``: ``blocks`` is a count or a
+    list of ``block_entry`` (the per-block widths the pruner writes)."""
+    return {
+        "type": "object",
+        "title": "a stage mapping {width, blocks, stride}",
+        "additionalProperties": False,
+        "required": ["width", "blocks"],
+        "properties": {
+            "width": {"$ref": "#/$defs/posint", "description": "Residual stream width of the stage."},
+            "blocks": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "title": "a positive block count"},
+                    {"type": "array", "minItems": 1, "items": block_entry, "title": list_title},
+                ],
+                "title": title,
+            },
+            "stride": {"type": "integer", "enum": [1, 2], "default": 1, "title": "1 or 2"},
+        },
+    }
+
+
+def pool_schema() -> dict:
+    """JSON Schema of a pooling layer entry: a kernel size or ``{kernel, stride}``."""
+    return {
+        "anyOf": [
+            {"type": "integer", "minimum": 1, "title": "a positive kernel size"},
+            {"type": "object", "additionalProperties": False, "required": ["kernel"],
+             "title": "a mapping {kernel, stride}",
+             "properties": {"kernel": {"$ref": "#/$defs/posint"}, "stride": {"$ref": "#/$defs/posint"}}},
+        ],
+        "title": "a kernel size or a mapping {kernel, stride}",
+    }

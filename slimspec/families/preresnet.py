@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from ..ir import IR, IRBuilder
 from .base import Family, copy_data, register_family
-from .common import selection_layer, selection_text
+from .common import selection_layer, selection_text, stage_schema
 from .resnet import block_renames, kept_blocks
 
 
@@ -38,56 +38,9 @@ SCHEMA: dict = {
 
 # Named definitions SCHEMA refers to as ``#/$defs/NAME``.
 SCHEMA_DEFS: dict = {
-    "preresnetStage": {
-        "type": "object",
-        "title": "a stage mapping {width, blocks, stride}",
-        "additionalProperties": False,
-        "required": ["width", "blocks"],
-        "properties": {
-            "width": {
-                "$ref": "#/$defs/posint",
-                "description": "Residual stream width of the stage."
-            },
-            "blocks": {
-                "anyOf": [
-                    {
-                        "type": "integer",
-                        "minimum": 1,
-                        "title": "a positive block count"
-                    },
-                    {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "anyOf": [
-                                {"$ref": "#/$defs/posint"},
-                                {"$ref": "#/$defs/pair"},
-                                {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "required": ["inner"],
-                                    "title": "a mapping {select: \"0-5,9\", inner: [c1, c2]}",
-                                    "properties": {
-                                        "select": {"$ref": "#/$defs/channelSet"},
-                                        "inner": {"$ref": "#/$defs/pair"}
-                                    }
-                                }
-                            ],
-                            "title": "a positive integer, a pair [c1, c2] or a mapping {select: \"0-5,9\", inner: [c1, c2]}"
-                        },
-                        "title": "a non-empty list of per-block entries"
-                    }
-                ],
-                "title": "a block count or a list of per-block entries"
-            },
-            "stride": {
-                "type": "integer",
-                "enum": [1, 2],
-                "default": 1,
-                "title": "1 or 2"
-            }
-        }
-    }
+    "preresnetStage": stage_schema(
+        {"anyOf": [{"$ref": "#/$defs/posint"}, {"$ref": "#/$defs/pair"}, {"type": "object", "additionalProperties": False, "required": ["inner"], "title": "a mapping {select: \"0-5,9\", inner: [c1, c2]}", "properties": {"select": {"$ref": "#/$defs/channelSet"}, "inner": {"$ref": "#/$defs/pair"}}}], "title": "a positive integer, a pair [c1, c2] or a mapping {select: \"0-5,9\", inner: [c1, c2]}"},
+        "a non-empty list of per-block entries", "a block count or a list of per-block entries"),
 }
 
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 from ..ir import IR, Axis, IRBuilder
 from .base import Family, copy_data, register_family
+from .common import stage_schema
 
 
 # JSON Schema of the keys of ``arch: resnet`` (assembled into the spec schema by families/schema.py).
@@ -105,126 +106,17 @@ SCHEMA: dict = {
     }
 }
 
-# Named definitions SCHEMA refers to as ``#/$defs/NAME``.
+# Named definitions SCHEMA refers to as ``#/$defs/NAME``: one stage shape, three kinds of block list.
 SCHEMA_DEFS: dict = {
-    "resnetStageBasic": {
-        "type": "object",
-        "title": "a stage mapping {width, blocks, stride}",
-        "additionalProperties": False,
-        "required": ["width", "blocks"],
-        "properties": {
-            "width": {
-                "$ref": "#/$defs/posint",
-                "description": "Residual stream width of the stage."
-            },
-            "blocks": {
-                "anyOf": [
-                    {
-                        "type": "integer",
-                        "minimum": 1,
-                        "title": "a positive block count"
-                    },
-                    {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "title": "a positive integer (a basic block's conv1 width)"
-                        },
-                        "title": "a non-empty list of basic block widths"
-                    }
-                ],
-                "title": "a block count or a list of basic block widths"
-            },
-            "stride": {
-                "type": "integer",
-                "enum": [1, 2],
-                "default": 1,
-                "title": "1 or 2"
-            }
-        }
-    },
-    "resnetStageBottleneck": {
-        "type": "object",
-        "title": "a stage mapping {width, blocks, stride}",
-        "additionalProperties": False,
-        "required": ["width", "blocks"],
-        "properties": {
-            "width": {
-                "$ref": "#/$defs/posint",
-                "description": "Residual stream width of the stage."
-            },
-            "blocks": {
-                "anyOf": [
-                    {
-                        "type": "integer",
-                        "minimum": 1,
-                        "title": "a positive block count"
-                    },
-                    {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "array",
-                            "items": {"$ref": "#/$defs/posint"},
-                            "minItems": 2,
-                            "maxItems": 2,
-                            "title": "a pair [c1, c2] of positive integers (a bottleneck block's inner widths)"
-                        },
-                        "title": "a non-empty list of [c1, c2] pairs"
-                    }
-                ],
-                "title": "a block count or a list of [c1, c2] pairs"
-            },
-            "stride": {
-                "type": "integer",
-                "enum": [1, 2],
-                "default": 1,
-                "title": "1 or 2"
-            }
-        }
-    },
-    "resnetStageAny": {
-        "type": "object",
-        "title": "a stage mapping {width, blocks, stride}",
-        "additionalProperties": False,
-        "required": ["width", "blocks"],
-        "properties": {
-            "width": {
-                "$ref": "#/$defs/posint",
-                "description": "Residual stream width of the stage."
-            },
-            "blocks": {
-                "anyOf": [
-                    {
-                        "type": "integer",
-                        "minimum": 1,
-                        "title": "a positive block count"
-                    },
-                    {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "anyOf": [
-                                {"$ref": "#/$defs/posint"},
-                                {"$ref": "#/$defs/pair"}
-                            ],
-                            "title": "a positive integer or a pair [c1, c2] of positive integers"
-                        },
-                        "title": "a non-empty list of per-block widths"
-                    }
-                ],
-                "title": "a block count or a list of per-block widths"
-            },
-            "stride": {
-                "type": "integer",
-                "enum": [1, 2],
-                "default": 1,
-                "title": "1 or 2"
-            }
-        }
-    }
+    "resnetStageBasic": stage_schema(
+        {"type": "integer", "minimum": 1, "title": "a positive integer (a basic block's conv1 width)"},
+        "a non-empty list of basic block widths", "a block count or a list of basic block widths"),
+    "resnetStageBottleneck": stage_schema(
+        {"type": "array", "items": {"$ref": "#/$defs/posint"}, "minItems": 2, "maxItems": 2, "title": "a pair [c1, c2] of positive integers (a bottleneck block's inner widths)"},
+        "a non-empty list of [c1, c2] pairs", "a block count or a list of [c1, c2] pairs"),
+    "resnetStageAny": stage_schema(
+        {"anyOf": [{"$ref": "#/$defs/posint"}, {"$ref": "#/$defs/pair"}], "title": "a positive integer or a pair [c1, c2] of positive integers"},
+        "a non-empty list of per-block widths", "a block count or a list of per-block widths"),
 }
 
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from ..ir import IR, IRBuilder
 from .base import Family, register_family
-from .common import write_channel_slots
+from .common import pool_schema, write_channel_slots
 
 
 # JSON Schema of the keys of ``arch: sequential`` (assembled into the spec schema by families/schema.py).
@@ -113,46 +113,8 @@ SCHEMA_DEFS: dict = {
                         ],
                         "title": "a width or a mapping {out, bias}"
                     },
-                    "maxpool": {
-                        "anyOf": [
-                            {
-                                "type": "integer",
-                                "minimum": 1,
-                                "title": "a positive kernel size"
-                            },
-                            {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["kernel"],
-                                "title": "a mapping {kernel, stride}",
-                                "properties": {
-                                    "kernel": {"$ref": "#/$defs/posint"},
-                                    "stride": {"$ref": "#/$defs/posint"}
-                                }
-                            }
-                        ],
-                        "title": "a kernel size or a mapping {kernel, stride}"
-                    },
-                    "avgpool": {
-                        "anyOf": [
-                            {
-                                "type": "integer",
-                                "minimum": 1,
-                                "title": "a positive kernel size"
-                            },
-                            {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["kernel"],
-                                "title": "a mapping {kernel, stride}",
-                                "properties": {
-                                    "kernel": {"$ref": "#/$defs/posint"},
-                                    "stride": {"$ref": "#/$defs/posint"}
-                                }
-                            }
-                        ],
-                        "title": "a kernel size or a mapping {kernel, stride}"
-                    },
+                    "maxpool": pool_schema(),
+                    "avgpool": pool_schema(),
                     "dropout": {"$ref": "#/$defs/dropout"},
                     "bn": {
                         "type": "object",
