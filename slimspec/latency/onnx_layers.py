@@ -23,7 +23,7 @@ def layer_session(module: nn.Sequential, sig: dict[str, Any], x: torch.Tensor, t
     if sig["op"] == "conv":
         k, s, p = sig["kernel"], sig["stride"], sig["padding"]
         first = helper.make_node("Conv", ["input", "W", "B"], ["y"], kernel_shape=[k, k], strides=[s, s],
-                                 pads=[p, p, p, p])
+                                 pads=[p, p, p, p], group=layer.groups)
     else:
         first = helper.make_node("Gemm", ["input", "W", "B"], ["y"], transB=1)
     nodes = [first] + ([helper.make_node("Relu", ["y"], ["output"])] if sig["relu"] else [])

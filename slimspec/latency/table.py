@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from bisect import bisect_right
@@ -96,8 +97,10 @@ def _grid(full: int, fixed: bool, fractions: Sequence[float]) -> list[int]:
 
 def _layer_module(sig: dict[str, Any], cin: int, cout: int) -> nn.Module:
     if sig["op"] == "conv":
+        # grouped/depthwise convs: the largest group count that divides both sampled widths
+        groups = math.gcd(math.gcd(cin, cout), sig.get("groups", 1) or 1)
         layer: nn.Module = nn.Conv2d(cin, cout, sig["kernel"], stride=sig["stride"], padding=sig["padding"],
-                                     bias=True)
+                                     bias=True, groups=groups)
     else:
         layer = nn.Linear(cin, cout)
     return nn.Sequential(layer, nn.ReLU()) if sig["relu"] else nn.Sequential(layer)
