@@ -296,7 +296,7 @@ def test_prune_a_plain_module_in_one_call():
     result = slimspec.prune(randomize(Chain()), "l1", ratio=0.3)  # input shape guessed: 3x32x32 fails, ...
     assert result.parent.data["input"] == [3, 16, 16]  # ... Linear(16*6*6) fits 16x16
     assert result.params[1] < result.params[0]
-    given = slimspec.prune(randomize(Chain()), "l1", ratio=0.3, spec=(3, 16, 16))
+    given = slimspec.prune(randomize(Chain()), "l1", ratio=0.3, input_shape=(3, 16, 16))
     assert given.spec.data["layers"] == result.spec.data["layers"]
 
 

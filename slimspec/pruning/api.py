@@ -7,14 +7,16 @@ the weights by name and kept index -> load them into a model built from the new 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..model import build, load_model
+from ..document import load_spec
+from ..model import build_from_state, load_model
+from ..nn.trace import from_module
 from ..nn import SpecNet
 from ..document import Spec, spec_from_text
 from ..families import get_family
@@ -22,7 +24,7 @@ from ..ir import IR, count_macs, count_params
 from ..spec.yamlio import update_spec_text
 from ..utils.fileio import OutputTransaction, sha256_file
 from ..utils.progress import progress
-from ..weights import load_state_into, save_weights
+from ..weights import save_weights
 from .criteria import PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
 from .policy import Decision, PolicyConfig, decide, fraction_search, keep_count, pattern_check
@@ -123,18 +125,17 @@ def _policy(options: PruneOptions, criterion, threshold: float | None, ratio: fl
                         prune_blocks=criterion.prunes_blocks)
 
 
-def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str | os.PathLike | None):
-    if isinstance(weights, torch.nn.Module):
-        model = weights
-        parent = model.spec if spec is None and isinstance(model, SpecNet) else spec
-        if parent is None or (not isinstance(model, SpecNet) and isinstance(parent, (tuple, list))):
-            from ..nn.trace import from_module  # your own nn.Module: traced into a spec first
-
-            parent, model = from_module(model, parent or None)
-            return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, None
-        from ..document import load_spec
-
-        return model, load_spec(parent), {k: v.detach().cpu() for k, v in model.state_dict().items()}, None
+def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str | os.PathLike | None,
+                 input_shape: Sequence[int] | None):
+    """``(model, spec, cpu state, weights sha256)`` from a weights file, a slimspec model or any module."""
+    if isinstance(weights, torch.nn.Module) and not isinstance(weights, SpecNet) and isinstance(spec, (tuple, list)):
+        input_shape, spec = spec, None  # the older spelling: prune(module, spec=(C, H, W))
+    if isinstance(weights, SpecNet) or (isinstance(weights, torch.nn.Module) and spec is not None):
+        model, parent = weights, load_spec(spec if spec is not None else weights.spec)  # type: ignore[union-attr]
+        return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, None
+    if isinstance(weights, torch.nn.Module):  # your own nn.Module: traced into a spec first
+        parent, model = from_module(weights, input_shape)
+        return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, None
     model, parent = load_model(weights, spec)
     return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, sha256_file(weights)
 
@@ -188,16 +189,18 @@ def _choose(parent: Spec, scores, options: PruneOptions, criterion,
 
 def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = None, *,
           spec: Spec | str | os.PathLike | None = None, plan: str | os.PathLike | Mapping | None = None,
-          **overrides: Any) -> PruneResult:
+          input_shape: Sequence[int] | None = None, **overrides: Any) -> PruneResult:
     """Prune trained weights with ``method`` and a ratio / target / threshold (or a plan file).
 
-    Keyword options are those of :class:`PruneOptions` (ratio, target, threshold, scope,
-    min_channels, round_to, exclude, overrides, prune_stream, calibration, seed, fold_bias,
-    binary_gates); explicit keywords override the plan's values.
+    ``weights`` is a weights file, a model built by slimspec, or any ``nn.Module`` (traced into
+    a spec first, see :func:`slimspec.from_module`; ``input_shape`` = ``(C, H, W)``, guessed
+    when not given). Keyword options are those of :class:`PruneOptions` (ratio, target,
+    threshold, percent, scope, min_channels, round_to, exclude, overrides, prune_stream,
+    calibration, seed, fold_bias, binary_gates); explicit keywords override the plan's values.
     """
     options = PruneOptions.resolve(plan, method=method, **overrides)
     criterion = get_criterion(options.method)
-    model, parent, state, weights_sha = _load_source(weights, spec)
+    model, parent, state, weights_sha = _load_source(weights, spec, input_shape)
     _check_finite(state)
     ir = parent.ir
     pattern_check(ir, options.exclude, "exclude")
@@ -227,11 +230,13 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
         state = fold_gates(ir, state, binary=binary)
     renames = get_family(parent.arch).renames(parent.data, ir, _sizes(decision))
 
+    mode = "masked" if source_mode == "masked" else "plain"
+    with torch.device("meta"):  # the pruned network's tensor names, without allocating it
+        target_keys = set(SpecNet(new_spec, mode).state_dict())
+
     def transplanted(source_state: dict[str, torch.Tensor]) -> torch.nn.Module:
-        new_model = build(new_spec, "masked" if source_mode == "masked" else "plain")
-        new_state = transplant(ir, source_state, decision.kept, set(new_model.state_dict()), renames)
-        load_state_into(new_model, new_state, "transplant")
-        return new_model.train(model.training)
+        new_state = transplant(ir, source_state, decision.kept, target_keys, renames)
+        return build_from_state(new_spec, new_state, mode, source="transplant").train(model.training)
 
     variants: dict[str, torch.nn.Module] = {}
     if options.fold_bias:
