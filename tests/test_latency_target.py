@@ -83,6 +83,9 @@ def test_prune_target_latency_meets_the_estimate_and_records_the_table(fake_timi
     table = json.loads(table_path.read_text())
     ratio = estimate(table, result.spec.ir) / estimate(table, spec.ir)
     assert 0.45 < ratio <= 0.5  # the smallest pruning ratio that reaches the target
+    recorded = result.spec.data["pruned"]["measured"]["latency"]  # provenance: what the target was measured with
+    assert recorded["runtime"] == table["runtime"] and recorded["machine"] == table["machine"]
+    assert recorded["table_sha256"] == table_mod.table_sha(table)
     cli_result = invoke("prune", weights, "-m", "slimming", "--target", "latency=0.5", "--latency-table",
                         table_path, "--dry-run", "--json")
     assert cli_result.exit_code == 0
