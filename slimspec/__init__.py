@@ -23,7 +23,7 @@ _LAZY = {
     "train": "training.api", "finetune": "training.api", "evaluate": "training.api",
     "sensitivity": "workflows.sensitivity", "import_torchvision": "interop.torchvision_models",
     "from_module": "interop.fx_import",
-    "export": "interop.export", "bench": "workflows.bench",
+    "export": "workflows.export", "bench": "workflows.bench",
 }
 
 __all__ = ["Spec", "SpecError", "SpecIssue", "load_spec", "dump_spec", "stock_specs", *_LAZY]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import slimspec
 from slimspec.cli.main import cli
 from slimspec.errors import ExportError, MissingExtraError
-from slimspec.interop.export import export
+from slimspec.workflows.export import export
 from slimspec.workflows.deploy import deployable
 
 from .conftest import randomize

@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "model": 6,
     "latency": 7, "interop": 7,  # importers build specs + weights; below pruning so prune(module) can use them
     "pruning": 8, "training": 8,
-    "workflows": 9, "report": 9, "interop.export": 9,
+    "workflows": 9, "report": 9,
     "cli": 10,
     "__init__": 11, "__main__": 11,
 }
@@ -59,7 +59,7 @@ def _files() -> list[Path]:
 
 
 def _layer(module: str) -> int | None:
-    """The layer of the longest listed prefix (``interop.export`` before ``interop``)."""
+    """The layer of the longest listed prefix (a sub-package may sit in another layer than its parent)."""
     parts = module.split(".")[1:] or ["__init__"]
     for end in range(len(parts), 0, -1):
         if ".".join(parts[:end]) in LAYERS:

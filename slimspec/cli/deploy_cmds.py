@@ -10,7 +10,7 @@ from .errors import report_errors
 
 
 def _format_names() -> list[str]:
-    from ..interop.export import export_formats
+    from ..workflows.export import export_formats
 
     return export_formats()
 
@@ -55,7 +55,7 @@ def export(weights: str, fmt: str | None, out: str, no_fold_bn: bool, as_json: b
     BN is folded, gates and masks applied; the written file is loaded back in its own runtime,
     run once, and the largest difference to the PyTorch model is printed.
     """
-    from ..interop.export import export as run_export
+    from ..workflows.export import export as run_export
 
     result = run_export(weights, out, fmt, force=force, fold_bn=not no_fold_bn)
     if as_json:

@@ -1,1 +1,1 @@
-"""Bring models in and out: torchvision models and your own nn.Module (torch.fx) as specs; export."""
+"""Bring models in: torchvision models and your own nn.Module (torch.fx) as specs + weights."""

@@ -23,7 +23,7 @@ from ..latency.runtimes import onnx_export, ort_session, require
 from ..nn import SpecNet
 from ..utils.fileio import OutputTransaction
 from ..utils.registry import Registry
-from ..workflows.deploy import load_deployable
+from .deploy import load_deployable
 
 
 @dataclass(frozen=True)
