@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -27,6 +27,17 @@ def os_error_line(exc: OSError) -> str:
     return f"error: {where}: {reason}" if where else f"error: {reason}"
 
 
+INPUT_ERRORS = (SlimspecError, OSError)
+
+
+def exit_with(exc: SlimspecError | OSError, status: int = 1) -> NoReturn:
+    """Print an input error as its located one-liners on stderr and exit with ``status``."""
+    lines = exc.lines() if isinstance(exc, SlimspecError) else [os_error_line(exc)]
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(status)
+
+
 def report_errors(func: F) -> F:
     """Print located errors one per line to stderr and exit 1; bugs keep their traceback."""
 
@@ -34,13 +45,8 @@ def report_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except SlimspecError as exc:
-            for line in exc.lines():
-                click.echo(line, err=True)
-            sys.exit(1)
-        except OSError as exc:
-            click.echo(os_error_line(exc), err=True)
-            sys.exit(1)
+        except INPUT_ERRORS as exc:
+            exit_with(exc)
         except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
             raise
         except Exception:

@@ -12,7 +12,7 @@ import click
 from ..document import load_spec
 from ..errors import SlimspecError, SpecError
 from .choices import MODES
-from .errors import BUG_HINT, os_error_line, report_errors
+from .errors import BUG_HINT, INPUT_ERRORS, exit_with, os_error_line, report_errors
 
 
 @click.command()
@@ -130,13 +130,8 @@ def diff(a: str, b: str, as_json: bool) -> None:
 
     try:
         specs = [load_spec(a), load_spec(b)]
-    except SlimspecError as exc:
-        for line in exc.lines():
-            click.echo(line, err=True)
-        sys.exit(2)
-    except OSError as exc:
-        click.echo(os_error_line(exc), err=True)
-        sys.exit(2)
+    except INPUT_ERRORS as exc:
+        exit_with(exc, 2)
     result = spec_diff(*specs)
     click.echo(json.dumps(result, indent=2) if as_json else format_diff(result))
     sys.exit(0 if result["equal"] else 1)
