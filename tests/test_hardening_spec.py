@@ -83,8 +83,13 @@ def test_deep_nesting_is_a_located_error_not_a_recursion_error(levels: int) -> N
     text = "cfg: " + "[" * levels + "]" * levels + "\n"  # the top mapping is a level too
     with pytest.raises(SpecError) as err:
         parse_yaml(text, "deep.yaml")
-    assert one_error(err.value) == (f"deep.yaml: line 1, column {5 + limits.MAX_DEPTH}: more than "
-                                    f"{limits.MAX_DEPTH} nested levels (limit MAX_DEPTH)")
+    line = one_error(err.value)
+    # the column is where the limit tripped: ours (5 + MAX_DEPTH), or libyaml's own 1000-level
+    # guard, which newer PyYAML builds (6.0.4) check while scanning, before our composer sees the event
+    assert line.startswith("deep.yaml: line 1, column ")
+    assert line.endswith(f": more than {limits.MAX_DEPTH} nested levels (limit MAX_DEPTH)")
+    if levels < 1000:
+        assert line.startswith(f"deep.yaml: line 1, column {5 + limits.MAX_DEPTH}:")
 
 
 def test_depth_is_counted_through_aliases() -> None:

@@ -167,6 +167,8 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct
 def _yaml_issue(exc: yaml.YAMLError) -> SpecIssue:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if problem.startswith("exceeded maximum nesting depth"):  # libyaml's own guard (PyYAML >= 6.0.4) can fire first
+        problem, exc.context = f"more than {limits.MAX_DEPTH} nested levels (limit MAX_DEPTH)", None  # type: ignore[attr-defined]
     context = getattr(exc, "context", None)
     context_mark = getattr(exc, "context_mark", None)
     if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
