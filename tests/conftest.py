@@ -7,11 +7,25 @@ import pytest
 import torch
 
 import slimspec
+from click.testing import CliRunner, Result
+
+from slimspec.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 DIGITS_SPECS = sorted(p.stem for p in SPECS.glob("digits_*.yaml"))
 ALL_SPECS = sorted(p.stem for p in SPECS.glob("*.yaml"))
+
+
+def cli_run(*args: object, catch_exceptions: bool = False) -> Result:
+    """Run ``slimspec ARGS...`` in-process (paths and numbers become strings)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=catch_exceptions)
+
+
+@pytest.fixture
+def run():
+    """``run(*args)``: the CLI, as :func:`cli_run`."""
+    return cli_run
 
 
 @torch.no_grad()

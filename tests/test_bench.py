@@ -4,18 +4,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 import slimspec
-from slimspec.cli.main import cli
 from slimspec.ir import count_macs
 from slimspec.latency import Timing, time_call
 from slimspec.training import latency as training_latency
 from slimspec.workflows.bench import bench
 
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from .conftest import cli_run as invoke
 
 
 def test_time_call_warms_up_then_measures_blocks():

@@ -6,22 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 import slimspec
-from slimspec.cli.main import cli
 
 from .conftest import SPECS, randomize
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 def test_info_json_reference_figures(run):

@@ -8,19 +8,13 @@ import textwrap
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
 
 import slimspec
-from slimspec.cli.main import cli
 from slimspec.errors import ExportError, MissingExtraError
 from slimspec.workflows.export import export
 from slimspec.workflows.deploy import deployable
 
-from .conftest import randomize
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from .conftest import cli_run as invoke, randomize
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ import tracemalloc
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import save_file
 
 import slimspec
-from slimspec.cli.main import cli
 from slimspec.document import dump_spec, load_spec
 from slimspec.pruning.options import PruneOptions, load_plan
 from slimspec.spec import SpecError, parse_yaml, update_spec_text
@@ -24,16 +22,6 @@ DIGITS = (SPECS / "digits_vgg.yaml").read_text(encoding="utf-8")
 BOMB = "a0: &a0 [1,1,1,1,1,1,1,1,1]\n" + "".join(
     f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
 LONG_NAME = "x" * 300 + ".yaml"
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 def write(tmp_path, name: str, text: str | bytes):

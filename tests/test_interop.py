@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import slimspec
 from slimspec.cli.main import cli
-from slimspec.interop.torchvision_models import ImportModelError, import_torchvision
+from slimspec.interop.torchvision_models import import_torchvision
 from slimspec.ir import count_params
 from slimspec.weights import load_state_into
 

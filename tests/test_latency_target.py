@@ -4,18 +4,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
 import slimspec
-from slimspec.cli.main import cli
 from slimspec.errors import PruneError
 from slimspec.latency import Timing
 from slimspec.latency import table as table_mod
 from slimspec.latency.table import architecture_sha, estimate, interpolate, layer_signatures, save_table
 
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from .conftest import cli_run as invoke
 
 
 def synthetic_ms(sig: dict, cin: int, cout: int) -> float:

@@ -9,19 +9,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import slimspec
-from slimspec.cli.main import cli
 from slimspec.errors import OutputConflictError, OutputExistsError
 from slimspec.utils.fileio import OutputTransaction, sha256_file
 from slimspec.weights import embedded_spec_text, read_weights
 
-from .conftest import SPECS, randomize
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+from .conftest import SPECS, cli_run as invoke, randomize
 
 
 def listing(folder: Path) -> dict[str, bytes]:

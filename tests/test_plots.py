@@ -12,9 +12,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from slimspec.cli.main import cli
 from slimspec.document import load_spec
 from slimspec.errors import MissingExtraError, SlimspecError
 from slimspec.ir import count_macs
@@ -24,6 +22,8 @@ from slimspec.report import plots
 from slimspec.workflows.demo import run_demo
 from slimspec.workflows.sensitivity import sensitivity
 
+from .conftest import cli_run
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -32,7 +32,7 @@ def is_svg(path) -> bool:
 
 
 def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+    return cli_run(*args, catch_exceptions=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,11 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from slimspec.cli.main import cli
 
-from .conftest import SPECS
+from .conftest import SPECS, cli_run as run
 
 pytest.importorskip("tensorboard")
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_tensorboard_scalars_equal_metrics_and_histograms_are_written(tmp_path):

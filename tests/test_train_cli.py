@@ -10,20 +10,13 @@ import time
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from slimspec.cli.main import cli
 from slimspec.document import load_spec
 from slimspec.training import load_state
 from slimspec.training.api import scratch_epochs
 from slimspec.weights import read_weights
 
-from .conftest import SPECS
-
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result
+from .conftest import SPECS, cli_run as run
 
 
 def test_pipeline_by_hand(tmp_path):

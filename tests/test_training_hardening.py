@@ -7,24 +7,18 @@ import math
 
 import pytest
 import torch
-from click.testing import CliRunner
 from torch import nn
 
 import slimspec
-from slimspec.cli.main import cli
 from slimspec.data import get_dataset
 from slimspec.training import TrainConfig, load_state, lr_at, make_scheduler, train
 from slimspec.training.loop import write_metrics
 from slimspec.utils.fileio import claim_run_dir
 from slimspec.weights import read_weights
 
-from .conftest import SPECS
+from .conftest import SPECS, cli_run as run
 
 MLP = SPECS / "digits_mlp.yaml"
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def one_line_error(result, *words: str) -> str:
