@@ -51,19 +51,10 @@ def stock_specs() -> dict[str, Path]:
     return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
 
 
-def _entry_issues(data: object) -> list[SpecIssue]:
-    """Problems the schema check cannot take: ``arch`` must be a name before anything looks it up."""
-    if isinstance(data, dict) and "arch" in data and not isinstance(data["arch"], str):
-        got = type(data["arch"]).__name__
-        kind = {"list": "a list", "dict": "a mapping", "NoneType": "null", "bool": "a boolean"}.get(got, f"a {got}")
-        return [SpecIssue.at(("arch",), f"expected a family name, got {kind}")]
-    return []
-
-
 def spec_from_text(text: str, source: str | None = None) -> Spec:
     """Parse (within :mod:`slimspec.spec.limits`), validate and resolve spec text."""
     data = parse_yaml(text, source or "<spec>")
-    issues = _entry_issues(data) or schema_issues(data)
+    issues = schema_issues(data)
     if issues:
         raise SpecError(issues, source)
     ir = get_family(data["arch"]).to_ir(data, source)

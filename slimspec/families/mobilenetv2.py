@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from ..ir import IR, Axis, IRBuilder
 from .base import Family, copy_data, register_family
+from .schema import normalize
 
 SCHEMA: dict = {
     "description": "MobileNetV2 (inverted residuals, torchvision's layout): a table of stages {t, c, n, s}.",
@@ -87,11 +88,6 @@ class BlockPlan:
     residual: bool
     expands: bool
     slot: str  # the slot of the block's output (its stage's ``c``, or the one its residual add continues)
-
-
-def with_defaults(data: dict) -> dict:
-    """``data`` with the top-level defaults of the schema filled in."""
-    return {**{k: v["default"] for k, v in SCHEMA["properties"].items() if "default" in v}, **data}
 
 
 def scaled_widths(data: dict) -> tuple[int, list[int], int]:
@@ -194,7 +190,7 @@ class MobileNetV2(Family):
         return y
 
     def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping) -> dict:
-        new, full = copy_data(data), with_defaults(data)
+        new, full = copy_data(data), normalize(self, data)
         old = plan_blocks(full)
         size = lambda path: sizes.get(path, ir.slots[path].size)  # noqa: E731
         stages = full["stages"]
@@ -210,7 +206,7 @@ class MobileNetV2(Family):
             if stage["t"] != 1:
                 new["stages"][s]["expand"] = [size(f"stages[{s}].expand[{i}]") for i in range(stage["n"])]
         # residual adds stay where the parent had them, whatever the pruned widths would imply
-        fresh = plan_blocks(with_defaults(new))
+        fresh = plan_blocks(normalize(self, new))
         for before, after in zip(old, fresh):
             if before.index == 0 and before.residual != after.residual:
                 new["stages"][before.stage]["residual"] = before.residual

@@ -15,8 +15,8 @@ from functools import lru_cache
 from typing import Any
 
 from ..spec.errors import SpecError, SpecIssue
-from ..spec.validate import (TOP_KEYS_CHECKED_ELSEWHERE, base_schema, kind_of, make_validator, unknown_key,
-                             validator_issues)
+from ..spec.validate import (TOP_KEYS_CHECKED_ELSEWHERE, base_schema, kind_of, make_validator, resolve,
+                             unknown_key, validator_issues)
 from .base import Family, families
 
 
@@ -72,16 +72,14 @@ def schema_issues(data: object) -> list[SpecIssue]:
     if not isinstance(data, dict):
         got = "an empty document" if data is None else kind_of(data)
         return [SpecIssue.at((), f"a spec must be a YAML mapping, got {got}")]
+    if "arch" in data and not isinstance(data["arch"], str):  # a name, before anything looks it up
+        got = {"list": "a list", "mapping": "a mapping", "null": "null", "boolean": "a boolean"}.get(
+            kind_of(data["arch"]), f"a {type(data['arch']).__name__}")
+        return [SpecIssue.at(("arch",), f"expected a family name, got {got}")]
     root, validator = _assembled(tuple(sorted(families())))
     issues = validator_issues(validator, data)
     issues.extend(_unknown_top_keys(root, {str(key): value for key, value in data.items()}))
     return SpecError(issues).issues
-
-
-def _resolve(node: dict, root: dict) -> dict:
-    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/$defs/"):
-        node = root["$defs"].get(node["$ref"][len("#/$defs/"):], {})
-    return node if isinstance(node, dict) else {}
 
 
 _MISSING = object()
@@ -89,17 +87,17 @@ _MISSING = object()
 
 def _fill(value: Any, node: dict, root: dict) -> Any:
     """``value`` with the defaults of ``node`` (and of the sub-schemas its items match) filled in."""
-    node = _resolve(node, root)
+    node = resolve(node, root)
     if isinstance(value, dict):
         props = node.get("properties", {})
         out = {key: _fill(item, props.get(key, {}), root) for key, item in value.items()}
         for key, sub in props.items():
             if key not in out:
-                default = sub.get("default", _resolve(sub, root).get("default", _MISSING))
+                default = sub.get("default", resolve(sub, root).get("default", _MISSING))
                 if default is not _MISSING:
                     out[key] = copy.deepcopy(default)
         for branch in node.get("anyOf", []):
-            if _resolve(branch, root).get("type") == "object":
+            if resolve(branch, root).get("type") == "object":
                 return _fill(out, branch, root)
         return out
     if isinstance(value, list) and isinstance(node.get("items"), dict):

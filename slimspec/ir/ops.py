@@ -154,10 +154,6 @@ _OPS: tuple[OpInfo, ...] = (
 OPS: Mapping[str, OpInfo] = MappingProxyType({op.name: op for op in _OPS})
 
 
-def op_info(op: str) -> OpInfo:
-    return OPS[op]
-
-
 def slot_sources(ir: IR) -> dict[str, list[Source]]:
     """Map slot path -> every place its channels appear (BN, producing filters, gates, readers)."""
     found: dict[str, list[Source]] = {}

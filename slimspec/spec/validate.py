@@ -118,14 +118,14 @@ def _literal(value: object) -> str:
     return repr(value) if isinstance(value, str) else json.dumps(value)
 
 
-def _resolve(node: dict, root: dict) -> dict:
+def resolve(node: dict, root: dict) -> dict:
     """Follow a local ``$ref`` (``#/$defs/name``) within the schema ``root``."""
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/"):
         target: Any = root
         for part in ref[2:].split("/"):
             target = target.get(part, {}) if isinstance(target, dict) else {}
-        return _resolve(target, root) if isinstance(target, dict) else {}
+        return resolve(target, root) if isinstance(target, dict) else {}
     return node
 
 
@@ -142,7 +142,7 @@ def _phrase(node: dict, root: dict) -> str:
     if "title" in node:
         return str(node["title"])
     if "$ref" in node:
-        return _phrase(_resolve(node, root), root)
+        return _phrase(resolve(node, root), root)
     if "const" in node:
         return _literal(node["const"])
     if "enum" in node:
@@ -182,7 +182,7 @@ def _number_phrase(node: dict) -> str:
 
 def _choices(node: dict, root: dict) -> list[str]:
     """String constants a schema accepts (for 'did you mean')."""
-    node = _resolve(node, root)
+    node = resolve(node, root)
     found = [v for v in node.get("enum", []) if isinstance(v, str)]
     if isinstance(node.get("const"), str):
         found.append(node["const"])
