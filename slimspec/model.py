@@ -6,6 +6,7 @@ the network from the spec embedded in a weights file and loads it strictly.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -56,13 +57,14 @@ def build(spec: Spec | str | os.PathLike, mode: str = "plain", *, binary_gates: 
     """
     spec = load_spec(spec)
     check_size(spec, max_params)
-    if seed is None:  # like any torch module: draws from (and advances) the global RNG
+    # unseeded: like any torch module, draw from (and advance) the global RNG; seeded: a private
+    # RNG, so the same seed gives the same weights and the global RNG is untouched
+    rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+    with rng:
+        if seed is not None:
+            torch.manual_seed(seed)
         model = SpecNet(spec, mode, binary_gates=binary_gates)
         init_weights(model, spec.data.get("init"))
-    else:  # a private, seeded RNG: the same seed gives the same weights, the global RNG is untouched
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return build(spec, mode, binary_gates=binary_gates, max_params=max_params)
     return model
 
 

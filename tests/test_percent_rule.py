@@ -165,3 +165,9 @@ def test_stock_network_slimming_plan_uses_percent():
 
     plan = load_plan(Path(__file__).resolve().parents[1] / "examples" / "plans" / "vgg19_slimming_70.yaml")
     assert plan["percent"] == 0.7 and "ratio" not in plan
+
+
+@pytest.mark.parametrize("other", [{"ratio": 0.0}, {"threshold": 0.0}])
+def test_percent_with_a_zero_amount_is_refused_not_ignored(trained_weights, other):
+    with pytest.raises(PruneError, match="give either percent or"):
+        slimspec.prune(trained_weights("digits_vgg"), "slimming", percent=0.3, **other)

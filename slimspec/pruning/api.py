@@ -30,7 +30,7 @@ from .options import PruneOptions
 from .policy import Decision, PolicyConfig, decide, fraction_search, keep_count, pattern_check
 from .targets import TargetContext, get_target
 from .provenance import provenance_block
-from .report import SlotRow, degenerate_notes, prune_table, slot_rows
+from .report import SlotRow, degenerate_notes, listing, prune_table, slot_rows
 from .transplant import fold_gates, fold_removed_bias, transplant
 from .unstructured import prune_weights
 
@@ -118,8 +118,8 @@ def _new_ir(parent: Spec, decision: Decision) -> tuple[dict, IR]:
 
 
 def _policy(options: PruneOptions, criterion, threshold: float | None, ratio: float | None) -> PolicyConfig:
-    percent = options.percent if ratio is None and threshold is None else None
-    return PolicyConfig(ratio=ratio, threshold=threshold, percent=percent, scope=options.scope or criterion.default_scope,
+    return PolicyConfig(ratio=ratio, threshold=threshold, percent=options.percent,
+                        scope=options.scope or criterion.default_scope,
                         min_channels=options.min_channels, round_to=options.round_to, exclude=tuple(options.exclude),
                         overrides=tuple(options.overrides.items()), prune_stream=options.prune_stream,
                         prune_blocks=criterion.prunes_blocks)
@@ -130,22 +130,22 @@ def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str 
     """``(model, spec, cpu state, weights sha256)`` from a weights file, a slimspec model or any module."""
     if isinstance(weights, torch.nn.Module) and not isinstance(weights, SpecNet) and isinstance(spec, (tuple, list)):
         input_shape, spec = spec, None  # the older spelling: prune(module, spec=(C, H, W))
+    weights_sha = None
     if isinstance(weights, SpecNet) or (isinstance(weights, torch.nn.Module) and spec is not None):
         model, parent = weights, load_spec(spec if spec is not None else weights.spec)  # type: ignore[union-attr]
-        return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, None
-    if isinstance(weights, torch.nn.Module):  # your own nn.Module: traced into a spec first
+    elif isinstance(weights, torch.nn.Module):  # your own nn.Module: traced into a spec first
         parent, model = from_module(weights, input_shape)
-        return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, None
-    model, parent = load_model(weights, spec)
-    return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, sha256_file(weights)
+    else:
+        model, parent = load_model(weights, spec)
+        weights_sha = sha256_file(weights)
+    return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, weights_sha
 
 
 def _check_finite(state: Mapping[str, torch.Tensor]) -> None:
     """Refuse weights holding NaN or inf (a diverged run): every score computed from them would lie."""
     bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
     if bad:
-        listed = ", ".join(bad[:8]) + (f" ... and {len(bad) - 8} more" if len(bad) > 8 else "")
-        raise PruneError(f"the weights hold NaN or inf values in {listed} (a diverged run?); "
+        raise PruneError(f"the weights hold NaN or inf values in {listing(bad, 8)} (a diverged run?); "
                          "prune a good checkpoint instead")
 
 

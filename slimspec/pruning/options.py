@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from ..spec.errors import SpecError, SpecIssue
@@ -132,7 +131,7 @@ class PruneOptions:
             raise PruneError("give either a ratio or a target, not both")
         if options.percent is not None:
             for other in ("ratio", "target", "threshold"):
-                if getattr(options, other):
+                if getattr(options, other) is not None:  # ratio 0 or threshold 0 are amounts too
                     raise PruneError(f"give either percent or {other}, not both")
         return options
 
