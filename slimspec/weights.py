@@ -144,3 +144,22 @@ def load_state_into(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor],
     """Strictly load ``tensors`` into ``model`` after checking names and shapes."""
     check_state_matches(model, tensors, source)
     model.load_state_dict(dict(tensors), strict=True)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A plain state dict (a fine-tuned torchvision model's, your own module's).
+
+    ``.safetensors``, or a ``.pth`` read with ``torch.load(weights_only=True)`` (never unpickled);
+    a checkpoint's ``{"state_dict": ...}`` is unwrapped and DataParallel ``module.`` prefixes dropped.
+    """
+    try:
+        if os.fspath(path).endswith(".safetensors"):
+            return load_file(os.fspath(path))
+        loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
+        raise WeightsError(f"{path}: cannot read a state dict ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]  # a training checkpoint {"state_dict": ..., "epoch": ...}
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise WeightsError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
+    return {str(k).removeprefix("module."): v for k, v in loaded.items()}  # DataParallel prefixes

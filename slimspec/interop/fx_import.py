@@ -19,6 +19,7 @@ from torch import nn
 
 from ..document import Spec
 from ..errors import ModelImportError
+from ..weights import WeightsError, read_state_dict
 from ..nn.trace import from_module, guess_input_shape, import_module
 
 __all__ = ["from_module", "guess_input_shape", "import_module", "import_python", "load_factory"]
@@ -82,7 +83,8 @@ def import_python(reference: str, input_shape: Sequence[int], *, name: str | Non
                   state_dict: str | os.PathLike | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
     """``(spec, state_dict)`` for ``PACKAGE.MODULE:FACTORY`` (what ``slimspec import python:...`` writes).
 
-    ``state_dict``: a ``.pth`` of the module's trained weights, read with ``torch.load(weights_only=True)``.
+    ``state_dict``: the module's trained weights (:func:`slimspec.weights.read_state_dict`: ``.pth`` read
+    with ``torch.load(weights_only=True)``, or ``.safetensors``).
     """
     module = load_factory(reference)
     if state_dict is not None:
@@ -92,15 +94,7 @@ def import_python(reference: str, input_shape: Sequence[int], *, name: str | Non
 
 
 def _load_state_dict(module: nn.Module, path: str | os.PathLike) -> None:
-    from ..weights import WeightsError
-
     try:
-        loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
-        raise WeightsError(f"{path}: cannot read a state dict ({str(exc).splitlines()[0] if str(exc) else exc})") from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    try:
-        module.load_state_dict(loaded)
+        module.load_state_dict(read_state_dict(path))
     except (RuntimeError, TypeError, AttributeError) as exc:
         raise WeightsError(f"{path}: does not fit {type(module).__name__}: {str(exc).splitlines()[0]}") from None

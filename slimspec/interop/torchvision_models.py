@@ -18,7 +18,7 @@ from torch import nn
 from ..document import Spec
 from ..errors import ModelImportError
 from ..utils.names import rename_prefix
-from ..weights import WeightsError
+from ..weights import WeightsError, read_state_dict
 
 ImportFn = Callable[[nn.Module, str], tuple[dict, dict[str, str]]]
 
@@ -152,23 +152,6 @@ def _rename(state: dict[str, torch.Tensor], renames: dict[str, str]) -> dict[str
     return {rename_prefix(key, renames): tensor for key, tensor in state.items()}
 
 
-def _read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A ``.safetensors`` file, or a ``.pth`` read with ``torch.load(weights_only=True)`` (never unpickled)."""
-    try:
-        if os.fspath(path).endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            return load_file(os.fspath(path))
-        loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
-        raise WeightsError(f"{path}: cannot read a state dict ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]  # a training checkpoint {"state_dict": ..., "epoch": ...}
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise WeightsError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
-    return {str(k).removeprefix("module."): v for k, v in loaded.items()}  # DataParallel prefixes
-
-
 def replace_head(model: nn.Module, num_classes: int, name: str) -> None:
     """Swap the last ``nn.Linear`` for a freshly initialized one with ``num_classes`` outputs."""
     path = next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
@@ -229,7 +212,7 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
         replace_head(model, int(num_classes), name)
     if state_dict is not None:
         try:
-            model.load_state_dict(_read_state_dict(state_dict))
+            model.load_state_dict(read_state_dict(state_dict))
         except RuntimeError as exc:
             hint = "" if num_classes is not None else " (a fine-tuned model with a new head: give --num-classes)"
             raise WeightsError(f"{state_dict}: does not fit torchvision's {name}: "
