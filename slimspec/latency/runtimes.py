@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -71,6 +72,15 @@ def require(module: str, feature: str, extra: str = "onnx"):
         raise MissingExtraError(feature, extra, module) from None
 
 
+def dynamic_batch(x: torch.Tensor) -> tuple[torch.Tensor, tuple[dict[int, Any]]]:
+    """``(example, dynamic_shapes)`` for torch.export with a dynamic batch axis.
+
+    torch.export specializes a size-1 dimension, so a batch of one is traced as two samples.
+    """
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    return (torch.cat([x, x]) if x.shape[0] < 2 else x), ({0: batch},)
+
+
 def onnx_export(model: torch.nn.Module, x: torch.Tensor, path: str | io.BytesIO | None = None,
                 *, opset: int = 18):
     """Export ``model`` to ONNX with a dynamic batch axis (input ``input``, output ``output``).
@@ -79,12 +89,10 @@ def onnx_export(model: torch.nn.Module, x: torch.Tensor, path: str | io.BytesIO 
     """
     for module in ("onnx", "onnxscript"):
         require(module, "ONNX export")
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    if x.shape[0] < 2:  # torch.export specializes a size-1 dimension: trace with two samples
-        x = torch.cat([x, x])
+    x, dynamic_shapes = dynamic_batch(x)
     try:
         program = torch.onnx.export(model.eval(), (x,), None, input_names=["input"], output_names=["output"],
-                                    dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
+                                    dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True,
                                     external_data=False, verbose=False)
     except Exception as exc:  # the exporter raises many types; the model is what failed
         raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc

@@ -19,7 +19,8 @@ import torch
 
 from ..document import Spec
 from ..errors import ExportError
-from ..latency.runtimes import onnx_export, ort_session, require
+from ..latency.fold import fold_batchnorm
+from ..latency.runtimes import dynamic_batch, onnx_export, ort_session, require
 from ..nn import SpecNet
 from ..utils.fileio import OutputTransaction
 from ..utils.registry import Registry
@@ -55,10 +56,8 @@ def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
 
 
 def _write_pt2(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    if x.shape[0] < 2:  # torch.export specializes a size-1 dimension: trace with two samples
-        x = torch.cat([x, x])
-    program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+    x, dynamic_shapes = dynamic_batch(x)
+    program = torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes)
     with open(path, "wb") as handle:  # a file object: the temporary name does not end in .pt2
         torch.export.save(program, handle)
 
@@ -117,8 +116,8 @@ def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, 
         if isinstance(weights, (str, os.PathLike)):
             outputs.check_inputs(weights)
         target = outputs.reserve(out)
-        reference, model = load_deployable(weights, fold_bn=fold_bn, seed=seed)
-        folded = [n.name for n in model.ir.nodes_of("bn") if isinstance(model.get_submodule(n.name), torch.nn.Identity)]
+        reference, model = load_deployable(weights, fold_bn=False, seed=seed)
+        folded = fold_batchnorm(model) if fold_bn else []
         shape = model.ir.input_shape
         example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(seed))
         outputs.write(target, lambda tmp: fmt.write(model, example, tmp))
