@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from .errors import WeightsError
@@ -90,20 +90,25 @@ def save_weights(
     return Path(path)
 
 
-def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Return ``(tensors, metadata)`` of a slimspec safetensors file."""
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a safetensors file (its header only; no tensor is read)."""
     file = Path(path)
     if not file.is_file():
         raise WeightsError(f"{file}: no such weights file")
     try:
-        tensors = load_file(str(file))
-        from safetensors import safe_open
-
         with safe_open(str(file), framework="pt") as handle:
-            metadata = dict(handle.metadata() or {})
+            return dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
-    return tensors, metadata
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Return ``(tensors, metadata)`` of a slimspec safetensors file."""
+    metadata = read_metadata(path)
+    try:
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
 def embedded_spec_text(metadata: Mapping[str, str], path: str | os.PathLike = "<weights>") -> str:

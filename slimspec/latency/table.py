@@ -132,11 +132,12 @@ def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", 
     get_runtime(runtime)
     layers = layer_signatures(ir)
     entries: dict[str, dict[str, Any]] = {}
+    keys: dict[str, str] = {}  # layer -> its entry (layers of the same shape share one)
     with torch_threads(threads):
         for name, layer in layers.items():
             cins = _grid(layer["cin"], layer["cin_fixed"], fractions)
             couts = _grid(layer["cout"], layer["cout_fixed"], fractions)
-            key = _entry_key(layer["sig"], cins, couts)
+            key = keys[name] = _entry_key(layer["sig"], cins, couts)
             if key in entries:
                 continue
             if progress:
@@ -148,9 +149,8 @@ def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", 
                               min_run_time=max(min_run_time, 0.2)).min_ms
     table = {"format": TABLE_FORMAT, "spec": ir.name, "architecture_sha256": arch_sha, "runtime": runtime, "batch": batch,
              "machine": machine_info(threads), "fractions": list(fractions), "total_ms": total,
-             "layers": {name: {"entry": _entry_key(layer["sig"], _grid(layer["cin"], layer["cin_fixed"], fractions),
-                                                   _grid(layer["cout"], layer["cout_fixed"], fractions)),
-                               "cin": layer["cin"], "cout": layer["cout"]} for name, layer in layers.items()},
+             "layers": {name: {"entry": keys[name], "cin": layer["cin"], "cout": layer["cout"]}
+                        for name, layer in layers.items()},
              "entries": entries}
     full = sum(layer_ms(table, name, layer["cin"], layer["cout"]) for name, layer in layers.items())
     table["scale"] = total / full if full > 0 else 1.0

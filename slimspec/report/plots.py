@@ -211,18 +211,9 @@ def spec_of(source: str | os.PathLike | Spec) -> Spec:
         return source
     path = Path(source)
     if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise SlimspecError(f"{path}: no such file")
-        from safetensors import safe_open
+        from ..weights import embedded_spec_text, read_metadata
 
-        from ..weights import embedded_spec_text
-
-        try:
-            with safe_open(str(path), framework="numpy") as handle:
-                metadata = dict(handle.metadata() or {})
-        except Exception as exc:  # safetensors raises its own error types for corrupt headers
-            raise SlimspecError(f"{path}: not a safetensors file ({exc})") from None
-        return spec_from_text(embedded_spec_text(metadata, path), str(path))
+        return spec_from_text(embedded_spec_text(read_metadata(path), path), str(path))
     return load_spec(source)
 
 
