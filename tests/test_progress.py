@@ -42,6 +42,24 @@ def test_non_tty_lines_are_rate_limited_and_final_line_written():
     ]
 
 
+def test_a_status_function_runs_only_when_a_line_is_drawn():
+    calls = []
+
+    def status() -> str:
+        calls.append(1)
+        return f"loss {len(calls)}"
+
+    bar, stream, clock = make(total=3)
+    with bar:
+        bar.update(1, status=status)  # under the interval: nothing drawn, nothing computed
+        assert calls == [] and stream.getvalue() == ""
+        clock.now += 10
+        bar.update(1, status=status)
+        assert calls == [1]
+    assert stream.getvalue().splitlines()[0].endswith("| loss 1")
+    assert len(calls) == 2  # once more for the final line
+
+
 def test_unknown_total_and_callback_form():
     stream, clock = io.StringIO(), Clock()
     bar = Progress(desc="search", stream=stream, clock=clock, interval=5, tty=False, unit="steps")

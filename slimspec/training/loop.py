@@ -437,8 +437,8 @@ def _train_epoch(run: Run, data: DataBundle, epoch: int) -> tuple[float, float, 
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             count += len(y)
-            status = f"loss {loss.item():.4f}" if show and config.log_every > 0 and step % config.log_every == 0 else None
-            bar.update(1, status)
+            logged = show and config.log_every > 0 and step % config.log_every == 0
+            bar.update(1, (lambda loss=loss.detach(): f"loss {loss.item():.4f}") if logged else None)  # .item() only when drawn
     loss_total, correct_total, count_total = all_reduce_sum([float(loss_sum), float(correct), count], run.info).tolist()
     broadcast_buffers(model, run.info)  # identical BN running stats on every rank
     return loss_total, correct_total, count_total

@@ -35,13 +35,20 @@ T = TypeVar("T")
 DEFAULT_INTERVAL = 10.0
 
 
+Status = str | Callable[[], str]  # a status text, or a function computing it when shown
+
+
+def _text(status: Status | None) -> str | None:
+    return status() if callable(status) else status
+
+
 class ProgressCallback(Protocol):
     """What library code accepts to report steps: ``callback(n=1, status=None)``."""
 
-    def __call__(self, n: int = 1, status: str | None = None) -> None: ...
+    def __call__(self, n: int = 1, status: Status | None = None) -> None: ...
 
 
-def no_progress(n: int = 1, status: str | None = None) -> None:
+def no_progress(n: int = 1, status: Status | None = None) -> None:
     """The do-nothing :class:`ProgressCallback` (a default for library functions)."""
 
 
@@ -81,7 +88,7 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.clock = clock
         self.n = 0
-        self.status: str | None = None
+        self.status: Status | None = None
         self.closed = False
         self._start = clock()
         self._last = self._start
@@ -96,8 +103,12 @@ class Progress:
                                  dynamic_ncols=True)
 
     # -- reporting -------------------------------------------------------------------------
-    def update(self, n: int = 1, status: str | None = None) -> None:
-        """Count ``n`` more steps done; ``status`` is a short text shown after the count."""
+    def update(self, n: int = 1, status: Status | None = None) -> None:
+        """Count ``n`` more steps done; ``status`` is a short text shown after the count.
+
+        ``status`` may be a function returning the text: it is called only when something is
+        drawn (e.g. ``lambda: f"loss {loss.item():.4f}"`` syncs a GPU only when printed).
+        """
         self.n += n
         if status is not None:
             self.status = status
@@ -105,7 +116,7 @@ class Progress:
             return
         if self._bar is not None:
             if status is not None:
-                self._bar.set_postfix_str(status, refresh=False)
+                self._bar.set_postfix_str(_text(status), refresh=False)
             self._bar.update(n)
             return
         now = self.clock()
@@ -139,8 +150,9 @@ class Progress:
                 parts.append(f", ETA {format_seconds(elapsed * (self.total - self.n) / self.n)}")
         else:
             parts.append(f"{self.n} {self.unit} {format_seconds(elapsed)} elapsed")
-        if self.status:
-            parts.append(f" | {self.status}")
+        status = _text(self.status)
+        if status:
+            parts.append(f" | {status}")
         return "".join(parts)
 
     def close(self) -> None:
@@ -157,7 +169,8 @@ class Progress:
             return
         elapsed = self.clock() - self._start
         count = f"{self.n}/{self.total}" if self.total else f"{self.n} {self.unit}"
-        tail = f" | {self.status}" if self.status else ""
+        status = _text(self.status)
+        tail = f" | {status}" if status else ""
         self._write(f"{self.desc + ': ' if self.desc else ''}done {count} in {format_seconds(elapsed)}{tail}")
 
     def _write(self, text: str) -> None:
