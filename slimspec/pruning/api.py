@@ -8,83 +8,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..document import load_spec
-from ..model import build_from_state, load_model
-from ..nn.trace import from_module
-from ..nn import SpecNet
-from ..document import Spec, spec_from_text
+from ..document import Spec, load_spec, spec_from_text
 from ..families import get_family
 from ..ir import IR, count_macs, count_params
+from ..model import build_from_state, load_model
+from ..nn import SpecNet
+from ..nn.trace import from_module
 from ..spec.yamlio import update_spec_text
-from ..utils.fileio import OutputTransaction, sha256_file
+from ..utils.fileio import sha256_file
 from ..utils.progress import progress
-from ..weights import save_weights
 from .criteria import PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
 from .policy import Decision, PolicyConfig, decide, fraction_search, keep_count, pattern_check
-from .targets import TargetContext, get_target
 from .provenance import provenance_block
-from .report import SlotRow, degenerate_notes, listing, prune_table, slot_rows
+from .report import degenerate_notes, listing, slot_rows
+from .result import PruneResult
+from .targets import TargetContext, get_target
 from .transplant import fold_gates, fold_removed_bias, transplant
 from .unstructured import prune_weights
-
-
-@dataclass
-class PruneResult:
-    """A pruned network: its new spec, the transplanted model and a per-slot report."""
-
-    spec: Spec
-    model: torch.nn.Module
-    parent: Spec
-    report: list[SlotRow]
-    decision: Decision
-    options: PruneOptions
-    params: tuple[int, int]
-    macs: tuple[int, int]
-    notes: list[str] = field(default_factory=list)
-    source_model: torch.nn.Module | None = field(default=None, repr=False)
-    variants: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)  # e.g. "bias dropped"
-
-    def table(self, changed_only: bool = False) -> str:
-        return prune_table(self.report, changed_only)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "method": self.options.method,
-            "params": {"before": self.params[0], "after": self.params[1]},
-            "macs": {"before": self.macs[0], "after": self.macs[1]},
-            "flops": {"before": 2 * self.macs[0], "after": 2 * self.macs[1]},
-            "threshold": self.decision.threshold,
-            "clamped": self.decision.clamped,
-            "slots": [row.as_dict() for row in self.report],
-            "notes": self.notes,
-        }
-
-    def save(self, spec_path: str | os.PathLike, weights_path: str | os.PathLike | None = None,
-             overwrite: bool = False, *, inputs: Iterable[str | os.PathLike | None] = (),
-             transaction: OutputTransaction | None = None) -> tuple[Path, Path]:
-        """Write the spec and its weights (default: next to the spec, ``.safetensors``) as one unit.
-
-        Both files appear together or not at all (an :class:`OutputTransaction`: locked,
-        fsynced temporaries, renamed weights first); an output naming one of ``inputs``
-        (or the other output) raises ``OutputConflictError``. With ``transaction`` the
-        files join it and are renamed when the caller's transaction commits.
-        """
-        spec_path = Path(spec_path)
-        weights_path = Path(weights_path) if weights_path else spec_path.with_suffix(".safetensors")
-        if transaction is None:
-            with OutputTransaction(force=overwrite) as tx:
-                return self.save(spec_path, weights_path, inputs=inputs, transaction=tx)
-        transaction.check_inputs(*inputs)
-        save_weights(self.model, self.spec.text, weights_path, transaction=transaction)
-        transaction.write(spec_path, self.spec.text)
-        return spec_path, weights_path
 
 
 def _calibration_batches(options: PruneOptions, spec: Spec) -> Iterable[torch.Tensor] | None:
@@ -207,9 +152,7 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     pattern_check(ir, list(options.overrides), "overrides")
     ctx = ScoreContext(ir, state, model, _calibration_batches(options, parent), options.seed)
     if not criterion.structured:
-        masked = prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
-        return PruneResult(masked.spec, masked.model, parent, masked.rows, masked.decision, options,
-                           masked.params, masked.macs, masked.notes, model)
+        return prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
 
     # 1. score, 2. decide, 3. write the new spec in the parent's form and layout
     scores = _checked_scores(criterion, ctx, options, parent)

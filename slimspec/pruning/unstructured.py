@@ -6,8 +6,6 @@ builds in ``masked`` mode and stays pruned through fine-tuning.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..model import build
@@ -20,20 +18,8 @@ from .options import PruneOptions
 from .policy import Decision, fraction_search, keep_count
 from .provenance import provenance_block
 from .report import SlotRow
+from .result import PruneResult
 
-
-
-@dataclass
-class MaskedPrune:
-    """The outcome of unstructured pruning: same widths, masked weights."""
-
-    spec: Spec
-    model: torch.nn.Module
-    rows: list[SlotRow]
-    decision: Decision
-    params: tuple[int, int]
-    macs: tuple[int, int]
-    notes: list[str]
 
 
 def _masks(scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[str, torch.Tensor]:
@@ -54,7 +40,7 @@ def _masks(scores: dict[str, torch.Tensor], ratio: float, scope: str) -> dict[st
 
 
 def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.Tensor],
-                  scores: dict[str, torch.Tensor], options: PruneOptions, weights_sha: str | None) -> MaskedPrune:
+                  scores: dict[str, torch.Tensor], options: PruneOptions, weights_sha: str | None) -> PruneResult:
     """Mask the lowest-scored weights (per tensor or globally) to a ratio or a params target."""
     if getattr(model, "mode", "plain") == "gated":
         raise PruneError("magnitude pruning of gated weights: prune the gates first (method 'gate')")
@@ -84,5 +70,5 @@ def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.T
         new_state[f"{name}_mask"] = mask.to(new_state[name].dtype)
     load_state_into(new_model, {k: new_state.get(k, v) for k, v in new_model.state_dict().items()}, "magnitude")
     rows = [SlotRow(name, "weights", int(m.numel()), int(m.sum())) for name, m in masks.items()]
-    return MaskedPrune(new_spec, new_model, rows, decision, (total, remaining), (macs, macs),
-                       [f"{100 * (1 - remaining / total):.1f}% of parameters masked (widths unchanged)"])
+    return PruneResult(new_spec, new_model, parent, rows, decision, options, (total, remaining), (macs, macs),
+                       [f"{100 * (1 - remaining / total):.1f}% of parameters masked (widths unchanged)"], model)
