@@ -29,6 +29,7 @@ from torch import fx, nn
 
 from ..document import Spec, spec_from_text
 from ..errors import ModelImportError
+from ..families.graph import SHORT_KEY
 from ..spec.yamlio import format_spec
 from .net import SpecNet
 
@@ -423,11 +424,10 @@ def _is_chain(layers: list[tuple[str, dict, tuple[int, ...]]]) -> bool:
 
 
 def _entry(kind: str, opts: dict, ref: Any = None) -> Any:
-    short = {"linear": "out", "maxpool": "kernel", "avgpool": "kernel", "adaptive_avgpool": "size", "dropout": "p"}
     if ref is None and not opts:
         return kind
-    if ref is None and kind in short and set(opts) == {short[kind]}:
-        return {kind: opts[short[kind]]}
+    if ref is None and kind in SHORT_KEY and set(opts) == {SHORT_KEY[kind]}:
+        return {kind: opts[SHORT_KEY[kind]]}
     body = dict(opts)
     if ref is not None:
         body["from"] = ref
@@ -523,7 +523,7 @@ def _check(spec: Spec, state: dict[str, torch.Tensor], example: torch.Tensor, ex
     """The spec's model holding ``state``, if it computes ``expected`` (the module's output) on ``example``."""
     with torch.device("meta"):  # no initialisation: every tensor comes from the module
         model = SpecNet(spec)
-    model.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
+    model.load_state_dict(state, strict=True, assign=True)  # shares storage: callers keep either state or model
     actual = model.eval()(example)
     scale = max(1.0, float(expected.abs().max())) if isinstance(expected, torch.Tensor) else 1.0
     if not isinstance(expected, torch.Tensor) or expected.shape != actual.shape or \
