@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import slimspec
-from slimspec.report.tables import format_table
+from slimspec.utils.tables import format_table
 from slimspec.workflows.bench import bench
 
 CASES = (("vgg19", 0.7), ("resnet56", 0.5))

@@ -20,7 +20,7 @@ import torch
 
 import slimspec
 from slimspec.latency.table import estimate, table_for_spec
-from slimspec.report.tables import format_table
+from slimspec.utils.tables import format_table
 from slimspec.workflows.bench import bench
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .document import Spec, dump_spec, load_spec, stock_specs
-from .spec.errors import SpecError, SpecIssue
+from .errors import SpecError, SpecIssue
 
 __version__ = "0.1.0"
 

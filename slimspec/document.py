@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .families import get_family, schema_issues
 from .ir import IR
-from .spec.errors import SpecError, SpecIssue
-from .spec.yamlio import format_spec, name_issue, parse_yaml, read_yaml_file
+from .errors import SpecError, SpecIssue
+from .specio.yamlio import format_spec, name_issue, parse_yaml, read_yaml_file
 from .utils.fileio import atomic_write, sha256_bytes
 
 
@@ -52,7 +52,7 @@ def stock_specs() -> dict[str, Path]:
 
 
 def spec_from_text(text: str, source: str | None = None) -> Spec:
-    """Parse (within :mod:`slimspec.spec.limits`), validate and resolve spec text."""
+    """Parse (within :mod:`slimspec.specio.limits`), validate and resolve spec text."""
     data = parse_yaml(text, source or "<spec>")
     issues = schema_issues(data)
     if issues:

@@ -17,7 +17,7 @@ from .errors import SpecError, SpecIssue
 from .ir import count_params
 from .nn import LAYER_SETS, SpecNet, init_weights
 from .nn.net import MODULE_FACTORIES
-from .spec.limits import MAX_PARAMS, MAX_PARAMS_ENV
+from .specio.limits import MAX_PARAMS, MAX_PARAMS_ENV
 from .weights import check_state_matches, embedded_spec_text, read_weights, save_weights as _save_weights
 
 

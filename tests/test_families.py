@@ -5,7 +5,7 @@ import pytest
 
 from slimspec.document import spec_from_text
 from slimspec.families import families, get_family
-from slimspec.spec.errors import SpecError
+from slimspec.errors import SpecError
 
 from .conftest import ALL_SPECS
 

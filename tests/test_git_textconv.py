@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from slimspec.cli.main import cli
 from slimspec.cli.spec_cmds import driver_command
-from slimspec.spec import limits
+from slimspec.specio import limits
 
 from .conftest import SPECS
 from .test_hardening_spec import BOMB

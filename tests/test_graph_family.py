@@ -12,7 +12,7 @@ import torch
 import slimspec
 from slimspec.ir import count_macs, count_params
 from slimspec.pruning.api import prune
-from slimspec.spec.errors import SpecError
+from slimspec.errors import SpecError
 
 from .conftest import randomize
 from .test_prune_exact import assert_equivalent

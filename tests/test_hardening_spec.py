@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 import slimspec
 from slimspec.document import dump_spec, load_spec
 from slimspec.pruning.options import PruneOptions, load_plan
-from slimspec.spec import SpecError, parse_yaml, update_spec_text
-from slimspec.spec import limits
+from slimspec.specio import SpecError, parse_yaml, update_spec_text
+from slimspec.specio import limits
 
 from .conftest import SPECS
 

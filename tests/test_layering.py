@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "slimspec"
 # Lower number = lower layer. A module may import its own layer or any lower one.
 LAYERS: dict[str, int] = {
     "errors": 0, "utils": 0,
-    "spec": 1,
+    "specio": 1,
     "ir": 2,
     "families": 3,
     "document": 4,

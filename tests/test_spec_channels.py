@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from slimspec.spec import format_channel_set, parse_channel_set
-from slimspec.spec.channels import PATTERN, check_channel_set, is_channel_set_text
+from slimspec.specio import format_channel_set, parse_channel_set
+from slimspec.specio.channels import PATTERN, check_channel_set, is_channel_set_text
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 
 from slimspec.families import families, schema_issues
 from slimspec.families import spec_schema as schema
-from slimspec.spec import SpecError, parse_yaml
+from slimspec.specio import SpecError, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = sorted(families())  # the registry is the one list of archs
@@ -477,7 +477,7 @@ def test_valid_data_is_not_modified() -> None:
 
 
 def test_spec_layer_does_not_import_torch() -> None:
-    code = "import sys, slimspec.spec, slimspec.spec.validate, slimspec.spec.yamlio; " \
+    code = "import sys, slimspec.specio, slimspec.specio.validate, slimspec.specio.yamlio; " \
            "assert 'torch' not in sys.modules, 'torch was imported'"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -486,7 +486,7 @@ def test_spec_layer_does_not_import_torch() -> None:
 
 def test_issues_for_another_schema() -> None:
     """Other schemas (the pruning plan's) get the same located messages, with their own $refs."""
-    from slimspec.spec.validate import issues_for_schema
+    from slimspec.specio.validate import issues_for_schema
 
     other = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

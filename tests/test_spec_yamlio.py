@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slimspec.families import schema_issues
-from slimspec.spec import SpecError, format_channel_set, format_spec, parse_yaml, update_spec_text
+from slimspec.specio import SpecError, format_channel_set, format_spec, parse_yaml, update_spec_text
 
 VGG19 = """# VGG-19 for CIFAR-10 (Network Slimming, Liu et al. 2017)
 # 20,035,018 params

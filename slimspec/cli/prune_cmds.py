@@ -61,7 +61,7 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
             outputs.reserve(weights_file)  # renamed first: a spec never appears without its weights
             outputs.reserve(out)
         from ..pruning.api import prune as run_prune  # torch: imported after the cheap checks
-        from ..report.tables import human
+        from ..utils.tables import human
 
         parsed_overrides = {}
         for item in overrides:
@@ -128,7 +128,7 @@ def sensitivity(weights: str, data: str, data_dir: str | None, method: str, rati
                 limit: int | None, device: str, as_json: bool) -> None:
     """Accuracy after pruning each layer alone at several ratios (Li et al. 2017, Fig. 2)."""
     from ..workflows.sensitivity import sensitivity as analyse
-    from ..report.tables import format_table
+    from ..utils.tables import format_table
 
     try:
         values = [float(v) for v in ratios.split(",") if v.strip()]

@@ -54,7 +54,7 @@ def validate(specs: tuple[str, ...]) -> None:
 def info(spec: str, as_json: bool) -> None:
     """Params, MACs and FLOPs (2 x MACs) with a per-layer table, from the spec alone."""
     from ..report.info import info as spec_info
-    from ..report.tables import format_table, human
+    from ..utils.tables import format_table, human
 
     summary = spec_info(spec)
     if as_json:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..ir import IR, IRBuilder
-from ..spec.errors import SpecError, SpecIssue
+from ..errors import SpecError, SpecIssue
 from ..utils.registry import Registry
 
 # Top-level spec keys that hold layer widths, channel selections or block lists: the keys a

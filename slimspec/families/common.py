@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..ir import IRBuilder
-from ..spec.channels import format_channel_set, parse_channel_set
-from ..spec.errors import SpecError, SpecIssue, format_path, parse_path
+from ..specio.channels import format_channel_set, parse_channel_set
+from ..errors import SpecError, SpecIssue, format_path, parse_path
 from .base import copy_data
 
 

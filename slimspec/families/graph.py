@@ -26,7 +26,7 @@ from typing import Any
 
 from ..ir import IR, Axis, IRBuilder
 from ..ir.builder import ACTIVATIONS
-from ..spec.errors import SpecError, SpecIssue, parse_path
+from ..errors import SpecError, SpecIssue, parse_path
 from .base import Family, copy_data, register_family
 
 INPUT = -1  # the network input, as a layer index

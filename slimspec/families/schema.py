@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from ..spec.errors import SpecError, SpecIssue
-from ..spec.validate import (TOP_KEYS_CHECKED_ELSEWHERE, base_schema, kind_of, make_validator, resolve,
+from ..errors import SpecError, SpecIssue
+from ..specio.validate import (TOP_KEYS_CHECKED_ELSEWHERE, base_schema, kind_of, make_validator, resolve,
                              unknown_key, validator_issues)
 from .base import Family, families
 

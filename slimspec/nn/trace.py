@@ -30,7 +30,7 @@ from torch import fx, nn
 from ..document import Spec, spec_from_text
 from ..errors import ModelImportError
 from ..families.graph import SHORT_KEY
-from ..spec.yamlio import format_spec
+from ..specio.yamlio import format_spec
 from .net import SpecNet
 
 SUPPORTED = ("Conv2d", "BatchNorm2d/1d", "ReLU/ReLU6/SiLU/Hardswish/Sigmoid", "MaxPool2d/AvgPool2d/AdaptiveAvgPool2d",

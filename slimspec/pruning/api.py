@@ -18,7 +18,7 @@ from ..ir import IR, count_macs, count_params
 from ..model import build_from_state, load_model
 from ..nn import SpecNet
 from ..nn.trace import from_module
-from ..spec.yamlio import update_spec_text
+from ..specio.yamlio import update_spec_text
 from ..utils.fileio import sha256_file
 from ..utils.progress import progress
 from .criteria import PruneError, ScoreContext, get_criterion

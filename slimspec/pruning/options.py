@@ -16,9 +16,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from ..spec.errors import SpecError, SpecIssue
-from ..spec.validate import issues_for_schema
-from ..spec.yamlio import parse_yaml, read_yaml_file
+from ..errors import SpecError, SpecIssue
+from ..specio.validate import issues_for_schema
+from ..specio.yamlio import parse_yaml, read_yaml_file
 from ..errors import PruneError
 from .criteria import criteria
 from .targets import targets

@@ -11,7 +11,7 @@ import torch
 from ..model import build
 from ..document import Spec, spec_from_text
 from ..ir import count_macs, count_params
-from ..spec.yamlio import update_spec_text
+from ..specio.yamlio import update_spec_text
 from ..weights import load_state_into
 from ..errors import PruneError
 from .options import PruneOptions

@@ -7,7 +7,7 @@ from typing import Any
 from ..document import Spec
 from ..families import WIDTH_KEYS
 from ..ir import count_macs, count_params
-from .tables import format_table
+from ..utils.tables import format_table
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from typing import Any
 
 from ..document import Spec
 from ..ir import count_params
-from .tables import format_table, human
+from ..utils.tables import format_table, human
 
 
 def model_summary(model: Any, spec: Spec) -> str:

@@ -14,8 +14,8 @@ from typing import BinaryIO
 from ..document import Spec, spec_from_text
 from ..families import WIDTH_KEYS
 from ..ir import count_macs, count_params
-from ..spec.channels import format_channel_set
-from ..spec.limits import MAX_FILE_BYTES
+from ..specio.channels import format_channel_set
+from ..specio.limits import MAX_FILE_BYTES
 
 
 def _slot_line(slot, width: int) -> str:

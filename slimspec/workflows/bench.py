@@ -17,7 +17,7 @@ from ..document import Spec
 from ..ir import count_macs, count_params
 from ..latency import prepare_runner, time_interleaved, torch_threads
 from ..nn import SpecNet
-from ..report.tables import format_table
+from ..utils.tables import format_table
 from .deploy import load_deployable
 
 

@@ -23,7 +23,7 @@ from ..ir import count_macs, count_params
 from ..pruning.api import prune
 from ..pruning.options import parse_target
 from ..report.diff import format_diff, spec_diff
-from ..report.tables import format_table
+from ..utils.tables import format_table
 from ..training.api import evaluate, finetune, train
 from ..training.latency import measure_latency
 from ..errors import MissingExtraError, TrainingError

@@ -37,7 +37,7 @@ from ruamel.yaml.tokens import CommentToken
 
 from .channels import is_channel_set_text
 from . import limits
-from .errors import SpecError, SpecIssue
+from ..errors import SpecError, SpecIssue
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -52,7 +52,7 @@ _INT_SIGNS = str.maketrans("", "", "_+-")
 
 
 class _LimitError(yaml.YAMLError):
-    """A document over one of the limits in :mod:`slimspec.spec.limits`."""
+    """A document over one of the limits in :mod:`slimspec.specio.limits`."""
 
     def __init__(self, problem: str, mark: yaml.Mark | None):
         super().__init__(problem)

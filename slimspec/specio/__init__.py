@@ -3,7 +3,7 @@
 The full spec schema is assembled from the families (``slimspec.families.spec_schema``).
 """
 from .channels import format_channel_set, parse_channel_set
-from .errors import SpecError, SpecIssue, format_path, parse_path
+from ..errors import SpecError, SpecIssue, format_path, parse_path
 from .yamlio import format_spec, parse_yaml, update_spec_text
 
 __all__ = [

@@ -22,7 +22,7 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 
 from .channels import check_channel_set
-from .errors import Path, SpecError, SpecIssue
+from ..errors import Path, SpecError, SpecIssue
 
 # A schema with this (non-standard, ignored by validators) key reports unknown top-level keys itself.
 TOP_KEYS_CHECKED_ELSEWHERE = "x-top-level-keys-checked-by"
