@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import slimspec
-from slimspec.latency.table import estimate, table_for_spec
+from slimspec.latency.table import table_for_spec
 from slimspec.utils.tables import format_table
 from slimspec.workflows.bench import bench
 
@@ -50,7 +50,7 @@ def main() -> None:
             result = slimspec.prune(weights, "slimming", target={"latency": args.target},
                                     target_options={"latency_table": str(table_path)})
             _, pruned = result.save(folder / f"{name}_lat.yaml")
-            estimated = estimate(table, result.spec.ir) / estimate(table, model.spec.ir)
+            estimated = table.estimate(result.spec.ir) / table.estimate(model.spec.ir)
             report = bench([weights, pruned], batches=(args.batch,), runtimes=(args.runtime,), threads=args.threads,
                            min_run_time=args.min_run_time, rounds=5)
             ms = [r["median_ms"] for r in report.rows]

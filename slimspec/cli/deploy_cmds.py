@@ -96,12 +96,13 @@ def bench(models: tuple[str, ...], batch: str, runtime: str, threads: int | None
         table, path = profile_table(profile_spec, runtime=runtimes[0], batch=batches[0], threads=threads,
                                     out=out, force=force, progress=lambda line: click.echo(line, err=True))
         if as_json:
-            click.echo(json.dumps({k: table[k] for k in ("spec", "runtime", "batch", "machine", "total_ms",
-                                                         "scale")} | {"path": str(path)}, indent=2))
+            click.echo(json.dumps({"spec": table.spec, "runtime": table.runtime, "batch": table.batch,
+                                   "machine": table.machine.as_dict(), "total_ms": table.total_ms,
+                                   "scale": table.scale, "path": str(path)}, indent=2))
         else:
-            click.echo(f"latency table of {table['spec']} ({table['runtime']}, batch {table['batch']}): "
-                       f"{len(table['layers'])} layers, {len(table['entries'])} shapes, network "
-                       f"{table['total_ms']:.3f} ms; {path}")
+            click.echo(f"latency table of {table.spec} ({table.runtime}, batch {table.batch}): "
+                       f"{len(table.layers)} layers, {len(table.entries)} shapes, network "
+                       f"{table.total_ms:.3f} ms; {path}")
         return
     if not models:
         raise click.UsageError("give one or more MODELS (or --profile SPEC)")

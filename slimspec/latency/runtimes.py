@@ -2,7 +2,9 @@
 
 A runtime turns an eval-mode module and an example input into a zero-argument callable
 that runs one forward pass. Registered by name; ``slimspec bench --runtime`` and the latency
-table read their choices from this registry.
+table read their choices from this registry. A runtime may also say how to run one layer of
+a latency table (``layer``): ONNX Runtime builds the layer's two-node graph by hand, which
+takes milliseconds where an exporter round trip per sampled width would take seconds.
 """
 from __future__ import annotations
 
@@ -15,23 +17,32 @@ import torch
 
 from ..errors import ExportError, MissingExtraError
 from ..utils.registry import Registry
+from .layers import LayerShape
 
 Runner = Callable[[], object]
+Prepare = Callable[[torch.nn.Module, torch.Tensor, int | None], Runner]
+PrepareLayer = Callable[[torch.nn.Sequential, LayerShape, torch.Tensor, int | None], Runner]
 
 
 @dataclass(frozen=True)
 class Runtime:
     name: str
     help: str
-    prepare: Callable[[torch.nn.Module, torch.Tensor, int | None], Runner]
+    prepare: Prepare
+    layer: PrepareLayer | None = None  # how to run one latency-table layer, when not as ``prepare`` does
+
+    def prepare_layer(self, module: torch.nn.Sequential, shape: LayerShape, x: torch.Tensor,
+                      threads: int | None) -> Runner:
+        """One forward pass of a latency-table layer (``module``, of ``shape``) on ``x``."""
+        return self.layer(module, shape, x, threads) if self.layer else self.prepare(module, x, threads)
 
 
 _RUNTIMES: Registry[Runtime] = Registry("runtime", ExportError)
 
 
-def register_runtime(name: str, help: str) -> Callable:
-    def decorate(prepare: Callable[[torch.nn.Module, torch.Tensor, int | None], Runner]):
-        _RUNTIMES.add(name, Runtime(name, help, prepare))
+def register_runtime(name: str, help: str, *, layer: PrepareLayer | None = None) -> Callable[[Prepare], Prepare]:
+    def decorate(prepare: Prepare) -> Prepare:
+        _RUNTIMES.add(name, Runtime(name, help, prepare, layer))
         return prepare
     return decorate
 
@@ -113,7 +124,34 @@ def ort_session(model_bytes: bytes | str, threads: int | None = None):
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-@register_runtime("onnxruntime", "ONNX Runtime (CPU), exported with a dynamic batch axis, all graph optimizations")
+def _onnxruntime_layer(module: torch.nn.Sequential, shape: LayerShape, x: torch.Tensor,
+                       threads: int | None) -> Runner:
+    """One conv/linear (+ReLU) layer as a hand-built ONNX graph (``onnx.helper``), in a session."""
+    onnx = require("onnx", "ONNX Runtime latency tables")
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    layer = module[0]
+    inits = [numpy_helper.from_array(layer.weight.detach().numpy(), "W"),
+             numpy_helper.from_array(layer.bias.detach().numpy(), "B")]
+    if shape.op == "conv":
+        k, s, p = shape.kernel, shape.stride, shape.padding
+        first = helper.make_node("Conv", ["input", "W", "B"], ["y"], kernel_shape=[k, k], strides=[s, s],
+                                 pads=[p, p, p, p], group=layer.groups)
+    else:
+        first = helper.make_node("Gemm", ["input", "W", "B"], ["y"], transB=1)
+    nodes = [first] + ([helper.make_node("Relu", ["y"], ["output"])] if shape.relu else [])
+    if not shape.relu:
+        nodes[0].output[0] = "output"
+    graph = helper.make_graph(nodes, "layer",
+                              [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *x.shape[1:]])],
+                              [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    session = ort_session(model.SerializeToString(), threads)
+    feed = {"input": x.detach().cpu().numpy()}
+    return lambda: session.run(None, feed)
+
+
+@register_runtime("onnxruntime", "ONNX Runtime (CPU), exported with a dynamic batch axis, all graph optimizations",
+                  layer=_onnxruntime_layer)
 def _onnxruntime(model: torch.nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
     buffer = io.BytesIO()
     onnx_export(model, x, buffer)

@@ -10,7 +10,10 @@ than alone) is folded into one factor: the full network's measured latency over 
 its layers at full width. Timings are minima over blocks, the least disturbed by other
 processes.
 
-A table is keyed by spec sha256 + machine + runtime + batch + threads and cached under
+A table is a :class:`LatencyTable`; its file is JSON (``"format": 2``), checked key by key
+when read (:meth:`LatencyTable.from_json`: finite positive times, a full grid per entry,
+every layer's entry present), with one located line per problem. Tables are keyed by
+architecture sha256 + machine + runtime + batch + threads and cached under
 ``$SLIMSPEC_CACHE`` (default ``~/.cache/slimspec``)``/latency/``.
 """
 from __future__ import annotations
@@ -21,16 +24,18 @@ import math
 import os
 import platform
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
 
-from ..errors import PruneError
+from ..errors import PathPart, SlimspecError, format_path
 from ..ir import IR
 from ..utils.fileio import atomic_write, sha256_bytes
+from .layers import OPS, LayerShape
 from .measure import measure_model
 from .runtimes import get_runtime
 from .timing import time_call, torch_threads
@@ -39,32 +44,292 @@ TABLE_FORMAT = 2
 FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0)
 
 
-def machine_info(threads: int | None = None) -> dict[str, Any]:
+class LatencyTableError(SlimspecError, ValueError):
+    """A latency table that cannot be used: one line naming the file, the key and the problem."""
+
+
+@dataclass(frozen=True)
+class Machine:
     """What a latency measurement depends on besides the network (no host name)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or torch.get_num_threads(),
-            "system": platform.system(), "torch": torch.__version__}
+
+    cpu: str
+    cores: int | None
+    threads: int
+    system: str
+    torch: str
+
+    @classmethod
+    def current(cls, threads: int | None = None) -> "Machine":
+        cpu = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as handle:
+                cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+        except OSError:
+            pass
+        return cls(cpu, os.cpu_count(), threads or torch.get_num_threads(), platform.system(), torch.__version__)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def key(self) -> str:
+        """Short hash naming this machine in cache file names."""
+        return sha256_bytes(json.dumps(self.as_dict(), sort_keys=True))[:12]
 
 
-def machine_key(info: dict[str, Any]) -> str:
-    return sha256_bytes(json.dumps(info, sort_keys=True))[:12]
+@dataclass(frozen=True)
+class Grid:
+    """One layer shape's measured times (ms) at every sampled input x output width (``ms[i][j]``)."""
+
+    shape: LayerShape
+    cin: tuple[int, ...]
+    cout: tuple[int, ...]
+    ms: tuple[tuple[float, ...], ...]
+
+    def interpolate(self, cin: float, cout: float) -> float:
+        """Bilinear interpolation at (cin, cout), extrapolated linearly past the ends; never below zero."""
+        i0, i1, a = _interp1(self.cin, cin)
+        j0, j1, b = _interp1(self.cout, cout)
+        ms = self.ms
+        low = ms[i0][j0] * (1 - b) + ms[i0][j1] * b
+        high = ms[i1][j0] * (1 - b) + ms[i1][j1] * b
+        return max(0.0, low * (1 - a) + high * a)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sig": self.shape.as_dict(), "cin": list(self.cin), "cout": list(self.cout),
+                "ms": [list(row) for row in self.ms]}
 
 
+@dataclass(frozen=True)
+class TableLayer:
+    """A conv/linear node of the profiled network: its grid (``entry``) and its full widths."""
+
+    entry: str
+    cin: int
+    cout: int
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """A profiled network's per-layer latency grids, and the factor for the rest of it."""
+
+    spec: str
+    architecture_sha256: str
+    runtime: str
+    batch: int
+    machine: Machine
+    fractions: tuple[float, ...]
+    total_ms: float
+    scale: float
+    layers: dict[str, TableLayer]
+    entries: dict[str, Grid]
+
+    def layer_ms(self, name: str, cin: int, cout: int) -> float:
+        layer = self.layers.get(name)
+        if layer is None:
+            raise LatencyTableError(f"latency table of {self.spec}: no layer '{name}' (a table is made for one spec)")
+        return self.entries[layer.entry].interpolate(cin, cout)
+
+    def estimate(self, ir: IR) -> float:
+        """Estimated latency (ms) of ``ir`` (the table's spec, or a pruned version of it)."""
+        return self.scale * sum(self.layer_ms(name, layer.cin, layer.cout)
+                                for name, layer in network_layers(ir).items())
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the table's content (recorded in a pruned spec's provenance)."""
+        return sha256_bytes(json.dumps(self.as_dict(), sort_keys=True))
+
+    # ------------------------------------------------------------ JSON
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document (format 2)."""
+        return {"format": TABLE_FORMAT, "spec": self.spec, "architecture_sha256": self.architecture_sha256,
+                "runtime": self.runtime, "batch": self.batch, "machine": self.machine.as_dict(),
+                "fractions": list(self.fractions), "total_ms": self.total_ms, "scale": self.scale,
+                "layers": {name: asdict(layer) for name, layer in self.layers.items()},
+                "entries": {key: grid.as_dict() for key, grid in self.entries.items()}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<latency table>") -> "LatencyTable":
+        """Parse and check a table file's text; :class:`LatencyTableError` (one located line) otherwise."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise LatencyTableError(f"{source}: not a latency table (JSON: {exc})") from None
+        return _Reader(source).table(data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "LatencyTable":
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise LatencyTableError(f"{file}: no such latency table") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LatencyTableError(f"{file}: not a latency table ({exc})") from None
+        return cls.from_json(text, str(file))
+
+    def save(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
+        return atomic_write(path, self.to_json(), overwrite=overwrite)
+
+
+# ---------------------------------------------------------------- reading a table file
+class _Reader:
+    """Builds a :class:`LatencyTable` from parsed JSON, refusing the first bad key by its path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: Sequence[PathPart], problem: str) -> NoReturn:
+        raise LatencyTableError(f"{self.source}: {format_path(path)}: {problem}")
+
+    def mapping(self, value: Any, path: tuple[PathPart, ...], required: Sequence[str] | None = None,
+                optional: Sequence[str] = ()) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping, got {_kind(value)}")
+        if required is not None:
+            for key in required:
+                if key not in value:
+                    self.fail((*path, key), "missing")
+            for key in value:
+                if key not in required and key not in optional:
+                    self.fail((*path, key), "unknown key")
+        return value
+
+    def text(self, value: Any, path: tuple[PathPart, ...]) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"expected a non-empty string, got {_kind(value)}")
+        return value
+
+    def integer(self, value: Any, path: tuple[PathPart, ...], minimum: int) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            self.fail(path, f"expected an integer >= {minimum}, got {_kind(value)}")
+        return value
+
+    def positive(self, value: Any, path: tuple[PathPart, ...], what: str) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            self.fail(path, f"expected {what} (a finite number > 0), got {_kind(value)}")
+        return float(value)
+
+    def widths(self, value: Any, path: tuple[PathPart, ...]) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            self.fail(path, f"expected a non-empty list of widths, got {_kind(value)}")
+        widths = tuple(self.integer(w, (*path, i), 1) for i, w in enumerate(value))
+        for i in range(1, len(widths)):
+            if widths[i] <= widths[i - 1]:
+                self.fail((*path, i), f"widths must increase, got {widths[i]} after {widths[i - 1]}")
+        return widths
+
+    def table(self, data: Any) -> LatencyTable:
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else None
+            if isinstance(found, int) and not isinstance(found, bool) and found > TABLE_FORMAT:
+                raise LatencyTableError(f"{self.source}: a latency table of format {found} (a newer slimspec); "
+                                        f"this version reads format {TABLE_FORMAT}")
+            raise LatencyTableError(f"{self.source}: not a slimspec latency table (format {TABLE_FORMAT})")
+        self.mapping(data, (), ("format", "spec", "architecture_sha256", "runtime", "batch", "machine", "fractions",
+                                "total_ms", "scale", "layers", "entries"))
+        m = self.mapping(data["machine"], ("machine",), ("cpu", "cores", "threads", "system", "torch"))
+        cores = None if m["cores"] is None else self.integer(m["cores"], ("machine", "cores"), 1)
+        machine = Machine(self.text(m["cpu"], ("machine", "cpu")), cores,
+                          self.integer(m["threads"], ("machine", "threads"), 1),
+                          self.text(m["system"], ("machine", "system")), self.text(m["torch"], ("machine", "torch")))
+        if not isinstance(data["fractions"], list) or not data["fractions"]:
+            self.fail(("fractions",), f"expected a non-empty list, got {_kind(data['fractions'])}")
+        fractions = tuple(self.positive(f, ("fractions", i), "a fraction") for i, f in enumerate(data["fractions"]))
+        entries = {key: self.grid(value, ("entries", key))
+                   for key, value in self.mapping(data["entries"], ("entries",)).items()}
+        layers = {name: self.layer(value, ("layers", name), entries)
+                  for name, value in self.mapping(data["layers"], ("layers",)).items()}
+        return LatencyTable(self.text(data["spec"], ("spec",)),
+                            self.text(data["architecture_sha256"], ("architecture_sha256",)),
+                            self.text(data["runtime"], ("runtime",)), self.integer(data["batch"], ("batch",), 1),
+                            machine, fractions, self.positive(data["total_ms"], ("total_ms",), "a time in ms"),
+                            self.positive(data["scale"], ("scale",), "a factor"), layers, entries)
+
+    def layer(self, value: Any, path: tuple[PathPart, ...], entries: Mapping[str, Grid]) -> TableLayer:
+        layer = self.mapping(value, path, ("entry", "cin", "cout"))
+        entry = self.text(layer["entry"], (*path, "entry"))
+        if entry not in entries:
+            self.fail((*path, "entry"), f"no entry '{entry}' in entries")
+        return TableLayer(entry, self.integer(layer["cin"], (*path, "cin"), 1),
+                          self.integer(layer["cout"], (*path, "cout"), 1))
+
+    def grid(self, value: Any, path: tuple[PathPart, ...]) -> Grid:
+        entry = self.mapping(value, path, ("sig", "cin", "cout", "ms"))
+        shape = self.shape(entry["sig"], (*path, "sig"))
+        cin, cout = self.widths(entry["cin"], (*path, "cin")), self.widths(entry["cout"], (*path, "cout"))
+        rows = entry["ms"]
+        full = f"{len(cin)} rows (one per cin) of {len(cout)} times (one per cout)"
+        if not isinstance(rows, list) or len(rows) != len(cin):
+            self.fail((*path, "ms"), f"expected {full}, got {_kind(rows)}")
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != len(cout):
+                self.fail((*path, "ms", i), f"expected {len(cout)} times (one per cout), got {_kind(row)}")
+        ms = tuple(tuple(self.positive(t, (*path, "ms", i, j), "a time in ms") for j, t in enumerate(row))
+                   for i, row in enumerate(rows))
+        return Grid(shape, cin, cout, ms)
+
+    def shape(self, value: Any, path: tuple[PathPart, ...]) -> LayerShape:
+        op = self.mapping(value, path).get("op")
+        if op not in OPS:
+            self.fail((*path, "op"), f"expected one of {', '.join(OPS)}, got {_kind(op)}")
+        if op == "linear":
+            sig = self.mapping(value, path, ("op", "relu"))
+        else:
+            sig = self.mapping(value, path, ("op", "relu", "kernel", "stride", "padding", "hw", "groups"))
+        if not isinstance(sig["relu"], bool):
+            self.fail((*path, "relu"), f"expected true or false, got {_kind(sig['relu'])}")
+        if op == "linear":
+            return LayerShape(op, sig["relu"])
+        hw = sig["hw"]
+        if not isinstance(hw, list) or len(hw) != 2:
+            self.fail((*path, "hw"), f"expected [height, width], got {_kind(hw)}")
+        return LayerShape(op, sig["relu"], self.integer(sig["kernel"], (*path, "kernel"), 1),
+                          self.integer(sig["stride"], (*path, "stride"), 1),
+                          self.integer(sig["padding"], (*path, "padding"), 0),
+                          (self.integer(hw[0], (*path, "hw", 0), 1), self.integer(hw[1], (*path, "hw", 1), 1)),
+                          self.integer(sig["groups"], (*path, "groups"), 1))
+
+
+def _kind(value: Any) -> str:
+    """A short description of a bad value for an error line."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return repr(value[:40])
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return "a mapping" if isinstance(value, dict) else type(value).__name__
+
+
+# ---------------------------------------------------------------- cache
 def cache_dir() -> Path:
     root = os.environ.get("SLIMSPEC_CACHE") or Path.home() / ".cache" / "slimspec"
     return Path(root) / "latency"
 
 
 def cache_path(spec_sha: str, runtime: str, batch: int, threads: int | None = None) -> Path:
-    return cache_dir() / f"{spec_sha[:16]}-{machine_key(machine_info(threads))}-{runtime}-b{batch}.json"
+    return cache_dir() / f"{spec_sha[:16]}-{Machine.current(threads).key}-{runtime}-b{batch}.json"
 
 
 # ---------------------------------------------------------------- layers of a network
+@dataclass(frozen=True)
+class NetworkLayer:
+    """A conv/linear node of a network: its shape, its widths, and which of them pruning can change."""
+
+    shape: LayerShape
+    cin: int
+    cout: int
+    cin_fixed: bool
+    cout_fixed: bool
+
+
 def _relu_follows(ir: IR, name: str) -> bool:
     readers = [n for n in ir.nodes if name in n.inputs]
     if len(readers) == 1 and readers[0].op == "bn":
@@ -72,18 +337,20 @@ def _relu_follows(ir: IR, name: str) -> bool:
     return len(readers) == 1 and readers[0].op == "relu"
 
 
-def layer_signatures(ir: IR) -> dict[str, dict[str, Any]]:
-    """node name -> its layer's shape signature (everything but the widths) and its widths."""
+def network_layers(ir: IR) -> dict[str, NetworkLayer]:
+    """node name -> the conv/linear layer a table times for it."""
     out = {}
     for node in ir.nodes_of("conv", "linear"):
         source = ir.node(node.inputs[0])
-        sig: dict[str, Any] = {"op": node.op, "relu": _relu_follows(ir, node.name)}
+        relu = _relu_follows(ir, node.name)
         if node.op == "conv":
-            sig.update(kernel=node.attr("kernel"), stride=node.attr("stride"), padding=node.attr("padding"),
-                       hw=list(source.shape[1:]), groups=node.attr("groups", 1))
-        out[node.name] = {"sig": sig, "cin": ir.axis_size(node.in_axis), "cout": node.shape[0],
-                          "cin_fixed": not _prunable(ir, node.in_axis.segments),
-                          "cout_fixed": not _prunable(ir, node.axis.segments)}
+            hw = tuple(source.shape[1:])
+            shape = LayerShape("conv", relu, node.attr("kernel"), node.attr("stride"), node.attr("padding"),
+                               (hw[0], hw[1]), node.attr("groups", 1))
+        else:
+            shape = LayerShape("linear", relu)
+        out[node.name] = NetworkLayer(shape, ir.axis_size(node.in_axis), node.shape[0],
+                                      not _prunable(ir, node.in_axis.segments), not _prunable(ir, node.axis.segments))
     return out
 
 
@@ -91,74 +358,53 @@ def _prunable(ir: IR, segments: Sequence[str]) -> bool:
     return any(ir.slots[s].prunable for s in segments)
 
 
-def _grid(full: int, fixed: bool, fractions: Sequence[float]) -> list[int]:
-    return [full] if fixed else sorted({max(1, round(full * f)) for f in fractions})
+def _grid(full: int, fixed: bool, fractions: Sequence[float]) -> tuple[int, ...]:
+    return (full,) if fixed else tuple(sorted({max(1, round(full * f)) for f in fractions}))
 
 
-def _layer_module(sig: dict[str, Any], cin: int, cout: int) -> nn.Module:
-    if sig["op"] == "conv":
-        # grouped/depthwise convs: the largest group count that divides both sampled widths
-        groups = math.gcd(math.gcd(cin, cout), sig.get("groups", 1) or 1)
-        layer: nn.Module = nn.Conv2d(cin, cout, sig["kernel"], stride=sig["stride"], padding=sig["padding"],
-                                     bias=True, groups=groups)
-    else:
-        layer = nn.Linear(cin, cout)
-    return nn.Sequential(layer, nn.ReLU()) if sig["relu"] else nn.Sequential(layer)
-
-
-def _layer_input(sig: dict[str, Any], cin: int) -> tuple[int, ...]:
-    return (cin, *sig["hw"]) if sig["op"] == "conv" else (cin,)
-
-
-def _time_layer(sig: dict[str, Any], cin: int, cout: int, runtime: str, batch: int, threads: int | None,
+# ---------------------------------------------------------------- profiling
+def _time_layer(shape: LayerShape, cin: int, cout: int, runtime: str, batch: int, threads: int | None,
                 min_run_time: float) -> float:
+    """Minimum time (ms) of one layer at ``cin`` x ``cout`` in ``runtime`` (through its layer hook, if any)."""
     torch.manual_seed(0)
-    module = _layer_module(sig, cin, cout).eval()
-    if runtime == "onnxruntime":  # a hand-built one-node graph: fast, no exporter round trip
-        from .onnx_layers import layer_session
-
-        x = torch.randn(batch, *_layer_input(sig, cin))
-        session = layer_session(module, sig, x, threads)
-        feed = {"input": x.numpy()}
-        return time_call(lambda: session.run(None, feed), min_run_time=min_run_time, threads=threads).min_ms
-    return measure_model(module, _layer_input(sig, cin), batch_size=batch, runtime=runtime, threads=threads,
-                         min_run_time=min_run_time).min_ms
+    module = shape.module(cin, cout).eval()
+    x = torch.randn(batch, *shape.input_shape(cin))
+    run = get_runtime(runtime).prepare_layer(module, shape, x, threads)
+    return time_call(run, min_run_time=min_run_time, threads=threads).min_ms
 
 
 def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", batch: int = 1,
             threads: int | None = None, fractions: Sequence[float] = FRACTIONS, min_run_time: float = 0.02,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[str], None] | None = None) -> LatencyTable:
     """Measure a latency table for ``ir``; ``model`` is its deployable (BN-folded) network."""
     get_runtime(runtime)
-    layers = layer_signatures(ir)
-    entries: dict[str, dict[str, Any]] = {}
+    layers = network_layers(ir)
+    entries: dict[str, Grid] = {}
     keys: dict[str, str] = {}  # layer -> its entry (layers of the same shape share one)
     with torch_threads(threads):
         for name, layer in layers.items():
-            cins = _grid(layer["cin"], layer["cin_fixed"], fractions)
-            couts = _grid(layer["cout"], layer["cout_fixed"], fractions)
-            key = keys[name] = _entry_key(layer["sig"], cins, couts)
+            cins = _grid(layer.cin, layer.cin_fixed, fractions)
+            couts = _grid(layer.cout, layer.cout_fixed, fractions)
+            key = keys[name] = _entry_key(layer.shape, cins, couts)
             if key in entries:
                 continue
             if progress:
                 progress(f"profiling {name} ({len(cins)}x{len(couts)} widths)")
-            ms = [[_time_layer(layer["sig"], ci, co, runtime, batch, threads, min_run_time) for co in couts]
-                  for ci in cins]
-            entries[key] = {"sig": layer["sig"], "cin": cins, "cout": couts, "ms": ms}
+            ms = tuple(tuple(_time_layer(layer.shape, ci, co, runtime, batch, threads, min_run_time) for co in couts)
+                       for ci in cins)
+            entries[key] = Grid(layer.shape, cins, couts, ms)
         total = measure_model(model, ir.input_shape, batch_size=batch, runtime=runtime, threads=threads,
                               min_run_time=max(min_run_time, 0.2)).min_ms
-    table = {"format": TABLE_FORMAT, "spec": ir.name, "architecture_sha256": arch_sha, "runtime": runtime, "batch": batch,
-             "machine": machine_info(threads), "fractions": list(fractions), "total_ms": total,
-             "layers": {name: {"entry": keys[name], "cin": layer["cin"], "cout": layer["cout"]}
-                        for name, layer in layers.items()},
-             "entries": entries}
-    full = sum(layer_ms(table, name, layer["cin"], layer["cout"]) for name, layer in layers.items())
-    table["scale"] = total / full if full > 0 else 1.0
-    return table
+    full = sum(entries[keys[name]].interpolate(layer.cin, layer.cout) for name, layer in layers.items())
+    return LatencyTable(ir.name, arch_sha, runtime, batch, Machine.current(threads), tuple(fractions), total,
+                        total / full if full > 0 else 1.0,
+                        {name: TableLayer(keys[name], layer.cin, layer.cout) for name, layer in layers.items()},
+                        entries)
 
 
-def _entry_key(sig: dict[str, Any], cins: list[int], couts: list[int]) -> str:
-    text = json.dumps({"sig": sig, "cin": cins, "cout": couts}, sort_keys=True)
+def _entry_key(shape: LayerShape, cins: Sequence[int], couts: Sequence[int]) -> str:
+    """An entry's name: layers of one shape sampled at the same widths share it."""
+    text = json.dumps({"sig": shape.as_dict(), "cin": list(cins), "cout": list(couts)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -171,55 +417,6 @@ def _interp1(xs: Sequence[int], x: float) -> tuple[int, int, float]:
     return i, i + 1, (x - xs[i]) / (xs[i + 1] - xs[i])
 
 
-def interpolate(entry: dict[str, Any], cin: float, cout: float) -> float:
-    """Bilinear interpolation of an entry's grid at (cin, cout); never below zero."""
-    i0, i1, a = _interp1(entry["cin"], cin)
-    j0, j1, b = _interp1(entry["cout"], cout)
-    ms = entry["ms"]
-    low = ms[i0][j0] * (1 - b) + ms[i0][j1] * b
-    high = ms[i1][j0] * (1 - b) + ms[i1][j1] * b
-    return max(0.0, low * (1 - a) + high * a)
-
-
-def layer_ms(table: dict[str, Any], name: str, cin: int, cout: int) -> float:
-    layer = table["layers"].get(name)
-    if layer is None:
-        raise PruneError(f"latency table of {table['spec']}: no layer '{name}' (a table is made for one spec)")
-    return interpolate(table["entries"][layer["entry"]], cin, cout)
-
-
-def estimate(table: dict[str, Any], ir: IR) -> float:
-    """Estimated latency (ms) of ``ir`` (the table's spec, or a pruned version of it)."""
-    layers = sum(layer_ms(table, name, layer["cin"], layer["cout"]) for name, layer in layer_signatures(ir).items())
-    return table["scale"] * layers
-
-
-# ---------------------------------------------------------------- files
-def table_text(table: dict[str, Any]) -> str:
-    return json.dumps(table, indent=1, sort_keys=True) + "\n"
-
-
-def save_table(table: dict[str, Any], path: str | os.PathLike, overwrite: bool = True) -> Path:
-    return atomic_write(path, table_text(table), overwrite=overwrite)
-
-
-def load_table(path: str | os.PathLike) -> dict[str, Any]:
-    file = Path(path)
-    try:
-        table = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PruneError(f"{file}: no such latency table") from None
-    except (OSError, ValueError) as exc:
-        raise PruneError(f"{file}: not a latency table ({exc})") from None
-    if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT or "entries" not in table:
-        raise PruneError(f"{file}: not a slimspec latency table (format {TABLE_FORMAT})")
-    return table
-
-
-def table_sha(table: dict[str, Any]) -> str:
-    return sha256_bytes(json.dumps(table, sort_keys=True))
-
-
 def architecture_sha(ir: IR) -> str:
     """sha256 of what latency depends on: the resolved spec data without name and provenance."""
     data = {k: v for k, v in ir.data.items() if k not in ("name", "pruned")}
@@ -228,7 +425,7 @@ def architecture_sha(ir: IR) -> str:
 
 def table_for_spec(spec: Any, *, runtime: str = "eager", batch: int = 1, threads: int | None = None,
                    force: bool = False, progress: Callable[[str], None] | None = None,
-                   **profile_options: Any) -> tuple[dict[str, Any], Path]:
+                   **profile_options: Any) -> tuple[LatencyTable, Path]:
     """The cached latency table of ``spec`` (a spec, its source, or an IR) on this machine.
 
     Profiled and cached when missing (or with ``force``). Keyed by the architecture (comments,
@@ -242,10 +439,10 @@ def table_for_spec(spec: Any, *, runtime: str = "eager", batch: int = 1, threads
     arch_sha = architecture_sha(spec.ir)
     path = cache_path(arch_sha, runtime, batch, threads)
     if path.is_file() and not force:
-        return load_table(path), path
+        return LatencyTable.load(path), path
     model = build(spec, "plain", seed=0).eval()  # latency depends on shapes only
     fold_batchnorm(model)
     table = profile(model, spec.ir, arch_sha, runtime=runtime, batch=batch, threads=threads,
                     progress=progress, **profile_options)
-    save_table(table, path)
+    table.save(path)
     return table, path

@@ -19,10 +19,13 @@ from ..utils.registry import Registry
 
 @dataclass
 class TargetContext:
-    """What a metric may need beyond the IR (e.g. a measured latency table); recorded in provenance."""
+    """One prune's target measurement: the user's target options (read only), what each metric
+    loaded in :meth:`TargetMetric.prepare` (``cache``, by metric name, e.g. a latency table),
+    and what the metric measured with (``provenance``, recorded in the pruned spec)."""
 
     options: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 class TargetMetric(ABC):
@@ -32,7 +35,8 @@ class TargetMetric(ABC):
     help: ClassVar[str]
 
     def prepare(self, ir: IR, context: TargetContext) -> None:
-        """Load whatever the metric needs for ``ir`` (called once per prune, before the search)."""
+        """Load whatever the metric needs for ``ir`` into ``context.cache`` (called once per prune,
+        before any :meth:`measure`)."""
 
     @abstractmethod
     def measure(self, ir: IR, context: TargetContext) -> float:
@@ -81,32 +85,28 @@ class Latency(TargetMetric):
     ``context.options``: ``latency_table`` (a table file from ``slimspec bench --profile``),
     else the cached table for this architecture, machine, ``latency_runtime`` (default eager),
     ``latency_batch`` (1) and ``latency_threads``; profiled on the spot when there is none.
+    :meth:`prepare` keeps the :class:`~slimspec.latency.table.LatencyTable` in ``context.cache``.
     """
 
     name = "latency"
     help = "measured latency on this machine, estimated from a per-layer latency table (slimspec bench --profile)"
 
     def prepare(self, ir: IR, context: TargetContext) -> None:
-        from ..latency.table import architecture_sha, load_table, table_for_spec, table_sha
+        from ..latency.table import LatencyTable, architecture_sha, table_for_spec
 
         path = context.options.get("latency_table")
         if path:
-            table = load_table(path)
-            if table.get("architecture_sha256") != architecture_sha(ir):
-                raise PruneError(f"{path}: the latency table was made for '{table.get('spec')}', "
+            table = LatencyTable.load(path)
+            if table.architecture_sha256 != architecture_sha(ir):
+                raise PruneError(f"{path}: the latency table was made for '{table.spec}', "
                                  f"not for this architecture ({ir.name}); run slimspec bench --profile")
         else:
             table, path = table_for_spec(ir, runtime=context.options.get("latency_runtime", "eager"),
                                          batch=int(context.options.get("latency_batch", 1)),
                                          threads=context.options.get("latency_threads"))
-        context.options["_latency_table"] = table
-        context.provenance["latency"] = {"runtime": table["runtime"], "batch": table["batch"],
-                                         "machine": table["machine"],
-                                         "table_sha256": table_sha(table)}
+        context.cache[self.name] = table
+        context.provenance["latency"] = {"runtime": table.runtime, "batch": table.batch,
+                                         "machine": table.machine.as_dict(), "table_sha256": table.sha256}
 
     def measure(self, ir: IR, context: TargetContext) -> float:
-        from ..latency.table import estimate
-
-        if "_latency_table" not in context.options:
-            self.prepare(ir, context)
-        return estimate(context.options["_latency_table"], ir)
+        return context.cache[self.name].estimate(ir)

@@ -16,6 +16,7 @@ from typing import Any
 from ..document import Spec
 from ..ir import count_macs, count_params
 from ..latency import prepare_runner, time_interleaved, torch_threads
+from ..latency.table import LatencyTable, table_for_spec
 from ..nn import SpecNet
 from ..utils.tables import format_table
 from .deploy import load_deployable
@@ -114,9 +115,8 @@ def bench(sources: list[str | os.PathLike | Spec | SpecNet], *, batches: tuple[i
 
 def profile_table(spec: str | os.PathLike | Spec, *, runtime: str = "eager", batch: int = 1,
                   threads: int | None = None, out: str | os.PathLike | None = None, force: bool = False,
-                  progress=None) -> tuple[dict[str, Any], Path]:
+                  progress=None) -> tuple[LatencyTable, Path]:
     """``bench --profile``: the spec's latency table (cached per machine), also written to ``out``."""
-    from ..latency.table import table_for_spec, table_text
     from ..utils.fileio import OutputTransaction
 
     with OutputTransaction(force=force) as outputs:  # an existing --out is refused before profiling
@@ -124,6 +124,6 @@ def profile_table(spec: str | os.PathLike | Spec, *, runtime: str = "eager", bat
         table, path = table_for_spec(spec, runtime=runtime, batch=batch, threads=threads, force=force,
                                      progress=progress)
         if target is not None:
-            outputs.write(target, table_text(table))
+            outputs.write(target, table.to_json())
             path = target
     return table, path
