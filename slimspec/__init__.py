@@ -22,7 +22,7 @@ _LAZY = {
     "prune": "pruning.api", "PruneResult": "pruning.api",
     "train": "training.api", "finetune": "training.api", "evaluate": "training.api",
     "sensitivity": "workflows.sensitivity", "import_torchvision": "interop.torchvision_models",
-    "from_module": "interop.fx_import",
+    "from_module": "interop.fx_trace",
     "export": "workflows.export", "bench": "workflows.bench",
 }
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .families import get_family, schema_issues
+from .families import get_family, schema_issues, to_ir
 from .ir import IR
 from .errors import SpecError, SpecIssue
 from .specio.yamlio import format_spec, name_issue, parse_yaml, read_yaml_file
@@ -57,7 +57,7 @@ def spec_from_text(text: str, source: str | None = None) -> Spec:
     issues = schema_issues(data)
     if issues:
         raise SpecError(issues, source)
-    ir = get_family(data["arch"]).to_ir(data, source)
+    ir = to_ir(get_family(data["arch"]), data, source)
     return Spec(data, text, source, ir)
 
 

@@ -14,9 +14,10 @@ import torch
 
 from .document import Spec, load_spec, spec_from_text
 from .errors import SpecError, SpecIssue
+from .families import get_family
 from .ir import count_params
 from .nn import LAYER_SETS, SpecNet, init_weights
-from .nn.net import MODULE_FACTORIES
+from .nn.net import make_module
 from .specio.limits import MAX_PARAMS, MAX_PARAMS_ENV
 from .weights import check_state_matches, embedded_spec_text, read_weights, save_weights as _save_weights
 
@@ -87,11 +88,23 @@ def load_model(path: str | os.PathLike, spec: Spec | str | os.PathLike | None = 
     """Build the model from the weights file's embedded spec (or ``spec``) and load it strictly."""
     tensors, metadata = read_weights(path)
     spec = load_spec(spec) if spec is not None else spec_from_text(embedded_spec_text(metadata, path), f"{path}#spec")
+    tensors = migrate_names(spec, tensors)
     binary_gates = binary_gates or metadata.get("slimspec.binary_gates") == "true"
     if mode is None:
         gated = any(_is_gate_name(spec, name) for name in tensors)
         mode = "gated" if gated else mode_of_state(tensors)
     return build_from_state(spec, tensors, mode, binary_gates=binary_gates, source=str(path)), spec
+
+
+def migrate_names(spec: Spec, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` under today's module names, where they were saved under an earlier release's
+    (:meth:`~slimspec.families.Family.legacy_names`: a ``sequential`` spec's gated or masked
+    weights from before its gates were named ``gates.<i>``)."""
+    renames = get_family(spec.arch).legacy_names(spec.ir)
+    if not renames or not any(name.rsplit(".", 1)[0] in renames for name in tensors):
+        return tensors
+    return {renames.get(name.rsplit(".", 1)[0], name.rsplit(".", 1)[0]) + "." + name.rsplit(".", 1)[1]: tensor
+            for name, tensor in tensors.items()}
 
 
 def build_from_state(spec: Spec | str | os.PathLike, tensors: dict[str, torch.Tensor], mode: str = "plain", *,
@@ -115,7 +128,7 @@ def build_from_state(spec: Spec | str | os.PathLike, tensors: dict[str, torch.Te
         meta = [key for key, buffer in module._buffers.items() if buffer is not None and buffer.is_meta]
         if meta:  # not in the state dict: rebuild this (parameter-free) module's buffers on the CPU
             node = spec.ir.node(name)
-            fresh = MODULE_FACTORIES[node.op](spec.ir, node, layers)
+            fresh = make_module(spec.ir, node, layers)
             for key in meta:
                 module._buffers[key] = fresh._buffers[key]
     return model

@@ -16,7 +16,8 @@ from torch import nn
 import slimspec
 from slimspec.cli.main import cli
 from slimspec.errors import ModelImportError
-from slimspec.interop.fx_import import from_module, import_module, import_python
+from slimspec.interop.fx_import import import_python
+from slimspec.interop.fx_trace import from_module, import_module
 from slimspec.ir import count_params
 from slimspec.pruning.masking import apply_channel_masks
 
@@ -94,14 +95,14 @@ def test_a_depthwise_chain_is_sequential_and_prunes_with_its_input():
     assert spec.arch == "sequential"
     assert spec.data["layers"][3] == {"conv": {"out": 8, "kernel": 3, "groups": 8}}
     assert_same(module, model)
-    pruned = slimspec.prune(module, "l1", ratio=0.5, spec=SHAPE).spec.data["layers"]
+    pruned = slimspec.prune(module, "l1", ratio=0.5, input_shape=SHAPE).spec.data["layers"]
     assert pruned[0] == {"conv": {"out": 4, "kernel": 3}} and pruned[3] == {"conv": {"out": 4, "kernel": 3, "groups": 4}}
 
 
 def test_batchnorm_eps_is_kept():
     module = randomize(DepthwiseChain(eps=1e-3))
     spec, model = from_module(module, SHAPE)
-    assert spec.arch == "graph" and spec.data["layers"][1] == {"bn": {"eps": 0.001}}
+    assert spec.arch == "sequential" and spec.data["layers"][1] == {"bn": {"eps": 0.001}}  # a chain: sequential
     assert model.get_submodule("layers.1").eps == 1e-3
     assert_same(module, model)
 
@@ -262,7 +263,7 @@ def test_shared_weights_are_refused():
 
 
 def test_check_refuses_a_model_that_computes_something_else():
-    from slimspec.nn.trace import _check
+    from slimspec.interop.fx_trace import _check
 
     module = randomize(Chain())
     spec, state = import_module(module, SHAPE)

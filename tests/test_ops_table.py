@@ -6,13 +6,19 @@ import pytest
 from slimspec.document import load_spec, stock_specs
 from slimspec.ir import IRBuilder
 from slimspec.ir.ops import OPS
-from slimspec.nn.net import FUNCTIONAL, MODULE_FACTORIES
+from slimspec.nn.net import FUNCTIONAL, MODULE_FACTORIES, torch_class
 
 
 def test_every_op_has_exactly_one_torch_implementation():
-    built = set(MODULE_FACTORIES) | set(FUNCTIONAL)
-    assert not set(MODULE_FACTORIES) & set(FUNCTIONAL)
-    assert built == set(OPS) - {"input"}
+    """A factory, a torch class named in the table, or a function: exactly one of them, for every op."""
+    named = {name for name, op in OPS.items() if op.module is not None}
+    ways = [set(MODULE_FACTORIES), named, set(FUNCTIONAL)]
+    for i, a in enumerate(ways):
+        for b in ways[i + 1:]:
+            assert not a & b
+    assert set().union(*ways) == set(OPS) - {"input"}
+    for name in named:  # the named classes exist and take the table's keyword arguments
+        torch_class(OPS[name].module)
 
 
 @pytest.mark.parametrize("name", sorted(stock_specs()))

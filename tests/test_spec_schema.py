@@ -401,17 +401,19 @@ def test_sequential_issues() -> None:
 """)
     assert issues(data) == [
         "layers[0].conv: unknown key 'pad' (did you mean 'padding'?)",
-        "layers[1]: expected 'relu', 'flatten', 'bn' or a one-key mapping such as {conv: 16}, got 'rleu'"
-        " (did you mean 'relu'?)",
+        "layers[1]: expected 'bn', 'relu', 'relu6', 'silu', 'hardswish', 'sigmoid', 'identity', 'flatten' or a "
+        "one-key mapping such as {conv: 16}, got 'rleu' (did you mean 'relu'?)",
         "layers[3]: expected a one-key mapping such as {conv: 16}, got a mapping with 2 keys (conv, relu)",
-        "layers[3]: unknown key 'relu'",
+        "layers[3].relu: expected an empty mapping {}, got 1",
         "layers[4].linear: missing required key 'out'",
         "layers[5]: unknown key 'linaer' (did you mean 'linear'?)",
-        "layers[6].dropout: expected a number in [0, 1), got 1.5",
+        "layers[6].dropout: expected a number in [0, 1) or a mapping {p}, got 1.5",
         "layers[8].bn: unknown key 'x'",
         "layers[9].maxpool: missing required key 'kernel'",
-        "layers[10].conv: expected a width or a mapping {out, kernel, stride, padding, groups, bias}, got 0",
-        "layers[11]: expected 'relu', 'flatten', 'bn' or a one-key mapping such as {conv: 16}, got 12",
+        "layers[10].conv: expected a positive width or a mapping {out, kernel, stride, padding, dilation, groups, bias}, "
+        "got 0",
+        "layers[11]: expected 'bn', 'relu', 'relu6', 'silu', 'hardswish', 'sigmoid', 'identity', 'flatten' or a "
+        "one-key mapping such as {conv: 16}, got 12",
     ]
 
 

@@ -46,15 +46,9 @@ class Family(ABC):
         """New module-name prefix -> old prefix, where pruning removed whole blocks (default: none)."""
         return {}
 
-    def to_ir(self, data: dict, source: str | None = None) -> IR:
-        from .schema import normalize
-
-        b = IRBuilder(self.arch, str(data.get("name", self.arch)), data["input"], data["num_classes"], data)
-        try:
-            self.emit(b, normalize(self, data))
-        except SpecError as exc:
-            raise SpecError(list(exc.issues) + b.issues, source) from None
-        return b.finish(source)
+    def legacy_names(self, ir: IR) -> dict[str, str]:
+        """Module names an earlier release gave this network -> today's (old weights files load through it)."""
+        return {}
 
 
 def register_family(cls: type[Family]) -> type[Family]:

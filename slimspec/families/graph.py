@@ -1,116 +1,114 @@
-"""``arch: graph`` — a layer list where a layer may take its input ``from`` earlier layers.
+"""``arch: graph`` and ``arch: sequential`` — layer lists, one front end for both.
 
-For every CNN no other family fits. ``from`` is a layer index or a negative offset (``-1``,
-the previous layer, is the default; an offset reaching one before layer 0 is the network's
-input), as in the Ultralytics model YAML and Keras functional configs; ``add`` and ``concat``
-take a list. Layer kinds: conv (out, kernel, stride, padding, dilation, groups, bias), bn (eps),
-relu / relu6 / silu / hardswish / sigmoid, maxpool / avgpool / adaptive_avgpool, flatten,
-linear, dropout, identity, add, concat; the final ``Linear(num_classes)`` is implied.
+A ``graph`` layer may take its input ``from`` earlier layers: a layer index or a negative offset
+(``-1``, the previous layer, is the default; an offset reaching one before layer 0 is the network's
+input), as in the Ultralytics model YAML and Keras functional configs; ``add`` and ``concat`` take a
+list. ``sequential`` is the same family with every ``from`` implied (-1) — Keras's Sequential is a
+Functional model whose inbound edges are implicit — so it has no joins. The final
+``Linear(num_classes)`` is implied. The layer kinds and their options are the layer forms of the
+op table (:mod:`slimspec.ir.ops`): schema, defaults and emission all come from there.
 
-Channels: each conv/linear ``out`` is a slot (``layers[3].conv.out``, or ``layers[3].conv``
-for the short form ``conv: 16``). A depthwise conv (``groups`` = its input width = ``out``)
-has no slot of its own: its channels are its input's. ``add`` couples its inputs into one
-axis (the producers' slots are unified; a slot written by several producers is a ``stream``
-slot, pruned only with ``prune_stream``, like a ResNet's residual stream), ``concat``
-composes axes. A grouped (not depthwise) conv fixes the slots it reads and writes.
+Channels: each ``produce`` layer's ``out`` (conv, linear) is a slot (``layers[3].conv.out``, or
+``layers[3].conv`` for the short form ``conv: 16``). A depthwise conv (``groups`` = its input width
+= ``out``) has no slot of its own: its channels are its input's. ``add`` couples its inputs into
+one axis (the producers' slots are unified; a slot written by several producers is a ``stream``
+slot, pruned only with ``prune_stream``, like a ResNet's residual stream), ``concat`` composes
+axes. A grouped (not depthwise) conv fixes the slots it reads and writes.
 
-Gates (masks in ``masked`` mode, SSS gates in ``gated`` mode) sit in front of the layers that
-mix channels (conv with ``groups: 1``, linear, the classifier), so a pruned channel is zero
-wherever another channel is computed from it; they fold into those layers' input columns.
+Gates (masks in ``masked`` mode, SSS gates in ``gated`` mode) sit in front of the layers that mix
+channels (conv with ``groups: 1``, linear, the classifier), named ``gates.<layer index>`` after the
+layer whose output they gate, so a pruned channel is zero wherever another channel is computed
+from it; they fold into those layers' input columns.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from ..ir import IR, Axis, IRBuilder
-from ..ir.builder import ACTIVATIONS
 from ..errors import SpecError, SpecIssue, parse_path
+from ..ir import IR, Axis, IRBuilder
+from ..ir.ops import OPS, OpKind, layer_kinds
 from .base import Family, copy_data, register_family
 
 INPUT = -1  # the network input, as a layer index
-SHORT_KEY = {"conv": "out", "linear": "out", "maxpool": "kernel", "avgpool": "kernel", "adaptive_avgpool": "size",
-             "dropout": "p"}
-PLAIN_KINDS = ("bn", *ACTIVATIONS, "flatten", "identity")  # kinds that may be written as a bare string
-TRANSPARENT = ("flatten", "dropout", "identity")  # pass channels through unchanged (a gate folds through them)
-JOINS = ("add", "concat")
 
-# -- schema ----------------------------------------------------------------------------------
+# -- schema (generated from the op table) ------------------------------------------------------
 _INDEX = {"type": "integer", "title": "a layer index or a negative offset"}
 _FROM = {**_INDEX, "description": "Input: an earlier layer's index, or a negative offset (default -1: the previous "
                                   "layer; an offset one before layer 0 is the network input)."}
 _FROM_MANY = {"type": "array", "minItems": 2, "items": _INDEX, "title": "a list of two or more layer indices or offsets",
               "description": "The layers joined (indices or negative offsets)."}
-_POS, _NONNEG = {"$ref": "#/$defs/posint"}, {"$ref": "#/$defs/nonnegint"}
+JOIN_ROLES = ("add", "concat")
 
 
-def _options(title: str, required: tuple[str, ...] = (), inputs: dict = _FROM, **props: dict) -> dict:
-    return {"type": "object", "additionalProperties": False, "required": list(required), "title": title,
-            "properties": {**props, "from": inputs}}
+def _options_schema(kind: OpKind, with_from: bool) -> dict:
+    form = kind.layer
+    assert form is not None
+    props = dict(form.options)
+    required = list(form.required)
+    if with_from:
+        props["from"] = _FROM_MANY if form.role in JOIN_ROLES else _FROM
+        if form.role in JOIN_ROLES:
+            required.append("from")
+    keys = ", ".join(props) or ""
+    title = f"a mapping {{{keys}}}" if keys else "an empty mapping {}"
+    return {"type": "object", "additionalProperties": False, "required": required, "title": title,
+            "properties": props}
 
 
-def _short_or_options(short: dict, options: dict) -> dict:
+def _kind_schema(kind: OpKind, with_from: bool) -> dict:
+    options = _options_schema(kind, with_from)
+    short = kind.layer.short_schema if kind.layer else None
+    if short is None:
+        return options
     return {"anyOf": [short, options], "title": f"{short['title']} or {options['title']}"}
 
 
-_BOOL_TRUE = {"type": "boolean", "title": "True or False", "default": True}
-_KINDS: dict[str, dict] = {
-    "conv": _short_or_options(
-        {"type": "integer", "minimum": 1, "title": "a positive width"},
-        _options("a mapping {out, kernel, stride, padding, dilation, groups, bias, from}",
-                 out={**_POS, "description": "Output channels (a prunable slot); may be omitted for a depthwise conv."},
-                 kernel={**_POS, "default": 3}, stride={**_POS, "default": 1}, padding={**_NONNEG, "default": 0},
-                 dilation={**_POS, "default": 1},
-                 groups={**_POS, "default": 1, "description": "Depthwise when groups = input width = out."},
-                 bias=_BOOL_TRUE)),
-    "linear": _short_or_options({"type": "integer", "minimum": 1, "title": "a positive width"},
-                                _options("a mapping {out, bias, from}", ("out",), out=_POS, bias=_BOOL_TRUE)),
-    **{kind: _short_or_options({"type": "integer", "minimum": 1, "title": "a positive kernel size"},
-                               _options("a mapping {kernel, stride, padding, from}", ("kernel",), kernel=_POS,
-                                        stride=_POS, padding={**_NONNEG, "default": 0}))
-       for kind in ("maxpool", "avgpool")},
-    "adaptive_avgpool": _short_or_options({"type": "integer", "minimum": 1, "title": "a positive output size"},
-                                          _options("a mapping {size, from}", ("size",), size=_POS)),
-    "dropout": _short_or_options({"$ref": "#/$defs/dropout", "title": "a number in [0, 1)"},
-                                 _options("a mapping {p, from}", ("p",), p={"$ref": "#/$defs/dropout"})),
-    "bn": _options("a mapping {eps, from}", eps={"type": "number", "exclusiveMinimum": 0, "default": 1e-5,
-                                                 "title": "a positive number", "description": "BatchNorm epsilon."}),
-    **{kind: _options("a mapping {from}") for kind in PLAIN_KINDS if kind != "bn"},
-    **{kind: _options("a mapping {from: [...]}", ("from",), _FROM_MANY) for kind in JOINS},
-}
-
-SCHEMA: dict = {
-    "description": "Layer list with inputs taken 'from' earlier layers (add, concat joins); "
-                   "the final Linear(num_classes) is implied.",
-    "required": ["layers"],
-    "properties": {
-        "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/graphLayer"},
-                   "title": "a non-empty list of layers"},
-    },
-}
-SCHEMA_DEFS: dict = {
-    "graphLayer": {
+def layer_list_schema(arch: str, with_from: bool) -> tuple[dict, dict]:
+    """``(schema, schema_defs)`` of a layer-list family, from the op table as it is now."""
+    kinds = {name: kind for name, kind in layer_kinds().items()
+             if with_from or kind.layer.role not in JOIN_ROLES}  # type: ignore[union-attr]
+    bare = [name for name, kind in kinds.items() if kind.layer.bare]  # type: ignore[union-attr]
+    layer = f"{arch}Layer"
+    description = ("Layer list with inputs taken 'from' earlier layers (add, concat joins); " if with_from else
+                   "Keras-style layer list (each layer reads the previous one); ")
+    schema = {
+        "description": description + "the final Linear(num_classes) is implied.",
+        "required": ["layers"],
+        "properties": {"layers": {"type": "array", "minItems": 1, "items": {"$ref": f"#/$defs/{layer}"},
+                                  "title": "a non-empty list of layers"}},
+    }
+    defs = {layer: {
         "anyOf": [
-            {"type": "string", "enum": list(PLAIN_KINDS)},
+            {"type": "string", "enum": bare},
             {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
-             "title": "a one-key mapping such as {conv: 16}", "properties": _KINDS},
+             "title": "a one-key mapping such as {conv: 16}",
+             "properties": {name: _kind_schema(kind, with_from) for name, kind in kinds.items()}},
         ],
-        "title": f"{', '.join(repr(k) for k in PLAIN_KINDS)} or a one-key mapping such as {{conv: 16}}",
-    },
-}
+        "title": f"{', '.join(repr(k) for k in bare)} or a one-key mapping such as {{conv: 16}}",
+    }}
+    return schema, defs
 
 
 # -- analysis: inputs, channel widths, slot identity (before anything is emitted) --------------
 @dataclass
 class Layer:
-    """One entry of ``layers``: its kind, options (without ``from``) and resolved inputs."""
+    """One entry of ``layers``: its kind, options (defaults filled, without ``from``) and inputs."""
 
     index: int
     kind: str
     opts: dict
     inputs: tuple[int, ...]
     short: bool  # ``conv: 16``: the value is the width itself
+
+    @property
+    def op(self) -> OpKind:
+        return OPS[self.kind]
+
+    @property
+    def role(self) -> str:
+        return self.op.layer.role  # type: ignore[union-attr]
 
     @property
     def at(self) -> str:
@@ -122,8 +120,8 @@ class Layer:
 
     @property
     def mixes(self) -> bool:
-        """Computes each output channel from several input channels (a gate goes in front)."""
-        return self.kind == "linear" or (self.kind == "conv" and int(self.opts.get("groups", 1)) == 1)
+        """Computes each output channel from all input channels (a gate goes in front)."""
+        return self.role == "produce" and int(self.opts.get("groups", 1)) == 1
 
 
 @dataclass
@@ -166,9 +164,10 @@ class Plan:
         return "#input" if root == INPUT else self.layers[root].slot_path
 
     def pure(self, index: int) -> bool:
-        """A flatten/dropout/identity read only by channel-mixing layers (so a gate can go in front of it)."""
+        """A transparent layer (flatten, dropout, identity) read only by channel-mixing layers (so a gate
+        can go in front of it)."""
         layer = self.layers[index]
-        if layer.kind not in TRANSPARENT:
+        if not layer.op.transparent:
             return False
         return all(r is None or self.layers[r].mixes or self.pure(r) for r in self.readers.get(index, []))
 
@@ -180,25 +179,33 @@ def _parts(item: Any) -> tuple[str, Any]:
     return kind, value
 
 
+def _issue(issues: list[SpecIssue], where: str, message: str) -> None:
+    issues.append(SpecIssue(where, message, parse_path(where)))
+
+
 def _resolve_from(index: int, ref: Any, where: str, issues: list[SpecIssue]) -> int:
     target = index + ref if ref < 0 else ref
     if ref >= 0 and ref >= index:
-        issues.append(SpecIssue(where, f"from {ref} refers to layer {ref}, which does not come before layer {index}",
-                                parse_path(where)))
+        _issue(issues, where, f"from {ref} refers to layer {ref}, which does not come before layer {index}")
         return index - 1
     if target < INPUT:
-        issues.append(SpecIssue(where, f"from {ref} reaches before the network input (layer {index} can go back "
-                                       f"at most {index + 1})", parse_path(where)))
+        _issue(issues, where, f"from {ref} reaches before the network input (layer {index} can go back at most "
+                              f"{index + 1})")
         return index - 1
     return target
 
 
-def _issue(plan: Plan, where: str, message: str) -> None:
-    plan.issues.append(SpecIssue(where, message, parse_path(where)))
-
-
 def _describe(value: int) -> str:
     return "the input" if value == INPUT else f"layers[{value}]"
+
+
+def layer_options(kind: str, value: Any) -> tuple[dict, bool]:
+    """``(options with the schema's defaults filled in, written in short form)`` of one layer entry."""
+    form = OPS[kind].layer
+    assert form is not None
+    short = value is not None and not isinstance(value, dict)
+    given = dict(value) if isinstance(value, dict) else ({form.short: value} if short else {})
+    return {**form.defaults(), **given}, short
 
 
 def analyze(layers: list, input_channels: int) -> Plan:
@@ -208,8 +215,7 @@ def analyze(layers: list, input_channels: int) -> Plan:
     plan.width[INPUT], plan.axes[INPUT], plan.flat[INPUT] = input_channels, [INPUT], False
     for i, item in enumerate(layers):
         kind, value = _parts(item)
-        short = not isinstance(value, dict) and value is not None
-        opts = dict(value) if isinstance(value, dict) else ({SHORT_KEY[kind]: value} if short else {})
+        opts, short = layer_options(kind, value)
         ref = opts.pop("from", -1)
         where = f"layers[{i}].{kind}.from"
         if isinstance(ref, list):
@@ -220,53 +226,48 @@ def analyze(layers: list, input_channels: int) -> Plan:
         parsed.append(layer)
         for v in inputs:
             plan.readers.setdefault(v, []).append(i)
-        _analyze_layer(plan, layer)
+        _ROLES[layer.role](plan, layer)
     plan.readers.setdefault(len(parsed) - 1, []).append(None)
     return plan
 
 
-def _analyze_layer(plan: Plan, layer: Layer) -> None:
-    i, kind, opts, x = layer.index, layer.kind, layer.opts, layer.inputs[0]
-    plan.axes[i], plan.flat[i] = list(plan.axes[x]), plan.flat[x]
-    if kind in ("conv", "maxpool", "avgpool", "adaptive_avgpool") and plan.flat[x]:
-        _issue(plan, layer.at, f"{kind} after flatten/linear: the input is no longer a feature map")
-    if kind == "conv":
-        cin, groups, out = plan.channels(x), int(opts.get("groups", 1)), opts.get("out")
-        plan.cin[i] = cin
-        if groups > 1 and groups == cin and out in (None, cin):
-            plan.depthwise.add(i)  # its channels are its input's channels: same axis, no slot of its own
-            return
-        if out is None:
-            _issue(plan, f"{layer.at}.conv", "out is required (only a depthwise conv, groups = its input "
-                                             f"width {cin}, may omit it)")
-            out = cin
-        plan.width[i], plan.axes[i] = int(out), [i]
-        if groups > 1:
-            for what, width in (("the input width", cin), ("out", out)):
-                if width % groups:
-                    _issue(plan, f"{layer.at}.conv.groups", f"groups {groups} does not divide {what} {width}")
-            plan.fixed.update([*plan.axes[x], i])  # grouped channels cannot be removed one by one
-    elif kind == "linear":
-        plan.width[i], plan.axes[i], plan.flat[i] = int(opts["out"]), [i], True
-    elif kind == "flatten":
-        plan.flat[i] = True
-    elif kind == "add":
-        _analyze_add(plan, layer)
-    elif kind == "concat":
-        if any(plan.flat[v] for v in layer.inputs):
-            _issue(plan, f"{layer.at}.concat.from", "concat joins feature maps; an input is flattened")
-        plan.axes[i] = [k for v in layer.inputs for k in plan.axes[v]]
+def _map(plan: Plan, layer: Layer) -> None:
+    i, x, form = layer.index, layer.inputs[0], layer.op.layer
+    plan.axes[i], plan.flat[i] = list(plan.axes[x]), plan.flat[x] or form.flattens  # type: ignore[union-attr]
+    if form.spatial and plan.flat[x]:  # type: ignore[union-attr]
+        _issue(plan.issues, layer.at, f"{layer.kind} after flatten/linear: the input is no longer a feature map")
 
 
-def _analyze_add(plan: Plan, layer: Layer) -> None:
+def _produce(plan: Plan, layer: Layer) -> None:
+    _map(plan, layer)
+    i, x, opts = layer.index, layer.inputs[0], layer.opts
+    cin, groups, out = plan.channels(x), int(opts.get("groups", 1)), opts.get("out")
+    plan.cin[i] = cin
+    if groups > 1 and groups == cin and out in (None, cin):
+        plan.depthwise.add(i)  # its channels are its input's channels: same axis, no slot of its own
+        return
+    if out is None:
+        _issue(plan.issues, f"{layer.at}.{layer.kind}", f"out is required (only a depthwise conv, groups = its input "
+                                                        f"width {cin}, may omit it)")
+        out = cin
+    plan.width[i], plan.axes[i] = int(out), [i]
+    if groups > 1:
+        for what, width in (("the input width", cin), ("the out", out)):
+            if width % groups:
+                _issue(plan.issues, f"{layer.at}.{layer.kind}.groups", f"groups {groups} does not divide {what} {width}")
+        plan.fixed.update([*plan.axes[x], i])  # grouped channels cannot be removed one by one
+
+
+def _add(plan: Plan, layer: Layer) -> None:
+    _map(plan, layer)
     first = layer.inputs[0]
     for v in layer.inputs[1:]:
         a, b = plan.axes[first], plan.axes[v]
         widths_a = [plan.width[plan.find(k)] for k in a]
         widths_b = [plan.width[plan.find(k)] for k in b]
         if sum(widths_a) != sum(widths_b) or plan.flat[first] != plan.flat[v]:
-            _issue(plan, f"{layer.at}.add.from", f"add: {_describe(first)} has {sum(widths_a)} channels, "
-                                                 f"{_describe(v)} has {sum(widths_b)}")
+            _issue(plan.issues, f"{layer.at}.add.from", f"add: {_describe(first)} has {sum(widths_a)} channels, "
+                                                        f"{_describe(v)} has {sum(widths_b)}")
         elif widths_a == widths_b:
             for ka, kb in zip(a, b):
                 plan.union(ka, kb)
@@ -274,12 +275,29 @@ def _analyze_add(plan: Plan, layer: Layer) -> None:
             plan.fixed.update(a + b)
 
 
-# -- the family ------------------------------------------------------------------------------
+def _concat(plan: Plan, layer: Layer) -> None:
+    _map(plan, layer)
+    if any(plan.flat[v] for v in layer.inputs):
+        _issue(plan.issues, f"{layer.at}.{layer.kind}.from", "concat joins feature maps; an input is flattened")
+    plan.axes[layer.index] = [k for v in layer.inputs for k in plan.axes[v]]
+
+
+_ROLES = {"map": _map, "produce": _produce, "add": _add, "concat": _concat}
+
+
+# -- the families -------------------------------------------------------------------------------
 @register_family
 class Graph(Family):
     arch = "graph"
-    schema = SCHEMA
-    schema_defs = SCHEMA_DEFS
+    with_from: ClassVar[bool] = True
+
+    @property
+    def schema(self) -> dict:  # type: ignore[override]
+        return layer_list_schema(self.arch, self.with_from)[0]
+
+    @property
+    def schema_defs(self) -> dict:  # type: ignore[override]
+        return layer_list_schema(self.arch, self.with_from)[1]
 
     def emit(self, b: IRBuilder, data: dict) -> None:
         plan = analyze(data["layers"], b.input_shape[0])
@@ -302,6 +320,27 @@ class Graph(Family):
                 if key in item:
                     item[key] = resized.cin[i]
         return new
+
+    def legacy_names(self, ir: IR) -> dict[str, str]:
+        """Module names of earlier releases -> today's (see :meth:`Family.legacy_names`)."""
+        return {}
+
+
+@register_family
+class Sequential(Graph):
+    """``graph`` with every ``from`` implied: each layer reads the one before it."""
+
+    arch = "sequential"
+    with_from = False
+
+    def legacy_names(self, ir: IR) -> dict[str, str]:
+        """Until 0.1's layer-vocabulary change a sequential gate was ``slots.<i>.gate``, named after the layer
+        that produces its slot; it is now ``gates.<j>``, named after the layer whose output it gates."""
+        names: dict[str, str] = {}
+        for node in ir.nodes_of("gate"):  # the producer of a gate's slot: the layer whose output axis starts it
+            producer = next(n for n in ir.nodes if n.axis == node.axis and n.in_axis != n.axis and n.op != "gate")
+            names[f"slots.{producer.name.rsplit('.', 1)[1]}.gate"] = node.name
+        return names
 
 
 def _set_option(items: list, layer: Layer, key: str, value: int) -> None:
@@ -341,6 +380,8 @@ class _Emitter:
         return self.gates[value]
 
     def out_axis(self, layer: Layer) -> Axis:
+        if layer.index in self.plan.depthwise:
+            return self.b.axis(self.values[layer.inputs[0]])
         key = self.plan.find(layer.index)
         if key == layer.index:
             self.b.add_slot(layer.slot_path, self.plan.width[key], self.plan.slot_kind(key))
@@ -355,41 +396,13 @@ class _Emitter:
         self.b.classifier(self.read(last, None))
 
     def emit(self, layer: Layer) -> str:
-        b, opts, kind = self.b, layer.opts, layer.kind
-        name, at = f"layers.{layer.index}", layer.at
         refs = [self.read(v, layer) for v in layer.inputs]
-        x = refs[0]
-        if kind == "conv":
-            depthwise = layer.index in self.plan.depthwise
-            out = b.axis(x) if depthwise else self.out_axis(layer)
-            return b.conv(name, x, out, int(opts.get("kernel", 3)), int(opts.get("stride", 1)),
-                          int(opts.get("padding", 0)), bool(opts.get("bias", True)),
-                          at=at if depthwise else layer.slot_path, groups=int(opts.get("groups", 1)),
-                          dilation=int(opts.get("dilation", 1)))
-        if kind == "linear":
-            return b.linear(name, x, self.out_axis(layer), bool(opts.get("bias", True)), at=layer.slot_path)
-        if kind == "bn":
-            return b.bn(name, x, at=at, eps=float(opts.get("eps", 1e-5)))
-        if kind in ACTIVATIONS:
-            return b.act(name, x, kind, at=at)
-        if kind in ("maxpool", "avgpool"):
-            return b.pool(name, x, kind, int(opts["kernel"]), opts.get("stride"), int(opts.get("padding", 0)), at=at)
-        if kind == "adaptive_avgpool":
-            return b.adaptive_avgpool(name, x, int(opts["size"]), at=at)
-        if kind == "flatten":
-            return b.flatten(name, x, at=at)
-        if kind == "dropout":
-            return b.dropout(name, x, float(opts["p"]), at=at)
-        if kind == "identity":
-            return b.identity(name, x, at=at)
-        if kind == "add":
-            for k, other in enumerate(refs[1:], start=1):
-                x = b.add(name if k == len(refs) - 1 else f"{name}_{k}", x, other, at=f"{at}.add.from")
-            return x
-        if kind == "concat":
-            shapes = [b.shape(r) for r in refs]
-            if len({s[1:] for s in shapes}) != 1:
-                sizes = ", ".join(f"{s[1]}x{s[2]}" for s in shapes)
-                b.issue(f"{at}.concat.from", f"concat of different spatial sizes: {sizes}")
-            return b.concat(name, refs, at=at)
-        raise ValueError(f"{at}: unknown layer kind '{kind}'")  # the schema admits none
+        form = layer.op.layer
+        assert form is not None
+        out, at = None, layer.at
+        if form.role == "produce":
+            out = self.out_axis(layer)
+            at = layer.at if layer.index in self.plan.depthwise else layer.slot_path
+        elif form.role in JOIN_ROLES:
+            at = f"{layer.at}.{layer.kind}.from"
+        return form.emit(self.b, layer.kind, f"layers.{layer.index}", refs, layer.opts, at, out)

@@ -153,7 +153,7 @@ class MobileNetV2(Family):
         out = b.add_slot("stem", stem, "stream" if "stem" in streams else "channel")
         x = b.conv("features.0.0", "input", out, 3, data["stem_stride"], 1, False, at="stem")
         x = b.bn("features.0.1", x, at="stem")
-        x = b.act("features.0.2", x, "relu6", at="stem")
+        x = b.elementwise("features.0.2", x, "relu6", at="stem")
         for block in blocks:
             at = f"stages[{block.stage}]"
             if block.slot not in b.slots:
@@ -163,10 +163,10 @@ class MobileNetV2(Family):
         head = f"features.{len(blocks) + 1}"
         x = b.conv(f"{head}.0", read(x), b.add_slot("last_channel", last), 1, 1, 0, False, at="last_channel")
         x = b.bn(f"{head}.1", x, at="last_channel")
-        x = b.act(f"{head}.2", x, "relu6", at="last_channel")
+        x = b.elementwise(f"{head}.2", x, "relu6", at="last_channel")
         x = read(b.gap("classifier.pool", x, at="last_channel"))
         if data["dropout"] > 0:
-            x = b.dropout("classifier.0", x, data["dropout"], at="dropout")
+            x = b.elementwise("classifier.0", x, "dropout", at="dropout", p=float(data["dropout"]))
         b.classifier(x, name="classifier.1")
 
     def _block(self, b: IRBuilder, x: str, block: BlockPlan, out: Axis, read) -> str:
@@ -176,13 +176,13 @@ class MobileNetV2(Family):
             slot = f"{at}.expand[{block.index}]"
             y = b.conv(f"{name}.0.0", read(x), b.add_slot(slot, block.hidden), 1, 1, 0, False, at=slot)
             y = b.bn(f"{name}.0.1", y, at=slot)
-            y = b.act(f"{name}.0.2", y, "relu6", at=slot)
+            y = b.elementwise(f"{name}.0.2", y, "relu6", at=slot)
             j = 1
         hidden = b.axis(y)  # depthwise: its channels are its input's (the same slot)
         where = b.nodes[y].at
         y = b.conv(f"{name}.{j}.0", y, hidden, 3, block.stride, 1, False, at=where, groups=b.axis_size(hidden))
         y = b.bn(f"{name}.{j}.1", y, at=where)
-        y = b.act(f"{name}.{j}.2", y, "relu6", at=where)
+        y = b.elementwise(f"{name}.{j}.2", y, "relu6", at=where)
         y = b.conv(f"{name}.{j + 1}", read(y), out, 1, 1, 0, False, at=f"{at}.c")
         y = b.bn(f"{name}.{j + 2}", y, at=f"{at}.c")
         if block.residual:

@@ -17,16 +17,19 @@ from typing import Any
 from ..errors import SpecError, SpecIssue
 from ..specio.validate import (TOP_KEYS_CHECKED_ELSEWHERE, base_schema, kind_of, make_validator, resolve,
                              unknown_key, validator_issues)
+from ..ir import IR, IRBuilder
+from ..ir.ops import table_version
 from .base import Family, families
 
 
 def spec_schema() -> dict:
     """The full spec schema (draft 2020-12) for the families registered now, as a fresh dict."""
-    return copy.deepcopy(_assembled(tuple(sorted(families())))[0])
+    return copy.deepcopy(_assembled(tuple(sorted(families())), table_version())[0])
 
 
 @lru_cache(maxsize=8)
-def _assembled(archs: tuple[str, ...]) -> tuple[dict, Any]:
+def _assembled(archs: tuple[str, ...], ops_version: int) -> tuple[dict, Any]:
+    """The schema and its validator for these families and this version of the op table."""
     registry = families()
     root = base_schema()
     root[TOP_KEYS_CHECKED_ELSEWHERE] = "slimspec.families.schema"
@@ -76,7 +79,7 @@ def schema_issues(data: object) -> list[SpecIssue]:
         got = {"list": "a list", "mapping": "a mapping", "null": "null", "boolean": "a boolean"}.get(
             kind_of(data["arch"]), f"a {type(data['arch']).__name__}")
         return [SpecIssue.at(("arch",), f"expected a family name, got {got}")]
-    root, validator = _assembled(tuple(sorted(families())))
+    root, validator = _assembled(tuple(sorted(families())), table_version())
     issues = validator_issues(validator, data)
     issues.extend(_unknown_top_keys(root, {str(key): value for key, value in data.items()}))
     return SpecError(issues).issues
@@ -107,5 +110,15 @@ def _fill(value: Any, node: dict, root: dict) -> Any:
 
 def normalize(family: Family, data: dict) -> dict:
     """A copy of schema-valid spec ``data`` with every default of the family's schema filled in."""
-    root = _assembled(tuple(sorted(families())))[0]
+    root = _assembled(tuple(sorted(families())), table_version())[0]
     return _fill(_fill(data, root, root), family.schema, root)
+
+
+def to_ir(family: Family, data: dict, source: str | None = None) -> IR:
+    """The IR of schema-valid spec ``data`` of ``family`` (defaults filled in first)."""
+    b = IRBuilder(family.arch, str(data.get("name", family.arch)), data["input"], data["num_classes"], data)
+    try:
+        family.emit(b, normalize(family, data))
+    except SpecError as exc:
+        raise SpecError(list(exc.issues) + b.issues, source) from None
+    return b.finish(source)

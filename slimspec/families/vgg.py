@@ -85,7 +85,7 @@ def emit_classifier(b: IRBuilder, x: str, widths: list[int], use_bn: bool, dropo
         x = b.relu(f"{name}.relu", x, at=at)
         x = b.gate(f"{name}.gate", x, at=at)
         if dropout > 0:
-            x = b.dropout(f"{name}.dropout", x, dropout, at=at)
+            x = b.elementwise(f"{name}.dropout", x, "dropout", at=at, p=float(dropout))
     return x
 
 

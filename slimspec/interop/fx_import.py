@@ -1,7 +1,7 @@
 """Your own ``nn.Module`` in: ``slimspec.from_module`` and ``slimspec import python:PKG.MOD:FACTORY``.
 
-The module is traced with torch.fx (:mod:`slimspec.nn.trace`) into a ``sequential`` spec when
-it is a plain chain, else a ``graph`` spec, with its weights renamed to the spec's modules;
+The module is traced with torch.fx (:mod:`slimspec.interop.fx_trace`) into a ``sequential`` spec when
+every layer reads the one before it, else a ``graph`` spec, with its weights renamed to the spec's modules;
 the spec's model computes what the module computes (eval mode).
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from torch import nn
 from ..document import Spec
 from ..errors import ModelImportError
 from ..weights import WeightsError, read_state_dict
-from ..nn.trace import from_module, guess_input_shape, import_module
+from .fx_trace import import_module
 
-__all__ = ["from_module", "guess_input_shape", "import_module", "import_python", "load_factory"]
+__all__ = ["import_python", "load_factory"]
 
 
 def load_factory(reference: str) -> nn.Module:

@@ -220,7 +220,7 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
     shape = tuple(int(v) for v in input_shape) if input_shape is not None else (3, 224, 224)
     importer = _importer(name)
     if importer is None:
-        from ..nn.trace import import_module
+        from .fx_trace import import_module
 
         return import_module(model, shape, name=name, source=f"torchvision:{name}")
     data, renames = importer(model, name)

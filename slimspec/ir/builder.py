@@ -22,8 +22,6 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int =
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-ACTIVATIONS = ("relu", "relu6", "silu", "hardswish", "sigmoid")  # element-wise ops emitted by IRBuilder.act
-
 
 class IRBuilder:
     """Accumulates slots and nodes for one network."""
@@ -102,16 +100,13 @@ class IRBuilder:
         return self._node(name, "bn", (x,), self.shape(x), self.axis(x), at, self.axis(x), **attrs)
 
     def relu(self, name: str, x: str, at: str = "") -> str:
-        return self._node(name, "relu", (x,), self.shape(x), self.axis(x), at)
+        return self.elementwise(name, x, "relu", at=at)
 
-    def act(self, name: str, x: str, op: str, at: str = "") -> str:
-        """An element-wise activation (one of ``ACTIVATIONS``)."""
-        if op not in ACTIVATIONS:
-            raise ValueError(f"{name}: '{op}' is not an activation ({', '.join(ACTIVATIONS)})")
-        return self._node(name, op, (x,), self.shape(x), self.axis(x), at)
-
-    def identity(self, name: str, x: str, at: str = "") -> str:
-        return self._node(name, "identity", (x,), self.shape(x), self.axis(x), at)
+    def elementwise(self, name: str, x: str, op: str, at: str = "", **attrs: Any) -> str:
+        """An op of the table that keeps its input's shape and channel axis (activations, dropout, identity)."""
+        if op not in OPS or not OPS[op].identity or OPS[op].layer is None:
+            raise ValueError(f"{name}: '{op}' is not an element-wise layer kind of the op table")
+        return self._node(name, op, (x,), self.shape(x), self.axis(x), at, **attrs)
 
     def adaptive_avgpool(self, name: str, x: str, size: int, at: str = "") -> str:
         """Adaptive average pool to ``size`` x ``size`` (torch's ``AdaptiveAvgPool2d``)."""
@@ -130,9 +125,6 @@ class IRBuilder:
         """A scalar on a residual branch (SSS block gate): a block whose gate is zero can be removed."""
         self.add_slot(slot, 1, "block")
         return self._node(name, "blockgate", (x,), self.shape(x), self.axis(x), at, self.axis(x), slot=slot)
-
-    def dropout(self, name: str, x: str, p: float, at: str = "") -> str:
-        return self._node(name, "dropout", (x,), self.shape(x), self.axis(x), at, p=float(p))
 
     def pool(self, name: str, x: str, kind: str, kernel: int, stride: int | None = None, padding: int = 0,
              at: str = "") -> str:
@@ -168,8 +160,19 @@ class IRBuilder:
             self.issue(at, f"residual shapes differ: {self.shape(a)} vs {self.shape(b)}")
         return self._node(name, "add", (a, b), self.shape(a), self.axis(a), at)
 
+    def add_all(self, name: str, xs: Sequence[str], at: str = "") -> str:
+        """``xs[0] + xs[1] + ...`` as a chain of adds, the last one named ``name``."""
+        x = xs[0]
+        for k, other in enumerate(xs[1:], start=1):
+            x = self.add(name if k == len(xs) - 1 else f"{name}_{k}", x, other, at=at)
+        return x
+
     def concat(self, name: str, xs: Sequence[str], at: str = "") -> str:
+        """Feature maps joined along their channels; their axes compose."""
         axis = Axis(tuple(seg for x in xs for seg in self.axis(x).segments))
+        shapes = [self.shape(x) for x in xs]
+        if len({s[1:] for s in shapes}) != 1:
+            self.issue(at, "concat of different spatial sizes: " + ", ".join(f"{s[1]}x{s[2]}" for s in shapes))
         _, h, w = self.shape(xs[0])
         return self._node(name, "concat", tuple(xs), (self.axis_size(axis), h, w), axis, at)
 

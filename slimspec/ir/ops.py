@@ -1,25 +1,40 @@
-"""One table for every IR op: what it counts, which tensor dims carry which channel axis,
-where criteria find its channels, and whether it is identity-like. Pure Python.
+"""The one table of layer kinds and IR ops. Pure Python (torch is named, never imported).
 
-Everything that treats ops differently reads this table: analytic counts
-(:mod:`slimspec.ir.counts`), score sources and weight transplant (:mod:`slimspec.pruning`),
-and report rows. ``slimspec.nn`` keeps only the module factories, keyed by the same names;
-a test checks that every op here has a factory and vice versa. Adding an op is one entry
-here, one factory there, and the :class:`~slimspec.ir.IRBuilder` method that emits it.
+Every op the IR holds is one :class:`OpKind` entry, and everything that treats ops
+differently reads it:
 
-Axis names in ``tensors``: ``"out"`` is the node's output axis, ``"in"`` its input axis,
-``None`` a dim that carries no channels (a depthwise conv's 1 input channel per group).
+* analytic counts (:mod:`slimspec.ir.counts`): ``params``, ``macs``;
+* score sources and the weight transplant (:mod:`slimspec.pruning`): ``tensors``, ``sources``;
+* the layer-list families (``arch: sequential`` / ``graph``): ``layer`` — the kind's JSON
+  Schema fragment (whose ``default`` values are the only defaults), its short form, how it
+  treats channels (``role``) and how it emits IR nodes (``emit``);
+* the module factories (:mod:`slimspec.nn.net`): ``module`` / ``module_args`` name the torch
+  class a node becomes (ops with their own factory there have none);
+* the fx importer (:mod:`slimspec.interop`): ``imports`` — the torch modules, functions and
+  tensor methods that mean this kind, with ``module_args`` read back off the module.
+
+Adding an element-wise activation or a pool is one :func:`register_op` call (plus a factory in
+``slimspec.nn`` when torch has no module for it); schema, builder, modules and importer pick
+it up. Axis names in ``tensors``: ``"out"`` is the node's output axis, ``"in"`` its input
+axis, ``None`` a dim that carries no channels (a depthwise conv's 1 input channel per group).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from .graph import IR, Axis, Node
 
+if TYPE_CHECKING:
+    from .builder import IRBuilder
+
 AxisName = str | None
 TensorDims = Mapping[str, tuple[AxisName, ...]]
+Emit = Callable[["IRBuilder", str, str, Sequence[str], Mapping[str, Any], str, "Axis | None"], str]
+# (builder, op, node name, input node names, options with defaults, spec path, output axis) -> node name
+ROLES = ("map", "produce", "add", "concat")
 
 
 @dataclass(frozen=True)
@@ -49,9 +64,45 @@ def _static(dims: Mapping[str, tuple[AxisName, ...]]) -> Callable[[Node], Tensor
     return lambda node: frozen
 
 
+def _elementwise(b: IRBuilder, op: str, name: str, xs: Sequence[str], opts: Mapping[str, Any], at: str,
+                 out: Axis | None) -> str:
+    return b.elementwise(name, xs[0], op, at=at, **opts)
+
+
 @dataclass(frozen=True)
-class OpInfo:
-    """What the rest of slimspec needs to know about one op."""
+class LayerForm:
+    """How a kind is written as a layer of ``arch: sequential`` / ``graph``.
+
+    ``role``: ``map`` keeps its input's channel axis; ``produce`` makes a new slot of width
+    ``out`` (a prunable width); ``add`` unifies its inputs' axes; ``concat`` composes them.
+    """
+
+    options: Mapping[str, dict] = field(default_factory=dict)  # option -> JSON Schema (with its "default")
+    required: tuple[str, ...] = ()
+    short: str | None = None  # ``conv: 16`` sets ``out``: the option a bare value sets
+    short_schema: dict | None = None
+    bare: bool = False  # may be written as a plain string (``- relu``)
+    role: str = "map"
+    spatial: bool = False  # reads a feature map (C, H, W), not a vector
+    flattens: bool = False  # its output is a vector (flatten, linear)
+    emit: Emit = _elementwise
+
+    def defaults(self) -> dict[str, Any]:
+        return {key: schema["default"] for key, schema in self.options.items() if "default" in schema}
+
+
+@dataclass(frozen=True)
+class Imports:
+    """The torch callables the fx importer maps to a kind, as dotted names (resolved there, lazily)."""
+
+    modules: tuple[str, ...] = ()  # classes, e.g. "torch.nn.GELU" (options read off ``module_args``)
+    functions: tuple[str, ...] = ()  # e.g. "torch.nn.functional.gelu" (tensor argument only)
+    methods: tuple[str, ...] = ()  # tensor methods, e.g. "sigmoid" (their in-place "sigmoid_" too)
+
+
+@dataclass(frozen=True)
+class OpKind:
+    """Everything slimspec knows about one op (see the module docstring)."""
 
     name: str
     params: Callable[[IR, Node], int] = _none
@@ -59,6 +110,11 @@ class OpInfo:
     tensors: Callable[[Node], TensorDims] = field(default=_static({}))
     sources: Callable[[IR, Node], Iterator[tuple[str, Source]]] = _no_sources
     identity: bool = False  # per-element or per-channel on its input's axis; no row in layer reports
+    transparent: bool = False  # passes values through unchanged in eval: a gate folds through it
+    layer: LayerForm | None = None  # None: an internal op no spec writes as a layer
+    module: str | None = None  # dotted torch class the module factory instantiates (None: own factory)
+    module_args: Mapping[str, str] = field(default_factory=dict)  # node attr -> constructor keyword / attribute
+    imports: Imports = Imports()
 
 
 # -- conv / linear ------------------------------------------------------------------------
@@ -123,35 +179,109 @@ def _select_sources(ir: IR, node: Node) -> Iterator[tuple[str, Source]]:
         yield slot, Source("bn", bn.name, ir.slots[slot].index or ())
 
 
-_OPS: tuple[OpInfo, ...] = (
-    OpInfo("input", identity=True),
-    OpInfo("conv", _conv_params, _conv_macs, _conv_tensors, _weighted_sources),
-    OpInfo("linear", _linear_params, _linear_macs, _static(_WEIGHTED), _weighted_sources),
-    OpInfo("bn", lambda ir, n: 2 * n.shape[0],
+# -- layer forms (JSON Schema fragments; "$defs" names are the spec schema's common ones) ------
+_POS, _NONNEG = {"$ref": "#/$defs/posint"}, {"$ref": "#/$defs/nonnegint"}
+_BIAS = {"type": "boolean", "title": "true or false", "default": True}
+_WIDTH = {"type": "integer", "minimum": 1, "title": "a positive width"}
+
+
+def _conv_emit(b: IRBuilder, op: str, name: str, xs: Sequence[str], o: Mapping[str, Any], at: str, out: Axis | None) -> str:
+    return b.conv(name, xs[0], out, o["kernel"], o["stride"], o["padding"], o["bias"], at=at, groups=o["groups"],
+                  dilation=o["dilation"])
+
+
+_POOL = LayerForm(
+        {"kernel": _POS, "stride": {**_POS, "description": "Default: the kernel size."},
+         "padding": {**_NONNEG, "default": 0}}, ("kernel",), "kernel",
+        {"type": "integer", "minimum": 1, "title": "a positive kernel size"}, spatial=True,
+        emit=lambda b, op, name, xs, o, at, out: b.pool(name, xs[0], op, o["kernel"], o.get("stride"), o["padding"],
+                                                     at=at))
+
+
+def _activation(name: str, module: str, functions: Sequence[str] = (), methods: Sequence[str] = ()) -> OpKind:
+    """An element-wise activation: one entry, no options, written as a bare string."""
+    return OpKind(name, identity=True, layer=LayerForm(bare=True), module=module,
+                  imports=Imports((module,), tuple(functions), tuple(methods)))
+
+
+_OPS: tuple[OpKind, ...] = (
+    OpKind("input", identity=True),
+    OpKind("conv", _conv_params, _conv_macs, _conv_tensors, _weighted_sources, layer=LayerForm(
+        {"out": {**_POS, "description": "Output channels (a prunable slot); may be omitted for a depthwise conv."},
+         "kernel": {**_POS, "default": 3}, "stride": {**_POS, "default": 1}, "padding": {**_NONNEG, "default": 0},
+         "dilation": {**_POS, "default": 1},
+         "groups": {**_POS, "default": 1, "description": "Depthwise when groups = input width = out."},
+         "bias": _BIAS}, (), "out", _WIDTH, role="produce", spatial=True, emit=_conv_emit)),
+    OpKind("linear", _linear_params, _linear_macs, _static(_WEIGHTED), _weighted_sources, layer=LayerForm(
+        {"out": _POS, "bias": _BIAS}, ("out",), "out", _WIDTH, role="produce", flattens=True,
+        emit=lambda b, op, name, xs, o, at, out: b.linear(name, xs[0], out, o["bias"], at=at))),
+    OpKind("bn", lambda ir, n: 2 * n.shape[0],
            tensors=_static({"weight": ("out",), "bias": ("out",), "running_mean": ("out",), "running_var": ("out",)}),
-           sources=_per_channel_sources("bn")),
-    OpInfo("relu", identity=True),
-    OpInfo("relu6", identity=True),
-    OpInfo("silu", identity=True),
-    OpInfo("hardswish", identity=True),
-    OpInfo("sigmoid", identity=True),
-    OpInfo("identity", identity=True),
-    OpInfo("dropout", identity=True),
-    OpInfo("gate", tensors=_static({"weight": ("out",), "mask": ("out",)}), sources=_per_channel_sources("gate"),
+           sources=_per_channel_sources("bn"), layer=LayerForm(
+               {"eps": {"type": "number", "exclusiveMinimum": 0, "default": 1e-5, "title": "a positive number",
+                        "description": "BatchNorm epsilon."}}, bare=True,
+               emit=lambda b, op, name, xs, o, at, out: b.bn(name, xs[0], at=at, eps=o["eps"]))),
+    _activation("relu", "torch.nn.ReLU", ("torch.nn.functional.relu", "torch.relu"), ("relu",)),
+    _activation("relu6", "torch.nn.ReLU6", ("torch.nn.functional.relu6",)),
+    _activation("silu", "torch.nn.SiLU", ("torch.nn.functional.silu",)),
+    _activation("hardswish", "torch.nn.Hardswish", ("torch.nn.functional.hardswish",)),
+    _activation("sigmoid", "torch.nn.Sigmoid", ("torch.sigmoid", "torch.nn.functional.sigmoid"), ("sigmoid",)),
+    OpKind("identity", identity=True, transparent=True, layer=LayerForm(bare=True), module="torch.nn.Identity",
+           imports=Imports(("torch.nn.Identity",))),
+    OpKind("dropout", identity=True, transparent=True, module="torch.nn.Dropout", module_args={"p": "p"},
+           imports=Imports(("torch.nn.Dropout",)),
+           layer=LayerForm({"p": {"$ref": "#/$defs/dropout"}}, ("p",), "p",
+                           {"$ref": "#/$defs/dropout", "title": "a number in [0, 1)"})),
+    OpKind("gate", tensors=_static({"weight": ("out",), "mask": ("out",)}), sources=_per_channel_sources("gate"),
            identity=True),
-    OpInfo("blockgate", sources=_blockgate_sources, identity=True),
-    OpInfo("maxpool"),
-    OpInfo("avgpool"),
-    OpInfo("gap"),
-    OpInfo("adaptive_avgpool"),
-    OpInfo("flatten"),
-    OpInfo("pad"),
-    OpInfo("select", sources=_select_sources),
-    OpInfo("add"),
-    OpInfo("concat"),
+    OpKind("blockgate", sources=_blockgate_sources, identity=True),
+    OpKind("maxpool", layer=_POOL),
+    OpKind("avgpool", layer=_POOL),
+    OpKind("gap"),
+    OpKind("adaptive_avgpool", module="torch.nn.AdaptiveAvgPool2d", module_args={"size": "output_size"},
+           layer=LayerForm({"size": _POS}, ("size",), "size",
+                           {"type": "integer", "minimum": 1, "title": "a positive output size"}, spatial=True,
+                           emit=lambda b, op, name, xs, o, at, out: b.adaptive_avgpool(name, xs[0], o["size"], at=at))),
+    OpKind("flatten", transparent=True, module="torch.nn.Flatten",
+           layer=LayerForm(bare=True, flattens=True, emit=lambda b, op, name, xs, o, at, out: b.flatten(name, xs[0], at=at))),
+    OpKind("pad"),
+    OpKind("select", sources=_select_sources),
+    OpKind("add", layer=LayerForm(role="add", emit=lambda b, op, name, xs, o, at, out: b.add_all(name, xs, at=at))),
+    OpKind("concat", layer=LayerForm(role="concat", emit=lambda b, op, name, xs, o, at, out: b.concat(name, xs, at=at))),
 )
 
-OPS: Mapping[str, OpInfo] = MappingProxyType({op.name: op for op in _OPS})
+_TABLE: dict[str, OpKind] = {op.name: op for op in _OPS}
+OPS: Mapping[str, OpKind] = MappingProxyType(_TABLE)
+_version = [0]
+
+
+def register_op(kind: OpKind) -> OpKind:
+    """Add a kind to the table (at run time too): schema, builder, modules and importer see it at once."""
+    if kind.name in _TABLE:
+        raise ValueError(f"op '{kind.name}' is already in the op table")
+    if kind.layer is not None and kind.layer.role not in ROLES:
+        raise ValueError(f"op '{kind.name}': role must be one of {', '.join(ROLES)}, got '{kind.layer.role}'")
+    _TABLE[kind.name] = kind
+    _version[0] += 1
+    return kind
+
+
+def unregister_op(name: str) -> None:
+    """Remove a kind added with :func:`register_op` (tests, plugins that unload)."""
+    if name in {op.name for op in _OPS}:
+        raise ValueError(f"op '{name}' is built in")
+    del _TABLE[name]
+    _version[0] += 1
+
+
+def table_version() -> int:
+    """Changes whenever the table does: caches of what is derived from it key on it."""
+    return _version[0]
+
+
+def layer_kinds() -> dict[str, OpKind]:
+    """The kinds a layer list may use, in table order."""
+    return {name: op for name, op in _TABLE.items() if op.layer is not None}
 
 
 def slot_sources(ir: IR) -> dict[str, list[Source]]:

@@ -1,7 +1,10 @@
 """IR -> nn.Module: one generic network that runs the IR's nodes in order.
 
-``MODULE_FACTORIES`` and ``FUNCTIONAL`` are keyed by the op names of :mod:`slimspec.ir.ops`
-(the one table of op knowledge); a test checks the two agree.
+Each op of the table in :mod:`slimspec.ir.ops` becomes a module: the torch class its entry
+names (``module``, constructed with ``module_args`` from the node's attributes), or, for ops
+with more to them (conv/linear per build mode, BatchNorm 1d/2d, gates, shortcuts, selections),
+its factory in ``MODULE_FACTORIES``; joins are ``FUNCTIONAL``. A test checks every op has
+exactly one of the three.
 
 Modules are registered under their node names (``features.3.conv``, ``layer2.0.bn1``), so
 parameter names are deterministic, stable across builds of the same spec and across build
@@ -12,11 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import importlib
+from functools import lru_cache
+
 import torch
 from torch import nn
 
 from ..document import Spec
 from ..ir import IR, Node
+from ..ir.ops import OPS
 from .layers import LAYER_SETS, PlainLayers
 from .ops import ChannelSelect, GlobalAvgPool, ShortcutA
 from ..errors import SpecError, SpecIssue
@@ -33,26 +40,34 @@ def _pool(cls: type[nn.Module]) -> Factory:
     return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"), node.attr("padding", 0))
 
 
+@lru_cache(maxsize=None)
+def torch_class(dotted: str) -> type[nn.Module]:
+    """``"torch.nn.GELU"`` -> the class (the op table names torch classes; it never imports torch)."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def make_module(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
+    """The module of one IR node: its factory, else the torch class its op-table entry names."""
+    if node.op in MODULE_FACTORIES:
+        return MODULE_FACTORIES[node.op](ir, node, layers)
+    kind = OPS[node.op]
+    if kind.module is None:
+        raise ValueError(f"op '{node.op}' has neither a module factory nor a torch module in the op table")
+    return torch_class(kind.module)(**{arg: node.attr(attr) for attr, arg in kind.module_args.items()})
+
+
 MODULE_FACTORIES: dict[str, Factory] = {
     "conv": lambda ir, n, layers: layers.conv(ir.axis_size(n.in_axis), n.shape[0], n.attr("kernel"),
                                               n.attr("stride"), n.attr("padding"), n.attr("bias"),
                                               n.attr("groups", 1), n.attr("dilation", 1)),
     "linear": lambda ir, n, layers: layers.linear(ir.axis_size(n.in_axis), n.shape[0], n.attr("bias")),
     "bn": _bn,
-    "relu": lambda ir, n, layers: nn.ReLU(),
-    "relu6": lambda ir, n, layers: nn.ReLU6(),
-    "silu": lambda ir, n, layers: nn.SiLU(),
-    "hardswish": lambda ir, n, layers: nn.Hardswish(),
-    "sigmoid": lambda ir, n, layers: nn.Sigmoid(),
-    "identity": lambda ir, n, layers: nn.Identity(),
-    "adaptive_avgpool": lambda ir, n, layers: nn.AdaptiveAvgPool2d(n.attr("size")),
     "gate": lambda ir, n, layers: layers.gate(n.shape[0]),
     "blockgate": lambda ir, n, layers: layers.gate(1),
     "maxpool": _pool(nn.MaxPool2d),
     "avgpool": _pool(nn.AvgPool2d),
     "gap": lambda ir, n, layers: GlobalAvgPool(),
-    "flatten": lambda ir, n, layers: nn.Flatten(),
-    "dropout": lambda ir, n, layers: nn.Dropout(n.attr("p")),
     "pad": lambda ir, n, layers: ShortcutA(n.attr("stride"), n.shape[0] - ir.axis_size(n.in_axis)),
     "select": lambda ir, n, layers: ChannelSelect(ir.slots[n.axis.segments[0]].index,
                                                   ir.slots[n.axis.segments[0]].base_size),
@@ -84,7 +99,7 @@ class SpecNet(nn.Module):
             if node.op in FUNCTIONAL:
                 fn: Callable = FUNCTIONAL[node.op]
             else:
-                fn = MODULE_FACTORIES[node.op](ir, node, layers)
+                fn = make_module(ir, node, layers)
                 self._register(node.name, fn)
             frees = tuple(name for name in set(node.inputs) if last_use.get(name) == i)
             self._program.append((node.name, fn, node.inputs, frees))

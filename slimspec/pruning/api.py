@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from ..document import Spec, load_spec, spec_from_text
-from ..families import get_family
+from ..families import get_family, to_ir
 from ..ir import IR, count_macs, count_params
 from ..model import build_from_state, load_model
 from ..nn import SpecNet
-from ..nn.trace import from_module
+from ..interop.fx_trace import from_module
 from ..specio.yamlio import update_spec_text
 from ..utils.fileio import sha256_file
 from ..utils.progress import progress
@@ -59,7 +59,7 @@ def _new_ir(parent: Spec, decision: Decision) -> tuple[dict, IR]:
     family = get_family(parent.arch)
     data = family.write(dict(parent.data), ir, sizes, selects)
     data.pop("pruned", None)
-    return data, family.to_ir(data)
+    return data, to_ir(family, data)
 
 
 def _policy(options: PruneOptions, criterion, threshold: float | None, ratio: float | None) -> PolicyConfig:

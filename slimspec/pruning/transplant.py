@@ -96,17 +96,15 @@ def fold_gates(ir: IR, state: Mapping[str, torch.Tensor], binary: bool = False) 
 
 
 def _fold_into_readers(ir: IR, name: str, gate: torch.Tensor, new: dict[str, torch.Tensor]) -> None:
-    """Scale the input columns of every conv/linear reading gate ``name`` (through flatten/dropout/identity)."""
+    """Scale the input columns of every conv/linear reading gate ``name`` (through transparent ops)."""
     for reader in (n for n in ir.nodes if name in n.inputs):
         if reader.op in ("conv", "linear") and int(reader.attr("groups", 1)) == 1:
             weight = new[f"{reader.name}.weight"]
             shape = (1, -1) + (1,) * (weight.dim() - 2)
             new[f"{reader.name}.weight"] = weight * gate.view(shape).to(weight.dtype)
-        elif reader.op == "flatten":
+        elif OPS[reader.op].transparent:  # flatten, dropout, identity: repeated per pixel after a flatten
             _fold_into_readers(ir, reader.name, gate.repeat_interleave(reader.axis.repeat // max(
                 ir.node(reader.inputs[0]).axis.repeat, 1)), new)
-        elif reader.op in ("dropout", "identity"):
-            _fold_into_readers(ir, reader.name, gate, new)
         else:
             raise PruneError(f"{name}: cannot fold a gate into {reader.name} ({reader.op})")
 

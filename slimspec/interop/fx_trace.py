@@ -1,0 +1,360 @@
+"""nn.Module -> spec: trace a module with torch.fx into a ``sequential`` or ``graph`` spec.
+
+The inverse of :mod:`slimspec.nn.net` (which builds modules from the IR). ``from_module(module,
+input_shape)`` traces the module (eval mode, torch.fx symbolic tracing), maps each node to a layer
+through the dispatch tables of :mod:`slimspec.interop.fx_ops` (keyed by module type, function and
+tensor method; the op table's kinds included), writes a ``sequential`` spec when every layer reads
+the one before it, else a ``graph`` spec (``from`` inputs, ``add`` and ``concat`` joins), takes the
+final ``nn.Linear`` as the implied classifier, renames the state dict to slimspec's module names,
+builds the spec's model and checks that it computes what the module computes (eval mode). Anything
+a spec cannot express is refused with one line naming the first such node and where it is in the
+user's code.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..document import Spec, spec_from_text
+from ..errors import ModelImportError
+from ..ir.ops import OPS
+from ..nn.net import SpecNet
+from ..specio.yamlio import format_spec
+from .fx_ops import SHAPE, Unsupported, expressible, function_handler, method_handler, module_handler
+
+INPUT = -1
+_TORCH_DIR = re.compile(r"[/\\]torch[/\\]")  # torch's own frames (torchvision's are the model's code)
+
+
+@dataclass
+class Trace:
+    """The layers read off the traced graph, and where their weights come from."""
+
+    root: nn.Module
+    layers: list[tuple[str, dict, tuple[int, ...]]] = field(default_factory=list)  # kind, options, inputs
+    sources: dict[int, str] = field(default_factory=dict)  # layer index -> module path in the user's model
+    values: dict[fx.Node, Any] = field(default_factory=dict)  # fx node -> layer index, INPUT or SHAPE
+    used_modules: dict[str, int] = field(default_factory=dict)
+    modules: dict[int, str] = field(default_factory=dict)  # layer index -> module path (for comments)
+
+    def add(self, node: fx.Node, kind: str, opts: dict, inputs: Sequence[fx.Node], module: str | None = None) -> int:
+        """A layer computing ``node`` from ``inputs``."""
+        index = self.append(kind, opts, tuple(self.value(node, x) for x in inputs), node)
+        if module is not None:
+            self.sources[index] = module
+        return index
+
+    def append(self, kind: str, opts: dict, refs: tuple[int, ...], node: fx.Node) -> int:
+        """A layer over earlier layers (``refs``) that now stands for ``node``."""
+        self.layers.append((kind, opts, refs))
+        self.values[node] = len(self.layers) - 1
+        return len(self.layers) - 1
+
+    def value(self, user: fx.Node, arg: Any) -> int:
+        if not isinstance(arg, fx.Node) or arg not in self.values or self.values[arg] == SHAPE:
+            raise Unsupported(user, "takes an input that is not a feature tensor of the network")
+        return self.values[arg]
+
+
+# -- where a node comes from ----------------------------------------------------------------------
+class _LocatingTracer(fx.Tracer):
+    """fx's tracer, noting for each node the innermost line of user code that made it.
+
+    (fx's own ``record_stack_traces`` costs seconds on first use; walking the frames is cheap.)
+    """
+
+    def create_node(self, *args: Any, **kwargs: Any) -> fx.Node:
+        node = super().create_node(*args, **kwargs)
+        frame = sys._getframe(1)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if not _TORCH_DIR.search(filename) and filename != __file__:
+                source = linecache.getline(filename, frame.f_lineno).strip()
+                where = f"{os.path.basename(filename)}:{frame.f_lineno}"
+                node.meta["slimspec_where"] = f"{where} ({source})" if source else where
+                break
+            frame = frame.f_back
+        return node
+
+
+def _where(node: fx.Node) -> str:
+    """``file.py:LINE (source)`` of the user's code that made ``node``."""
+    return str(node.meta.get("slimspec_where", ""))
+
+
+def _describe(node: fx.Node, root: nn.Module | None = None) -> str:
+    if node.op == "call_module":
+        kind = type(root.get_submodule(node.target)).__name__ if root is not None else "module"
+        what = f"module '{node.target}' ({kind})"
+    elif node.op == "call_function":
+        what = f"{getattr(node.target, '__module__', None) or 'builtin'}.{getattr(node.target, '__name__', node.target)}"
+        what = what.replace("_operator.", "operator.").replace("torch._C._nn.", "F.").replace("torch.nn.functional.", "F.")
+    elif node.op == "call_method":
+        what = f"tensor.{node.target}()"
+    else:
+        what = f"{node.op} '{node.target}'"
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack and node.op != "call_module":  # the innermost module whose forward made it
+        path, (_, cls) = next(reversed(stack.items()))
+        what = f"{what} in '{path}' ({getattr(cls, '__name__', cls)})"
+    where = _where(node)
+    return f"{what} at {where}" if where else what
+
+
+class _Shapes(fx.Interpreter):
+    """Runs the traced graph once, noting each tensor's shape (``node.meta["shape"]``)."""
+
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor):
+            n.meta["shape"] = tuple(out.shape)
+        return out
+
+
+# -- reading the graph ------------------------------------------------------------------------------
+def _module(trace: Trace, node: fx.Node) -> None:
+    module = trace.root.get_submodule(node.target)
+    kind, opts = module_handler(node, module)(node, module)
+    has_weights = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(False))
+    if has_weights and node.target in trace.used_modules:
+        raise Unsupported(node, "is called a second time (shared weights are not expressible)")
+    trace.used_modules[node.target] = len(trace.layers)
+    trace.modules[len(trace.layers)] = node.target
+    trace.add(node, kind, opts, [node.args[0]], module=node.target if has_weights else None)
+
+
+def _function(trace: Trace, node: fx.Node) -> None:
+    function_handler(node)(trace, node)
+
+
+def _method(trace: Trace, node: fx.Node) -> None:
+    method_handler(node)(trace, node)
+
+
+# -- tracing --------------------------------------------------------------------------------------
+def _traced(module: nn.Module, example: torch.Tensor, label: str) -> tuple[fx.GraphModule, Any]:
+    """The traced graph, its nodes' shapes noted from one run on ``example``, and that run's output."""
+    tracer = _LocatingTracer()
+    try:
+        graph = tracer.trace(module)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure is an input the importer cannot take
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelImportError(f"cannot trace {label} with torch.fx: {first}") from None
+    gm = fx.GraphModule(tracer.root, graph)
+    gm.graph.eliminate_dead_code()
+    try:
+        with torch.no_grad():
+            output = _Shapes(gm).run(example)
+    except Exception as exc:  # noqa: BLE001 - the module does not run on this input shape
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelImportError(f"{label} does not run on an input of shape {tuple(example.shape[1:])}: {first}") from None
+    return gm, output
+
+
+def _read(gm: fx.GraphModule, label: str) -> tuple[Trace, fx.Node]:
+    trace = Trace(gm)
+    handlers = {"call_module": _module, "call_function": _function, "call_method": _method}
+    output: fx.Node | None = None
+    try:
+        for node in gm.graph.nodes:
+            if node.op == "placeholder":
+                if INPUT in trace.values.values():
+                    raise Unsupported(node, "is a second input (a spec has one input image)")
+                trace.values[node] = INPUT
+            elif node.op == "output":
+                output = node
+            elif node.op in handlers:
+                handlers[node.op](trace, node)
+            else:
+                raise Unsupported(node, "is not expressible in a slimspec spec")
+    except Unsupported as exc:
+        raise ModelImportError(f"cannot import {label}: {_describe(exc.node, gm)} {exc.reason} "
+                               f"(expressible: {expressible()})") from None
+    assert output is not None
+    return trace, output
+
+
+def _classifier(trace: Trace, output: fx.Node, label: str) -> tuple[int, str]:
+    """Take the final nn.Linear off the layer list: ``(num_classes, its module path)``."""
+    result = output.args[0]
+    last = trace.values.get(result) if isinstance(result, fx.Node) else None
+    if not isinstance(last, int) or last < 0 or trace.layers[last][0] != "linear":
+        raise ModelImportError(f"cannot import {label}: its output must be a single tensor from a final nn.Linear "
+                               "(the classifier a spec implies)")
+    kind, opts, inputs = trace.layers[last]
+    if opts.get("bias") is False:
+        raise ModelImportError(f"cannot import {label}: the final nn.Linear has no bias (a spec's classifier has one)")
+    if any(last in refs for _, _, refs in trace.layers[last + 1:]):
+        raise ModelImportError(f"cannot import {label}: the final nn.Linear's output is also used inside the network")
+    del trace.layers[last:]  # anything after it computed nothing the output uses
+    source = trace.sources.pop(last)
+    trace.sources = {i: path for i, path in trace.sources.items() if i < last}
+    feeding = inputs[0]
+    if feeding != len(trace.layers) - 1:  # the classifier reads the last layer: route its input there
+        trace.layers.append(("identity", {}, (feeding,)))
+    return int(opts["out"]), source
+
+
+# -- spec data --------------------------------------------------------------------------------------
+def _is_chain(layers: list[tuple[str, dict, tuple[int, ...]]]) -> bool:
+    """Every layer reads the one before it: a ``sequential`` spec (a ``graph`` with every ``from`` implied)."""
+    return all(inputs == (i - 1,) for i, (_, _, inputs) in enumerate(layers))
+
+
+def _entry(kind: str, opts: dict, ref: Any = None) -> Any:
+    if ref is None and not opts:
+        return kind
+    short = OPS[kind].layer.short  # type: ignore[union-attr]
+    if ref is None and short is not None and set(opts) == {short}:
+        return {kind: opts[short]}
+    body = dict(opts)
+    if ref is not None:
+        body["from"] = ref
+    return {kind: body}
+
+
+def _ref(index: int, target: int) -> int:
+    """``from`` as written: -1 for the previous layer, else the layer's index (or -(index+1) for the input)."""
+    if target == index - 1:
+        return -1
+    return target if target >= 0 else -(index + 1)
+
+
+def _data(trace: Trace, name: str, input_shape: Sequence[int], num_classes: int) -> dict:
+    chain = _is_chain(trace.layers)
+    layers = []
+    for i, (kind, opts, inputs) in enumerate(trace.layers):
+        if OPS[kind].layer.role in ("add", "concat"):  # type: ignore[union-attr]
+            layers.append({kind: {"from": [_ref(i, t) for t in inputs]}})
+        else:
+            ref = _ref(i, inputs[0])
+            layers.append(_entry(kind, opts, None if ref == -1 else ref))
+    return {"slimspec": 1, "name": name, "arch": "sequential" if chain else "graph",
+            "input": [int(v) for v in input_shape], "num_classes": num_classes, "layers": layers}
+
+
+def _numbered(text: str, labels: dict[int, str]) -> str:
+    """Append ``# i`` (and the user's module path) to each line of the layer list; ``from`` uses these indices."""
+    out, index, inside = [], 0, False
+    for line in text.splitlines():
+        if line.startswith("layers:"):
+            inside = True
+        elif inside and not line.startswith(" "):
+            inside = False
+        if inside and re.match(r"^\s*- ", line) and "#" not in line:
+            line = f"{line}  # {index}" + (f" {labels[index]}" if index in labels else "")
+            index += 1
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _spec_name(module: nn.Module) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", type(module).__name__).strip("_").lower() or "model"
+
+
+# -- public ---------------------------------------------------------------------------------------
+def import_module(module: nn.Module, input_shape: Sequence[int], *, name: str | None = None,
+                  source: str | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
+    """``(spec, state_dict)`` for a user's module: a ``sequential`` spec if it is a plain chain, else ``graph``.
+
+    ``input_shape`` is one image's ``(C, H, W)``. The spec's model is compared with the module
+    on a random batch (eval mode); a difference raises ``ModelImportError``.
+    """
+    spec, state, _ = _import(module, input_shape, name, source)
+    return spec, state
+
+
+def _import(module: nn.Module, input_shape: Sequence[int], name: str | None, source: str | None
+            ) -> tuple[Spec, dict[str, torch.Tensor], SpecNet]:
+    if not isinstance(module, nn.Module):
+        raise ModelImportError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ModelImportError(f"input_shape must be (C, H, W) with positive sizes, got {tuple(input_shape)}")
+    label = type(module).__name__
+    was_training = module.training
+    module.eval()
+    try:
+        example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+        gm, expected = _traced(module, example, label)
+        trace, output = _read(gm, label)
+        num_classes, head = _classifier(trace, output, label)
+        data = _data(trace, name or _spec_name(module), shape, num_classes)
+        labels = {i: path for i, path in trace.modules.items() if i < len(trace.layers)}
+        spec = spec_from_text(_numbered(format_spec(data), labels), source or f"python:{label}")
+        state = _state(module, trace, head)
+        model = _check(spec, state, example, expected, label)
+    finally:
+        module.train(was_training)
+    return spec, state, model
+
+
+def _state(module: nn.Module, trace: Trace, head: str) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for new, old in [*((f"layers.{i}", path) for i, path in sorted(trace.sources.items())), ("fc", head)]:
+        for key, tensor in module.get_submodule(old).state_dict().items():
+            state[f"{new}.{key}"] = tensor.detach().cpu().clone()
+    return state
+
+
+@torch.no_grad()
+def _check(spec: Spec, state: dict[str, torch.Tensor], example: torch.Tensor, expected: Any, label: str) -> SpecNet:
+    """The spec's model holding ``state``, if it computes ``expected`` (the module's output) on ``example``."""
+    with torch.device("meta"):  # no initialisation: every tensor comes from the module
+        model = SpecNet(spec)
+    model.load_state_dict(state, strict=True, assign=True)  # shares storage: callers keep either state or model
+    actual = model.eval()(example)
+    scale = max(1.0, float(expected.abs().max())) if isinstance(expected, torch.Tensor) else 1.0
+    if not isinstance(expected, torch.Tensor) or expected.shape != actual.shape or \
+            float((expected - actual).abs().max()) > 1e-4 * scale:
+        raise ModelImportError(f"cannot import {label}: the spec's model does not compute what the module computes "
+                               "(an operation with a behaviour torch.fx does not show)")
+    return model
+
+
+GUESSED_SIZES = (32, 224, 28, 64, 96, 128, 256, 16, 8)
+
+
+@torch.no_grad()
+def guess_input_shape(module: nn.Module) -> tuple[int, int, int]:
+    """``(C, H, W)``: C from the first ``nn.Conv2d``, H = W the first of ``GUESSED_SIZES`` the module runs on."""
+    conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise ModelImportError(f"cannot guess the input shape of {type(module).__name__} (no nn.Conv2d); "
+                               "give input_shape=(C, H, W)")
+    was_training = module.training
+    module.eval()
+    try:
+        for size in GUESSED_SIZES:
+            try:
+                module(torch.zeros(1, conv.in_channels, size, size))
+            except Exception:  # noqa: BLE001 - a shape the module does not take: try the next one
+                continue
+            return conv.in_channels, size, size
+    finally:
+        module.train(was_training)
+    raise ModelImportError(f"cannot guess the input shape of {type(module).__name__} (tried "
+                           f"{', '.join(f'{s}x{s}' for s in GUESSED_SIZES)}); give input_shape=(C, H, W)")
+
+
+def from_module(module: nn.Module, input_shape: Sequence[int] | None = None, *, name: str | None = None):
+    """Trace ``module`` into a spec and return ``(spec, model)``: a plain model holding its weights.
+
+    The spec is ``sequential`` when every layer reads the one before it, else ``graph``; the
+    final ``nn.Linear`` is the implied classifier.
+    The model computes what ``module`` computes in eval mode. Without ``input_shape`` it is
+    guessed (:func:`guess_input_shape`).
+    """
+    if input_shape is None:
+        input_shape = guess_input_shape(module)
+    spec, _, model = _import(module, input_shape, name, None)
+    return spec, model.train(module.training)
+
