@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "build": "model", "info": "report.info", "save_weights": "model", "load_model": "model",
     "prune": "pruning.api", "PruneResult": "pruning.api",
-    "train": "training.api", "finetune": "training.api", "evaluate": "training.api",
+    "train": "training.api", "resume": "training.api", "finetune": "training.api", "evaluate": "training.api",
     "sensitivity": "workflows.sensitivity", "import_torchvision": "interop.torchvision_models",
     "from_module": "interop.fx_trace",
     "export": "workflows.export", "bench": "workflows.bench",

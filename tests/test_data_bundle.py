@@ -13,7 +13,7 @@ import slimspec
 from slimspec.cli.main import cli
 from slimspec.data import DataBundle, DataError, TensorDataBundle, get_dataset
 from slimspec.data.folder import FolderDataBundle
-from slimspec.training import evaluate
+from slimspec.training import evaluate_model
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_limit_keeps_the_first_test_examples(folder):
     labels = torch.cat([y for _, y in few.batches("test", 2)])
     assert labels.tolist() == [0, 0, 0]  # ImageFolder order: class0 first
     model = slimspec.build(_folder_spec(), seed=0)
-    assert evaluate(model, few)["count"] == 3
+    assert evaluate_model(model, few)["count"] == 3
     for bad in (0, -1, 2.5):
         with pytest.raises(DataError, match="limit"):
             digits.limit(bad)

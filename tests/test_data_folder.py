@@ -8,7 +8,7 @@ from PIL import Image
 
 import slimspec
 from slimspec.data import DataError, get_dataset
-from slimspec.training import evaluate
+from slimspec.training import evaluate_model
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_train_on_a_folder(folder, tmp_path):
                             batch_size=8, quiet=True)
     assert result.epochs == 3
     model, _ = slimspec.load_model(tmp_path / "run" / "last.safetensors")
-    metrics = evaluate(model, get_dataset("imagefolder", data_dir=folder, input_shape=(3, 32, 32)))
+    metrics = evaluate_model(model, get_dataset("imagefolder", data_dir=folder, input_shape=(3, 32, 32)))
     assert metrics["count"] == 8 and metrics["accuracy"] >= 50
 
 

@@ -24,7 +24,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, sys.argv[2])
     from test_train import TinyNet
     from slimspec.data import get_dataset
-    from slimspec.training import TrainConfig, train
+    from slimspec.training import TrainConfig, train_model
 
     out = sys.argv[1]
     rank = int(os.environ["RANK"])
@@ -34,7 +34,7 @@ WORKER = textwrap.dedent(
     config = TrainConfig(
         epochs=2, batch_size=32, lr=0.05, sparsity=1e-3, gates="sss", apg_gamma=1e-3, quiet=True, device="cpu"
     )
-    result = train(model, get_dataset("digits"), config, os.path.join(out, "run"))
+    result = train_model(model, get_dataset("digits"), config, os.path.join(out, "run"))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, os.path.join(out, f"rank{rank}.safetensors"))
     history = [{k: v for k, v in r.items() if k != "time"} for r in result.history]
@@ -72,7 +72,7 @@ def test_two_gloo_ranks_end_identical(tmp_path):
     ha = json.loads((tmp_path / "rank0.json").read_text())
     hb = json.loads((tmp_path / "rank1.json").read_text())
     assert ha["history"] == hb["history"]  # all-reduced metrics: the same numbers on every rank
-    assert not ha["world"]  # train() tore down the process group it created
+    assert not ha["world"]  # train_model() tore down the process group it created
     assert [r["epoch"] for r in ha["history"]] == [1, 2]
     assert ha["history"][-1]["test_accuracy"] > 30.0
     run = tmp_path / "run"  # rank 0 wrote the run files

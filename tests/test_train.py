@@ -20,12 +20,12 @@ from slimspec.training import (
     TrainConfig,
     bn_l1_subgradient_,
     bn_weights,
-    evaluate,
+    evaluate_model,
     gate_parameters,
     load_state,
     lr_at,
     sparsity_stats,
-    train,
+    train_model,
 )
 from slimspec.weights import read_weights
 
@@ -153,9 +153,9 @@ def test_training_learns_digits_and_writes_the_run(digits, tmp_path):
         saved.append(Path(path).name)
         slimspec.weights.save_weights(model, "spec: tiny", path)
 
-    result = train(tiny_net(), digits, fast(epochs=5), tmp_path, save_weights_fn=save_fn)
+    result = train_model(tiny_net(), digits, fast(epochs=5), tmp_path, save_weights_fn=save_fn)
     assert result.epochs == 5 and result.best_accuracy > 70.0  # chance is 10%
-    assert result.final["test_accuracy"] == pytest.approx(evaluate(result.model, digits)["accuracy"])
+    assert result.final["test_accuracy"] == pytest.approx(evaluate_model(result.model, digits)["accuracy"])
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3, 4, 5]
     assert {"train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "bn_small"} <= set(lines[0])
@@ -170,8 +170,8 @@ def test_training_learns_digits_and_writes_the_run(digits, tmp_path):
 
 
 def test_sparsity_shrinks_bn_gammas(digits, tmp_path):
-    plain = train(tiny_net(), digits, fast(epochs=3, schedule="li"), tmp_path / "plain").model
-    sparse = train(tiny_net(), digits, fast(epochs=3, schedule="li", sparsity=2e-2), tmp_path / "sparse").model
+    plain = train_model(tiny_net(), digits, fast(epochs=3, schedule="li"), tmp_path / "plain").model
+    sparse = train_model(tiny_net(), digits, fast(epochs=3, schedule="li", sparsity=2e-2), tmp_path / "sparse").model
 
     def l1(model):
         return sum(p.detach().abs().sum().item() for p in bn_weights(model))
@@ -182,12 +182,12 @@ def test_sparsity_shrinks_bn_gammas(digits, tmp_path):
 def test_sss_gates_train_with_apg_to_exact_zeros(digits, tmp_path):
     model = tiny_net(gated=True)
     config = fast(epochs=3, gates="sss", apg_gamma=0.05, schedule="li")
-    result = train(model, digits, config, tmp_path)
+    result = train_model(model, digits, config, tmp_path)
     gates = torch.cat([g.detach() for g in gate_parameters(model)])
     assert (gates >= 0).all() and (gates == 0).sum() > 0
     assert result.final["gates_zero"] == pytest.approx((gates == 0).float().mean().item())
     with pytest.raises(ValueError, match="gate.weight"):
-        train(tiny_net(), digits, fast(epochs=1, gates="sss"), tmp_path / "nogates")
+        train_model(tiny_net(), digits, fast(epochs=1, gates="sss"), tmp_path / "nogates")
 
 
 class Interrupt(Exception):
@@ -196,7 +196,7 @@ class Interrupt(Exception):
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(digits, tmp_path):
     config = fast(epochs=4, sparsity=1e-3)  # slimming schedule: lr drops at epochs 2 and 3
-    straight = train(tiny_net(), digits, config, tmp_path / "straight").model
+    straight = train_model(tiny_net(), digits, config, tmp_path / "straight").model
 
     calls = []
 
@@ -209,17 +209,17 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(digits, tmp_path):
 
     run = tmp_path / "resumed"
     with pytest.raises(Interrupt):
-        train(tiny_net(), digits, config, run, save_weights_fn=crash_in_epoch_3)
+        train_model(tiny_net(), digits, config, run, save_weights_fn=crash_in_epoch_3)
     assert load_state(run / "state.pt")["epoch"] == 2
     torch.manual_seed(1234)  # disturb the global RNG; resume must restore it
     fresh = tiny_net(seed=99)  # a fresh model object with other weights
-    resumed = train(fresh, digits, config, run, resume=True)
+    resumed = train_model(fresh, digits, config, run, resume=True)
     assert resumed.epochs == 4 and [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
     a, b = straight.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    again = train(tiny_net(), digits, config, run, resume=True)  # nothing left to do
+    again = train_model(tiny_net(), digits, config, run, resume=True)  # nothing left to do
     assert again.epochs == 4 and torch.equal(again.model.head[3].weight, b["head.3.weight"])
 
 
@@ -230,7 +230,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, sys.argv[4])
     from test_train import TinyNet
     from slimspec.data import get_dataset
-    from slimspec.training import TrainConfig, train
+    from slimspec.training import TrainConfig, train_model
 
     run_dir, resume, delay = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
     torch.set_num_threads(1)
@@ -243,7 +243,7 @@ SCRIPT = textwrap.dedent(
     torch.manual_seed(0)
     model = torch.nn.Sequential(Slow(), TinyNet())
     config = TrainConfig(epochs=4, lr=0.05, sparsity=1e-3, quiet=True, device="cpu")
-    train(model, get_dataset("digits"), config, run_dir, resume=resume)
+    train_model(model, get_dataset("digits"), config, run_dir, resume=resume)
     """
 )
 

@@ -11,8 +11,7 @@ from torch import nn
 
 import slimspec
 from slimspec.data import get_dataset
-from slimspec.training import TrainConfig, load_state, lr_at, make_scheduler, train
-from slimspec.training.loop import write_metrics
+from slimspec.training import RunFolder, TrainConfig, load_state, lr_at, make_scheduler, train_model
 from slimspec.utils.fileio import claim_run_dir
 from slimspec.weights import read_weights
 
@@ -195,7 +194,7 @@ def test_a_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path):
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), NanAfter(steps + 3))  # diverges in epoch 2
     with pytest.raises(slimspec.errors.TrainingError, match=r"epoch 2: the training loss is nan .*keeps the last good "
                                                             r"checkpoint \(epoch 1\)"):
-        train(model, data, TrainConfig(epochs=3, lr=0.05, quiet=True, device="cpu"), tmp_path)
+        train_model(model, data, TrainConfig(epochs=3, lr=0.05, quiet=True, device="cpu"), tmp_path)
     state = load_state(tmp_path / "state.pt")
     assert state["epoch"] == 1
     tensors, _ = read_weights(tmp_path / "last.safetensors")
@@ -213,13 +212,15 @@ def test_a_diverging_cli_run_exits_1_and_leaves_no_half_made_run(tmp_path):
 
 
 def test_metrics_never_hold_bare_nan(tmp_path):
-    write_metrics(tmp_path / "m.jsonl", [{"epoch": 1, "test_loss": float("nan"), "x": [float("inf"), 1.0]}])
-    text = (tmp_path / "m.jsonl").read_text()
+    folder = RunFolder(tmp_path)
+    folder.write_metrics([{"epoch": 1, "test_loss": float("nan"), "x": [float("inf"), 1.0]}])
+    text = (tmp_path / "metrics.jsonl").read_text()
 
     def refuse(name):
         raise AssertionError(f"bare {name} in JSON")
 
     assert json.loads(text, parse_constant=refuse) == {"epoch": 1, "test_loss": None, "x": [None, 1.0]}
+    assert folder.read_metrics() == [{"epoch": 1, "test_loss": None, "x": [None, 1.0]}]
 
 
 # -- run folders, eval ---------------------------------------------------------------------------------------
@@ -267,10 +268,10 @@ def test_training_progress_goes_to_stderr_and_epoch_lines_to_stdout(tmp_path, mo
     monkeypatch.setattr(loop, "progress", functools.partial(progress, interval=0.0))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    train(model, get_dataset("digits"), TrainConfig(epochs=2, lr=0.05, device="cpu"), tmp_path)
+    train_model(model, get_dataset("digits"), TrainConfig(epochs=2, lr=0.05, device="cpu"), tmp_path)
     out, err = capsys.readouterr()
     assert [line.split(" | ")[0] for line in out.splitlines()] == ["epoch 1/2", "epoch 2/2"]
     assert "epoch 1/2: done" in err and "epoch 2/2: done" in err and "loss " in err
-    train(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), get_dataset("digits"),
+    train_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), get_dataset("digits"),
           TrainConfig(epochs=1, lr=0.05, device="cpu", quiet=True), tmp_path / "quiet")
     assert capsys.readouterr() == ("", "")

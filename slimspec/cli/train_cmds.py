@@ -164,9 +164,9 @@ def _stem(spec: str) -> str:
 
 
 def _done(result: Any) -> None:
-    import os
+    from ..training.distributed import env_rank
 
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: rank 0 reports
+    if env_rank() != 0:  # torchrun: rank 0 reports
         return
     final = result.final
     click.echo(f"done: {result.epochs} epochs, best test accuracy {result.best_accuracy:.2f}% (epoch {result.best_epoch}), "

@@ -27,6 +27,16 @@ RESUMABLE_CHANGES = ("epochs", "device", "quiet", "log_every", "threads", "tenso
 FINITE = ("lr", "momentum", "weight_decay", "sparsity", "apg_gamma", "apg_momentum", "lr_decay", "sparsity_eps")
 
 
+def threads_problem(threads: int | None) -> str | None:
+    """Why ``threads`` is no CPU thread count for torch, or None (a count >= 1, or None: torch's choice).
+
+    The one rule for ``threads`` of training, ``evaluate`` and the demo.
+    """
+    if threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        return None
+    return f"threads must be an integer >= 1, got {threads!r}"
+
+
 @dataclass
 class TrainConfig:
     """Everything the training loop needs besides the model, the data and the run folder."""
@@ -76,8 +86,8 @@ class TrainConfig:
             problems.append("lr, weight_decay, sparsity and apg_gamma must be >= 0")
         if not 0 <= self.momentum < 1 or not 0 <= self.apg_momentum < 1:
             problems.append(f"momentum must be in [0, 1), got {self.momentum} (apg_momentum {self.apg_momentum})")
-        if self.threads is not None and self.threads < 1:
-            problems.append(f"threads must be >= 1, got {self.threads}")
+        if problem := threads_problem(self.threads):
+            problems.append(problem)
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
         if self.gates not in (None, "sss"):

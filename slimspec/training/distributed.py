@@ -47,6 +47,11 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
+def env_rank() -> int:
+    """``RANK`` from the environment (0 when unset): this process's rank under torchrun, before any process group."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> ``cuda`` if available else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` if present.
 
@@ -78,7 +83,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     world_size = env_world_size()
     if world_size <= 1:
         return DistInfo(0, 1, 0, resolve_device(device))
-    rank = int(os.environ["RANK"])
+    rank = env_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     base = resolve_device(device)
     if base.type == "cuda":

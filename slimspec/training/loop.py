@@ -1,6 +1,7 @@
 """The training loop: SGD (+ APG on SSS gates), BN sparsity, checkpoints, exact resume.
 
-Read top to bottom like nanoGPT's ``train.py``: :func:`_train` sets up (device, seed,
+Read top to bottom like nanoGPT's ``train.py``: :func:`train_model` (a model and a data
+bundle; :func:`slimspec.training.train` is the spec-level entry above it) sets up (device, seed,
 optimizers, lr schedulers), optionally restores ``state.pt``, then per epoch trains, evaluates,
 steps the schedule and checkpoints. Each step is one function below it.
 
@@ -10,7 +11,8 @@ steps the schedule and checkpoints. Each step is one function below it.
   ``*.gate.weight`` are trained by :class:`~slimspec.training.apg.APG` (no weight decay), all
   other parameters by SGD with weight decay; both follow the same lr schedule
   (``torch.optim.lr_scheduler.LambdaLR`` over :func:`~slimspec.training.config.lr_factor`).
-* Files in ``run_dir`` (rank 0 only), each written atomically every epoch, in this order:
+* Files in the run folder (:class:`~slimspec.training.run_folder.RunFolder`; rank 0 only),
+  each written atomically every epoch, in this order:
   ``best.safetensors`` (when test accuracy improved), ``last.safetensors``, ``state.pt``
   (the commit point: model, optimizers, schedulers, scaler, epoch, best, history, RNG
   states), then ``metrics.jsonl`` (one JSON object per completed epoch, rewritten from the
@@ -25,7 +27,6 @@ steps the schedule and checkpoints. Each step is one function below it.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -42,7 +43,7 @@ from torch import nn
 
 from ..data.bundle import DataBundle
 from ..errors import TrainingError
-from ..utils.fileio import atomic_write, atomic_write_with
+from ..utils.fileio import atomic_write_with
 from ..utils.progress import ProgressCallback, no_progress, progress
 from ..weights import load_state_into, save_weights
 from .apg import APG
@@ -57,13 +58,9 @@ from .distributed import (
     resolve_device,
     wrap_model,
 )
+from .run_folder import RunFolder
 from .sparsity import bn_l1_subgradient_, gate_parameters, sparsity_stats
 
-STATE_FILE = "state.pt"
-LAST_FILE = "last.safetensors"
-BEST_FILE = "best.safetensors"
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
 STATE_VERSION = 2  # 2: lr schedulers' state_dicts
 STATE_KEYS = ("epoch", "best_accuracy", "best_epoch", "history", "gates", "config", "model", "optimizers",
               "schedulers", "scaler", "rng")
@@ -73,7 +70,7 @@ SaveWeightsFn = Callable[[nn.Module, Path], Any]
 
 @dataclass
 class TrainResult:
-    """Outcome of :func:`train` (identical on every rank)."""
+    """Outcome of :func:`train_model` (identical on every rank)."""
 
     run_dir: Path
     epochs: int  # completed epochs
@@ -149,7 +146,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(
+def evaluate_model(
     model: nn.Module,
     data: DataBundle,
     split: str = "test",
@@ -222,23 +219,6 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN or Infinity)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite ``metrics.jsonl`` from the history: one JSON object per completed epoch."""
-    lines = (json.dumps(json_safe(record), sort_keys=True, allow_nan=False) + "\n" for record in history)
-    atomic_write(path, "".join(lines))
-
-
 def _format_epoch(record: dict[str, Any], epochs: int) -> str:
     parts = [
         f"epoch {record['epoch']:>{len(str(epochs))}}/{epochs}",
@@ -262,7 +242,7 @@ class Run:
 
     model: nn.Module
     config: TrainConfig
-    run_dir: Path
+    folder: RunFolder
     save_fn: SaveWeightsFn
     info: DistInfo
     optimizers: list[torch.optim.Optimizer]
@@ -281,21 +261,17 @@ class Run:
     def device(self) -> torch.device:
         return self.info.device
 
-    @property
-    def state_path(self) -> Path:
-        return self.run_dir / STATE_FILE
-
     def say(self, text: str) -> None:
         if self.info.is_main and not self.config.quiet:
             print(text, flush=True)
 
     def result(self) -> TrainResult:
-        return TrainResult(self.run_dir, len(self.history), max(self.best_accuracy, 0.0), self.best_epoch,
+        return TrainResult(self.folder.path, len(self.history), max(self.best_accuracy, 0.0), self.best_epoch,
                            self.history, self.model)
 
 
 # -- the loop -----------------------------------------------------------------------------
-def train(
+def train_model(
     model: nn.Module,
     data: DataBundle,
     config: TrainConfig | None = None,
@@ -304,23 +280,23 @@ def train(
     save_weights_fn: SaveWeightsFn | None = None,
     resume: bool = False,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` per ``config``, checkpointing into ``run_dir``.
+    """Train ``model`` on ``data`` per ``config``, checkpointing into the run folder ``run_dir``.
 
     ``save_weights_fn(model, path)`` writes ``last``/``best`` weights (inject one that embeds
-    the spec). ``resume=True`` continues from ``run_dir/state.pt`` if it exists. Under
+    the spec). ``resume=True`` continues from the folder's ``state.pt`` if it exists. Under
     ``torchrun`` (``WORLD_SIZE > 1``) trains with DistributedDataParallel.
     """
     config = config or TrainConfig()
     info = init_distributed(config.device) if env_world_size() > 1 else DistInfo(0, 1, 0, resolve_device(config.device))
     try:
-        return _train(model, data, config, Path(run_dir), save_weights_fn or default_save_weights, resume, info)
+        return _train(model, data, config, RunFolder(run_dir), save_weights_fn or default_save_weights, resume, info)
     finally:
         cleanup_distributed(info)
 
 
-def _train(model: nn.Module, data: DataBundle, config: TrainConfig, run_dir: Path, save_fn: SaveWeightsFn,
+def _train(model: nn.Module, data: DataBundle, config: TrainConfig, folder: RunFolder, save_fn: SaveWeightsFn,
            resume: bool, info: DistInfo) -> TrainResult:
-    run = _setup(model, config, run_dir, save_fn, info)
+    run = _setup(model, config, folder, save_fn, info)
     if resume:
         _restore(run)
     data = data.to(run.device)
@@ -344,7 +320,7 @@ def _train(model: nn.Module, data: DataBundle, config: TrainConfig, run_dir: Pat
     return run.result()
 
 
-def _setup(model: nn.Module, config: TrainConfig, run_dir: Path, save_fn: SaveWeightsFn, info: DistInfo) -> Run:
+def _setup(model: nn.Module, config: TrainConfig, folder: RunFolder, save_fn: SaveWeightsFn, info: DistInfo) -> Run:
     """Threads, determinism, seeds, the model on its device, optimizers and their lr schedules."""
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -370,7 +346,7 @@ def _setup(model: nn.Module, config: TrainConfig, run_dir: Path, save_fn: SaveWe
         optimizers.append(APG(gates, lr=config.lr, gamma=config.apg_gamma, momentum=config.apg_momentum))
     schedulers = [make_scheduler(opt, config) for opt in optimizers]
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    return Run(model, config, run_dir, save_fn, info, optimizers, schedulers, scaler, amp, channels_last)
+    return Run(model, config, folder, save_fn, info, optimizers, schedulers, scaler, amp, channels_last)
 
 
 def _restore(run: Run) -> None:
@@ -379,9 +355,9 @@ def _restore(run: Run) -> None:
     The saved options are authoritative: any that differ from ``run.config`` (other than more
     epochs, the device, threads and logging) is refused, listing each difference.
     """
-    path = run.state_path
+    path = run.folder.state
     if not path.is_file():
-        run.say(f"no {STATE_FILE} in {run.run_dir}; starting from scratch")
+        run.say(f"no {path.name} in {run.folder}; starting from scratch")
         return
     state = load_state(path)
     changes = run.config.resume_changes(state["config"])
@@ -401,7 +377,7 @@ def _restore(run: Run) -> None:
     set_rng_state(state["rng"])
     run.start_epoch, run.best_accuracy, run.best_epoch = state["epoch"], state["best_accuracy"], state["best_epoch"]
     run.history = list(state["history"])
-    run.say(f"resuming {run.run_dir} after epoch {run.start_epoch}/{run.config.epochs} (best {run.best_accuracy:.2f}%)")
+    run.say(f"resuming {run.folder} after epoch {run.start_epoch}/{run.config.epochs} (best {run.best_accuracy:.2f}%)")
 
 
 def _train_epoch(run: Run, data: DataBundle, epoch: int) -> tuple[float, float, float]:
@@ -448,12 +424,12 @@ def _evaluate_epoch(run: Run, data: DataBundle, epoch: int, lr: float, totals: t
                     started: float) -> dict[str, Any]:
     """Test metrics and the epoch's record; a non-finite loss stops the run before it is checkpointed."""
     loss_sum, correct, count = totals
-    test = evaluate(run.model, data, "test", device=run.device, batch_size=run.config.test_batch_size, amp=run.amp,
+    test = evaluate_model(run.model, data, "test", device=run.device, batch_size=run.config.test_batch_size, amp=run.amp,
                     dist_info=run.info)
     train_loss = loss_sum / max(count, 1.0)
     for what, value in (("training", train_loss), ("test", test["loss"])):
         if not math.isfinite(value):
-            kept = (f"{run.run_dir} keeps the last good checkpoint (epoch {epoch})" if epoch > 0
+            kept = (f"{run.folder} keeps the last good checkpoint (epoch {epoch})" if epoch > 0
                     else "no checkpoint was written")
             raise TrainingError(f"epoch {epoch + 1}: the {what} loss is {value} (lr {lr:g}); training stopped, "
                                 f"{kept}; try a lower --lr")
@@ -481,11 +457,12 @@ def _checkpoint(run: Run, record: dict[str, Any]) -> None:
     """Rank 0 writes best (if improved), last, state.pt (the commit point), metrics, tensorboard."""
     if not run.info.is_main:
         return
-    run.run_dir.mkdir(parents=True, exist_ok=True)
+    folder = run.folder
+    folder.path.mkdir(parents=True, exist_ok=True)
     if run.best_epoch == record["epoch"]:
-        run.save_fn(run.model, run.run_dir / BEST_FILE)
-    run.save_fn(run.model, run.run_dir / LAST_FILE)
-    save_state(run.state_path, {
+        run.save_fn(run.model, folder.best)
+    run.save_fn(run.model, folder.last)
+    save_state(folder.state, {
         "version": STATE_VERSION,
         "epoch": record["epoch"],
         "best_accuracy": run.best_accuracy,
@@ -499,7 +476,7 @@ def _checkpoint(run: Run, record: dict[str, Any]) -> None:
         "scaler": run.scaler.state_dict() if run.amp else {},
         "rng": rng_state(),
     })
-    write_metrics(run.run_dir / METRICS_FILE, run.history)
+    folder.write_metrics(run.history)
     if run.writer is not None:
         from .tensorboard import log_epoch
 
@@ -507,9 +484,9 @@ def _checkpoint(run: Run, record: dict[str, Any]) -> None:
 
 
 def _open_tensorboard(run: Run) -> Any:
-    """A SummaryWriter on ``run_dir/tensorboard`` (rank 0, ``config.tensorboard``), else None."""
+    """A SummaryWriter on the run folder's ``tensorboard/`` (rank 0, ``config.tensorboard``), else None."""
     if not run.config.tensorboard or not run.info.is_main:
         return None
     from .tensorboard import open_writer
 
-    return open_writer(run.run_dir / TENSORBOARD_DIR, first_step=run.start_epoch + 1)
+    return open_writer(run.folder.tensorboard, first_step=run.start_epoch + 1)

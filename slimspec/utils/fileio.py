@@ -43,6 +43,7 @@ PathLike = str | os.PathLike
 Writer = Callable[[Path], None]
 LOCK_SUFFIX = ".lock"
 RUN_LOCK_NAME = ".slimspec-run.lock"
+WEIGHTS_SUFFIX = ".safetensors"
 
 
 class OutputBusyError(OutputConflictError):
@@ -154,6 +155,11 @@ def _new_file_mode(target: Path) -> int:
         return 0o666 & ~umask
 
 
+def weights_beside(spec_path: PathLike) -> Path:
+    """The weights file that goes with a spec file: its name with ``.safetensors`` (``prune``, ``import``)."""
+    return Path(spec_path).with_suffix(WEIGHTS_SUFFIX)
+
+
 def check_writable(path: PathLike, overwrite: bool) -> Path:
     """Return ``path`` as a Path, raising :class:`OutputExistsError` if it exists and ``overwrite`` is false."""
     target = Path(path)
@@ -192,7 +198,7 @@ class OutputTransaction:
         # an exception inside it (or during the renames) removes what this run wrote,
         # restores replaced files and re-raises.
 
-    ``tx.add(path, data_or_writer)`` is ``reserve`` + ``write``. A writer is called with the
+    ``tx.write`` of a path not reserved yet reserves it first. A writer is called with the
     temporary path and must create that file. Locks are held until the block ends.
     """
 
@@ -299,8 +305,6 @@ class OutputTransaction:
                 raise OSError(exc.errno, exc.strerror or str(exc), str(out.path)) from exc
             raise
         return out.path
-
-    add = write  # ``tx.add(path, data_or_writer)``: reserve (if needed) and write
 
     @staticmethod
     def _seal(out: _Output) -> None:

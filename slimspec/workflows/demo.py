@@ -25,7 +25,9 @@ from ..pruning.options import parse_target
 from ..report.diff import format_diff, spec_diff
 from ..utils.tables import format_table
 from ..training.api import evaluate, finetune, train
+from ..training.config import threads_problem
 from ..training.latency import measure_latency
+from ..training.run_folder import RunFolder
 from ..errors import MissingExtraError, TrainingError
 from ..latency import torch_threads
 from ..report import plots
@@ -45,7 +47,7 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
              finetune_lr: float = 0.01, seed: int = 0, force: bool = False, verbose: bool = False,
              threads: int | None = None, quiet: bool = False, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo into ``out``; ``threads`` sets torch's CPU threads for the whole run (restored after)."""
-    _check_options(epochs, finetune_epochs, sparsity, target_macs, lr, finetune_lr)
+    _check_options(epochs, finetune_epochs, sparsity, target_macs, lr, finetune_lr, threads)
     with torch_threads(threads):
         with progress(total=epochs + finetune_epochs + 3, desc="demo", enabled=not quiet, unit="step") as bar:
             def said(line: str) -> None:  # a terminal bar is cleared while our lines print
@@ -57,8 +59,10 @@ def run_demo(out: str | os.PathLike = "slimspec-demo", *, spec: str = "digits_vg
 
 
 def _check_options(epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, lr: float,
-                   finetune_lr: float) -> None:
+                   finetune_lr: float, threads: int | None) -> None:
     """Refuse what would fail (or mean nothing) only after minutes of training."""
+    if problem := threads_problem(threads):
+        raise TrainingError(f"--{problem}")
     for name, value in (("epochs", epochs), ("finetune-epochs", finetune_epochs)):
         if value < 1:
             raise TrainingError(f"--{name} must be at least 1, got {value}")
@@ -80,27 +84,28 @@ def _run(out: Path, spec: str, epochs: int, finetune_epochs: int, sparsity: floa
     atomic_write(parent_path, parent.text)
     torch.manual_seed(seed)
 
+    trained_run, finetuned_run = RunFolder(out / "train"), RunFolder(out / "finetune")
     bar.set_status(STAGES[0])
     say(f"[1/3] training {parent.name} on digits for {epochs} epochs with BN sparsity {sparsity:g} ...")
-    trained = train(parent_path, "digits", out / "train", epochs=epochs, sparsity=sparsity, lr=lr, seed=seed,
+    trained = train(parent_path, "digits", trained_run, epochs=epochs, sparsity=sparsity, lr=lr, seed=seed,
                     quiet=not verbose, force=True)
     say(f"      test accuracy {trained.final['test_accuracy']:.2f}%")
 
     bar.update(epochs, STAGES[1])
     say(f"[2/3] slimming prune to {target_macs:.0%} of the MACs ...")
-    result = prune(out / "train" / "last.safetensors", "slimming", target={"macs": target_macs}, seed=seed)
+    result = prune(trained_run.last, "slimming", target={"macs": target_macs}, seed=seed)
     pruned_path, pruned_weights = result.save(out / f"{parent.name}_pruned.yaml", overwrite=True)
     say(result.table())
 
     bar.update(1, STAGES[2])
     say(f"[3/3] fine-tuning the pruned network for {finetune_epochs} epochs ...")
-    finetune(pruned_path, "digits", out / "finetune", epochs=finetune_epochs, lr=finetune_lr, seed=seed,
-                     quiet=not verbose, force=True)
+    finetune(pruned_path, "digits", finetuned_run, epochs=finetune_epochs, lr=finetune_lr, seed=seed,
+             quiet=not verbose, force=True)
 
     bar.update(finetune_epochs, STAGES[3])
     rows: dict[str, dict[str, Any]] = {}
-    for label, weights in [("original", out / "train" / "last.safetensors"), ("pruned", pruned_weights),
-                           ("finetuned", out / "finetune" / "last.safetensors")]:
+    for label, weights in [("original", trained_run.last), ("pruned", pruned_weights),
+                           ("finetuned", finetuned_run.last)]:
         model, model_spec = load_model(weights)
         rows[label] = {
             "weights": str(weights),
@@ -120,9 +125,9 @@ def _run(out: Path, spec: str, epochs: int, finetune_epochs: int, sparsity: floa
         "accuracy_change_points": round(rows["finetuned"]["accuracy"] - rows["original"]["accuracy"], 2),
         "diff": diff,
     }
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / plots.SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     bar.update(1, STAGES[4])
-    figures = _plots(out, parent_path, pruned_path, result.decision.threshold, say)
+    figures = _plots(out, trained_run, finetuned_run, parent_path, pruned_path, result.decision.threshold, say)
     bar.update(1)
 
     table = format_table(
@@ -135,19 +140,19 @@ def _run(out: Path, spec: str, epochs: int, finetune_epochs: int, sparsity: floa
     say("")
     say(format_diff(diff))
     say(f"\nMACs -{summary['macs_reduction_percent']:.1f}%, accuracy {summary['accuracy_change_points']:+.2f} points "
-        f"after fine-tuning. Artifacts in {out}/ (summary.json, specs, weights, metrics.jsonl"
+        f"after fine-tuning. Artifacts in {out}/ ({plots.SUMMARY_FILE}, specs, weights, {RunFolder.METRICS}"
         f"{', ' + ', '.join(figures) if figures else ''}).")
     return summary
 
 
-def _plots(out: Path, parent: Path, pruned: Path, threshold: float | None, say: Callable[[str], None]) -> list[str]:
+def _plots(out: Path, trained: RunFolder, finetuned: RunFolder, parent: Path, pruned: Path, threshold: float | None,
+           say: Callable[[str], None]) -> list[str]:
     """The demo's figures; skipped with a note when matplotlib (the ``plot`` extra) is missing."""
-    weights = out / "train" / "last.safetensors"
     try:
         paths = [
-            plots.plot_gammas(weights, out / "gammas.png", method="slimming", threshold=threshold, overwrite=True),
+            plots.plot_gammas(trained.last, out / "gammas.png", method="slimming", threshold=threshold, overwrite=True),
             plots.plot_widths(parent, pruned, out / "widths.png", overwrite=True),
-            plots.plot_training([out / "train", out / "finetune"], out / "training.png", overwrite=True),
+            plots.plot_training([trained.path, finetuned.path], out / "training.png", overwrite=True),
             plots.plot_tradeoff([out], out / "tradeoff.png", overwrite=True),
         ]
     except MissingExtraError as exc:
