@@ -26,10 +26,10 @@ from typing import Any
 
 from ..document import Spec, load_spec, spec_from_text
 from ..errors import SlimspecError, TrainingError
+from ..training.run_folder import RunFolder, read_metrics
 from ..utils.fileio import atomic_write_with, check_writable
 
 FORMATS = {".png": "png", ".svg": "svg"}
-METRICS_FILE = "metrics.jsonl"  # written by slimspec.training.loop
 SUMMARY_FILE = "summary.json"  # written by slimspec.workflows.demo
 WIDTH_KINDS = ("channel", "select", "stream")
 
@@ -301,25 +301,9 @@ def plot_sensitivity(source: str | os.PathLike | Mapping[str, Any], out: str | o
 # training curves
 # --------------------------------------------------------------------------------------------
 def training_data(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The per-epoch records of a run folder's ``metrics.jsonl`` (at least one)."""
-    folder = Path(run_dir)
-    path = folder / METRICS_FILE if folder.is_dir() else folder
-    if not path.is_file():
-        raise TrainingError(f"{path}: no such file (not a run folder with {METRICS_FILE})")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TrainingError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or "epoch" not in record:
-            raise TrainingError(f"{path}:{number}: expected an object with an 'epoch' key")
-        records.append(record)
-    if not records:
-        raise TrainingError(f"{path}: empty, no epoch recorded yet")
-    return records
+    """The per-epoch records of a run folder's ``metrics.jsonl`` (or of that file itself); at least one."""
+    path = Path(run_dir)
+    return RunFolder(path).read_metrics() if path.is_dir() else read_metrics(path)
 
 
 TRAINING_PANELS = (
@@ -376,15 +360,13 @@ class TradeoffPoint:
 def _run_point(folder: Path) -> TradeoffPoint:
     from ..ir import count_macs, count_params
 
-    records = training_data(folder)
-    weights = next((folder / name for name in ("last.safetensors", "best.safetensors") if (folder / name).is_file()), None)
-    if weights is None:
-        raise TrainingError(f"{folder}: no last.safetensors or best.safetensors to read the spec from")
-    spec = spec_of(weights)
+    run = RunFolder(folder)
+    records = run.read_metrics()
+    spec = spec_of(run.weights())
     last = records[-1]
     accuracy = last.get("test_accuracy")
     if not isinstance(accuracy, (int, float)):
-        raise TrainingError(f"{folder / METRICS_FILE}: last epoch has no test_accuracy")
+        raise TrainingError(f"{run.metrics}: last epoch has no test_accuracy")
     return TradeoffPoint(folder.name, float(accuracy), count_macs(spec.ir), count_params(spec.ir),
                          last.get("latency_ms"))
 
@@ -407,7 +389,7 @@ def tradeoff_data(sources: Sequence[str | os.PathLike]) -> list[TradeoffPoint]:
         elif path.is_dir():
             points.append(_run_point(path))
         else:
-            raise SlimspecError(f"{path}: not a run folder (metrics.jsonl) or a demo {SUMMARY_FILE}")
+            raise SlimspecError(f"{path}: not a run folder ({RunFolder.METRICS}) or a demo {SUMMARY_FILE}")
     return points
 
 

@@ -15,7 +15,7 @@ import torch
 from ..model import load_model
 from ..data import get_dataset
 from ..errors import DataError, PruneError
-from ..training.loop import evaluate
+from ..training.loop import evaluate_model
 from ..pruning.api import prune
 from ..pruning.patterns import matches
 from ..pruning.policy import pattern_check
@@ -47,7 +47,7 @@ def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
     if limit is not None:
         bundle = bundle.limit(limit)
     target = torch.device(device)
-    baseline = evaluate(model.to(target), bundle, device=target)["accuracy"]
+    baseline = evaluate_model(model.to(target), bundle, device=target)["accuracy"]
     chosen = [path for path, slot in spec.ir.slots.items() if slot.kind in ("channel", "select")
               and (not slots or any(matches(p, path) for p in slots))]
     if not chosen:
@@ -59,7 +59,7 @@ def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
             row = {}
             for ratio in ratios:
                 result = prune(model.cpu(), method, overrides={path: ratio}, **options)
-                row[f"{ratio:g}"] = evaluate(result.model.to(target), bundle, device=target)["accuracy"]
+                row[f"{ratio:g}"] = evaluate_model(result.model.to(target), bundle, device=target)["accuracy"]
                 bar.update(1, f"{path} at {ratio:g}: {row[f'{ratio:g}']:.1f}%")
             table[path] = row
     return {"weights": str(weights), "data": data, "method": method, "baseline": baseline,
