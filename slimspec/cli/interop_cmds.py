@@ -48,7 +48,7 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
     """Import SOURCE = torchvision:NAME (resnet*, wide_resnet*, resnext*, vgg*, mobilenet_v2, or any model the
     graph family expresses) or
     python:PACKAGE.MODULE:FACTORY (your own nn.Module, traced with torch.fx into a sequential or graph spec)."""
-    from ..utils.fileio import OutputTransaction
+    from ..utils.fileio import OutputTransaction, weights_beside
     from ..weights import save_weights
 
     library, _, name = source.partition(":")
@@ -60,7 +60,7 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
                                  param_hint="--num-classes")
     if library == "python" and input_shape is None:
         raise click.BadParameter("a python: source needs the input shape, e.g. --input 3,32,32", param_hint="--input")
-    weights_path = Path(weights_out) if weights_out else Path(out).with_suffix(".safetensors")
+    weights_path = Path(weights_out) if weights_out else weights_beside(out)
     with OutputTransaction(force=force) as outputs:  # both files or neither; refused before any work
         outputs.check_inputs(state_dict)
         outputs.reserve(weights_path)

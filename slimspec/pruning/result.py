@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..document import Spec
-from ..utils.fileio import OutputTransaction
+from ..utils.fileio import OutputTransaction, weights_beside
 from ..weights import save_weights
 from .options import PruneOptions
 from .policy import Decision
@@ -59,7 +59,7 @@ class PruneResult:
         files join it and are renamed when the caller's transaction commits.
         """
         spec_path = Path(spec_path)
-        weights_path = Path(weights_path) if weights_path else spec_path.with_suffix(".safetensors")
+        weights_path = Path(weights_path) if weights_path else weights_beside(spec_path)
         if transaction is None:
             with OutputTransaction(force=overwrite) as tx:
                 return self.save(spec_path, weights_path, inputs=inputs, transaction=tx)
