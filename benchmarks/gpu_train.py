@@ -28,7 +28,7 @@ import slimspec
 from slimspec.data.synthetic import make_blobs
 from slimspec.latency import torch_threads
 from slimspec.training.config import TrainConfig
-from slimspec.training.loop import train
+from slimspec.training.loop import train_model
 from slimspec.training.sparsity import bn_l1_subgradient_
 
 TINY_SPEC = """
@@ -133,7 +133,7 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, sparsity=1e-4, device=str(device),
                              quiet=True, seed=0)
-        run = train(start_model, bundle, config, tmp)
+        run = train_model(start_model, bundle, config, tmp)
         results["slimspec"] = [record["time"] for record in run.history]
     reference_model = slimspec.build(args.spec, seed=0)
     reference_model.load_state_dict(state)
