@@ -127,7 +127,8 @@ class IRBuilder:
         return self._node(name, "blockgate", (x,), self.shape(x), self.axis(x), at, self.axis(x), slot=slot)
 
     def pool(self, name: str, x: str, kind: str, kernel: int, stride: int | None = None, padding: int = 0,
-             at: str = "") -> str:
+             at: str = "", **attrs: Any) -> str:
+        """A pooling op of the table (``kind``); ``stride`` defaults to the kernel; ``attrs`` are kind-specific."""
         stride = kernel if stride is None else stride
         c, h, w = self._spatial(x, name, at)
         oh, ow = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
@@ -135,7 +136,7 @@ class IRBuilder:
             self.issue(at, f"{kind} {kernel}x{kernel} would shrink a {h}x{w} feature map below 1x1")
             oh, ow = max(oh, 1), max(ow, 1)
         return self._node(name, kind, (x,), (c, oh, ow), self.axis(x), at, kernel=kernel, stride=stride,
-                          padding=padding)
+                          padding=padding, **attrs)
 
     def gap(self, name: str, x: str, at: str = "") -> str:
         """Global average pool and flatten: (C, H, W) -> (C,)."""
