@@ -5,19 +5,19 @@
     model = slimspec.build(spec, mode="plain")
     slimspec.info(spec)["params"]
 
-Torch is imported only when a torch-backed function is first used, so spec-only work
-(validate, info, diff) stays fast.
+Every name is imported when first used: spec-only work (validate, info, diff) never imports
+torch, and ``import slimspec.ir`` needs neither the YAML libraries nor jsonschema.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .document import Spec, dump_spec, load_spec, stock_specs
 from .errors import SpecError, SpecIssue
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Spec": "document", "load_spec": "document", "dump_spec": "document", "stock_specs": "document",
     "build": "model", "info": "report.info", "save_weights": "model", "load_model": "model",
     "prune": "pruning.api", "PruneResult": "pruning.api",
     "train": "training.api", "resume": "training.api", "finetune": "training.api", "evaluate": "training.api",
@@ -26,7 +26,7 @@ _LAZY = {
     "export": "workflows.export", "bench": "workflows.bench",
 }
 
-__all__ = ["Spec", "SpecError", "SpecIssue", "load_spec", "dump_spec", "stock_specs", *_LAZY]
+__all__ = ["SpecError", "SpecIssue", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
