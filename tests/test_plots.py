@@ -6,6 +6,7 @@ and the specs, and the one-line errors for bad input.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -69,9 +70,13 @@ def test_gammas_threshold_and_kept_counts_are_the_policys(demo, tmp_path):
     assert sum(counts) == len(gammas) and len(edges) == 51 and edges[0] == 0.0
     assert data.pruned == len(gammas) - len(gammas) // 2
 
-    result = run("plot", "gammas", weights, "--percent", "50", "-o", tmp_path / "g.png")
+    result = run("plot", "gammas", weights, "--ratio", "0.5", "-o", tmp_path / "g.png")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "g.png").read_bytes()[:8] == PNG
+    # --percent is prune's (Network Slimming's fraction), not a ratio in percent
+    result = run("plot", "gammas", weights, "--percent", "50", "-o", tmp_path / "p.png")
+    assert result.exit_code == 1 and result.stderr == "error: percent: a pruning ratio must be in [0, 1), got 50.0\n"
+    assert not (tmp_path / "p.png").exists()
 
 
 def test_gammas_per_layer_svg_has_each_slots_cut(demo, tmp_path):
@@ -90,10 +95,47 @@ def test_gammas_bad_method_input_is_one_line(demo, tmp_path):
     out, _ = demo
     result = run("plot", "gammas", out / "train" / "last.safetensors", "-m", "gate", "-o", tmp_path / "g.png")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "--gates sss" in result.stderr
-    result = run("plot", "gammas", out / "train" / "last.safetensors", "--ratio", "0.5", "--threshold", "0.1",
+    result = run("plot", "gammas", out / "train" / "last.safetensors", "--ratio", "0.5", "--percent", "0.1",
                  "-o", tmp_path / "g.png")
-    assert result.exit_code == 2 and "give one of" in result.output
+    assert result.exit_code == 1 and result.stderr == "error: give either percent or ratio, not both\n"
     assert not (tmp_path / "g.png").exists()
+
+
+PLOT_AND_PRUNE = [  # the same flags for `plot gammas` and `prune --dry-run`, and as keywords of score_data
+    (["--ratio", "0.5"], {"ratio": 0.5}),
+    (["--percent", "0.4"], {"percent": 0.4}),
+    (["--threshold", "0.3", "--min-channels", "6"], {"threshold": 0.3, "min_channels": 6}),
+    (["--target", "macs=0.5"], {"target": "macs=0.5"}),
+    (["--ratio", "0.6", "--exclude", "cfg[0]", "--round-to", "8"], {"ratio": 0.6, "exclude": ["cfg[0]"], "round_to": 8}),
+    (["--percent", "0.5", "--override", "cfg[6]=0.1", "--scope", "layer"],
+     {"percent": 0.5, "overrides": {"cfg[6]": 0.1}, "scope": "layer"}),
+    (["--plan", "PLAN"], {"plan": "PLAN"}),
+]
+
+
+@pytest.mark.parametrize("flags, keywords", PLOT_AND_PRUNE, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_gammas_draws_the_threshold_prune_dry_run_reports(trained_weights, tmp_path, flags, keywords):
+    weights = trained_weights("digits_vgg")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("method: slimming\npercent: 0.3\nexclude: [\"cfg[6]\"]\nmin_channels: 4\n", encoding="utf-8")
+    flags = [str(plan) if f == "PLAN" else f for f in flags]
+    keywords = {k: str(plan) if v == "PLAN" else v for k, v in keywords.items()}
+    report = json.loads(run("prune", weights, "-m", "slimming", *flags, "--dry-run", "--json").stdout)
+    printed = run("prune", weights, "-m", "slimming", *flags, "--dry-run").stdout
+    result = run("plot", "gammas", weights, *flags, "-o", tmp_path / "g.svg")
+    assert result.exit_code == 0, result.output
+
+    data = plots.score_data(weights, **keywords)
+    assert data.threshold == report["threshold"]  # exactly prune's
+    assert data.pruned == sum(row["before"] - row["after"] for row in report["slots"] if row["slot"] in data.kept)
+    if report["threshold"] is None:  # per-layer percent: each slot's own cut, no global line
+        assert "threshold" not in printed and data.slot_thresholds
+        return
+    # the figure's legend (SVG keeps text as a comment) against the line prune --dry-run prints
+    drawn = re.search(r"<!-- threshold (\S+): (\d+) of (\d+) channels pruned", (tmp_path / "g.svg").read_text())
+    assert drawn, "no threshold in the legend"
+    assert f"threshold {drawn[1]} (channels with score <= threshold removed)" in printed
+    assert (int(drawn[2]), int(drawn[3])) == (data.pruned, len(data.values))
 
 
 def test_widths_data_are_the_slot_sizes(demo, tmp_path):

@@ -31,7 +31,8 @@ def test_sensitivity_refuses_requests_that_would_give_an_empty_table(trained_wei
     for args, message in [(["--limit", "0"], "--limit must be at least 1"),
                           (["--slot", "cfg[99]"], "slot: pattern 'cfg[99]' matches no slot"),
                           (["--ratios", ","], "give at least one ratio"),
-                          (["--ratios", "1.5"], "ratios must be in [0, 1)")]:
+                          (["--ratios", "1.5"], "ratio: a pruning ratio must be in [0, 1), got 1.5"),
+                          (["--ratios", "0.5,nan"], "ratio: expected a finite number, got nan")]:
         out = runner.invoke(cli, ["sensitivity", weights, "--data", "digits", *args])
         assert out.exit_code == 1, (args, out.output)
         assert message in out.stderr and "Traceback" not in out.output

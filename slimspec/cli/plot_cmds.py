@@ -6,6 +6,7 @@ import click
 from ..report.plots import TRADEOFF_AXES  # torch- and matplotlib-free at import time
 from .choices import CRITERIA
 from .errors import report_errors
+from .prune_cmds import policy_keywords, policy_options
 
 OUT = click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
                    help="Output file; .png or .svg picks the format.")
@@ -19,30 +20,22 @@ def plot() -> None:
 
 @plot.command()
 @click.argument("weights", type=click.Path(dir_okay=False))
-@click.option("--method", "-m", type=CRITERIA, default="slimming", show_default=True,
-              help="Criterion whose channel scores are drawn (slimming = |BN gamma|, gate, l1, ...).")
+@click.option("--method", "-m", type=CRITERIA,
+              help="Criterion whose channel scores are drawn (slimming = |BN gamma|, gate, l1, ...; "
+                   "default: the plan's, else slimming).")
 @click.option("--per-layer", is_flag=True, help="One histogram per slot instead of one global histogram.")
-@click.option("--ratio", type=float, help="Draw the threshold of this pruning ratio.")
-@click.option("--percent", type=float, help="Same as --ratio, in percent.")
-@click.option("--threshold", type=float, help="Draw this threshold (channels scoring <= it are pruned).")
-@click.option("--scope", type=click.Choice(["global", "layer"]), help="Policy scope (default: the method's).")
+@policy_options
 @click.option("--bins", type=click.IntRange(min=2), default=50, show_default=True)
 @OUT
 @FORCE
 @report_errors
-def gammas(weights: str, method: str, per_layer: bool, ratio: float | None, percent: float | None,
-           threshold: float | None, scope: str | None, bins: int, out: str, force: bool) -> None:
-    """Histogram of BN |gamma| (or another criterion's scores) with the pruning threshold (Network Slimming Fig. 4)."""
+def gammas(weights: str, method: str | None, per_layer: bool, bins: int, out: str, force: bool, **policy) -> None:
+    """Histogram of BN |gamma| (or another criterion's scores) with the threshold `slimspec prune` would use
+    with the same flags (Network Slimming Fig. 4)."""
     from ..report.plots import plot_gammas
 
-    given = [name for name, value in (("--ratio", ratio), ("--percent", percent), ("--threshold", threshold))
-             if value is not None]
-    if len(given) > 1:
-        raise click.UsageError(f"give one of --ratio, --percent, --threshold (got {' and '.join(given)})")
-    if percent is not None:
-        ratio = percent / 100.0
-    click.echo(plot_gammas(weights, out, method=method, per_layer=per_layer, ratio=ratio, threshold=threshold,
-                           scope=scope, bins=bins, overwrite=force))
+    click.echo(plot_gammas(weights, out, method=method, per_layer=per_layer, bins=bins, overwrite=force,
+                           **policy_keywords(policy)))
 
 
 @plot.command()

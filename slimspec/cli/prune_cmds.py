@@ -10,22 +10,53 @@ import click
 from .choices import CRITERIA
 from .errors import report_errors
 
+# What decides which channels go: prune's flags, shared with `slimspec plot gammas` (same names, same meanings).
+POLICY_OPTIONS = (
+    click.option("--ratio", type=float, help="Fraction of prunable channels to remove."),
+    click.option("--target", help="NAME=FRACTION: reach a fraction of the original (NAME: a registered target, e.g. macs=0.5)."),
+    click.option("--latency-table", type=click.Path(dir_okay=False), help="Latency table for --target latency=R (from slimspec bench --profile; default: the cached one, profiled if missing)."),
+    click.option("--threshold", type=float, help="Remove channels whose score is <= this value."),
+    click.option("--percent", type=float, help="Network Slimming's rule: threshold = sorted scores[int(N*P)], remove scores <= it."),
+    click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it."),
+    click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer."),
+    click.option("--min-channels", type=int, help="Never keep fewer channels in a slot (default 1)."),
+    click.option("--round-to", type=int, help="Round kept channel counts up to a multiple of this."),
+    click.option("--exclude", multiple=True, help="Spec-path pattern of slots to leave alone (repeatable)."),
+    click.option("--override", "overrides", multiple=True, help="PATTERN=RATIO per-slot ratio (repeatable)."),
+    click.option("--prune-stream", is_flag=True, default=None, help="Also prune residual stream widths."),
+)
+
+
+def policy_options(command):
+    """Give a click command prune's policy flags (``POLICY_OPTIONS``), in prune's order."""
+    for option in reversed(POLICY_OPTIONS):
+        command = option(command)
+    return command
+
+
+def policy_keywords(values: dict) -> dict:
+    """The values of the ``POLICY_OPTIONS`` flags as keywords of ``slimspec.prune`` (``plan=`` included)."""
+    overrides = {}
+    for item in values["overrides"]:
+        pattern, sep, value = item.rpartition("=")
+        try:
+            overrides[pattern] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not pattern:
+            raise click.BadParameter(f"expected PATTERN=RATIO, got '{item}'", param_hint="--override")
+    latency_table = values["latency_table"]
+    return {"plan": values["plan"], "ratio": values["ratio"], "target": values["target"],
+            "threshold": values["threshold"], "percent": values["percent"], "scope": values["scope"],
+            "min_channels": values["min_channels"], "round_to": values["round_to"], "exclude": list(values["exclude"]),
+            "overrides": overrides, "prune_stream": values["prune_stream"],
+            "target_options": {"latency_table": latency_table} if latency_table else None}
+
 
 @click.command()
 @click.argument("weights", type=click.Path(dir_okay=False))
 @click.option("--method", "-m", type=CRITERIA, help="Pruning criterion (registered methods).")
-@click.option("--ratio", type=float, help="Fraction of prunable channels to remove.")
-@click.option("--target", help="NAME=FRACTION: reach a fraction of the original (NAME: a registered target, e.g. macs=0.5).")
-@click.option("--latency-table", type=click.Path(dir_okay=False), help="Latency table for --target latency=R (from slimspec bench --profile; default: the cached one, profiled if missing).")
-@click.option("--threshold", type=float, help="Remove channels whose score is <= this value.")
-@click.option("--percent", type=float, help="Network Slimming's rule: threshold = sorted scores[int(N*P)], remove scores <= it.")
-@click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it.")
-@click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer.")
-@click.option("--min-channels", type=int, help="Never keep fewer channels in a slot (default 1).")
-@click.option("--round-to", type=int, help="Round kept channel counts up to a multiple of this.")
-@click.option("--exclude", multiple=True, help="Spec-path pattern of slots to leave alone (repeatable).")
-@click.option("--override", "overrides", multiple=True, help="PATTERN=RATIO per-slot ratio (repeatable).")
-@click.option("--prune-stream", is_flag=True, default=None, help="Also prune residual stream widths.")
+@policy_options
 @click.option("--data", "calibration", help="Calibration dataset for 'attention' (e.g. digits, cifar10).")
 @click.option("--data-dir", help="Where torchvision datasets live.")
 @click.option("--seed", type=int, help="Seed for 'random' and calibration order.")
@@ -39,18 +70,16 @@ from .errors import report_errors
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @report_errors
-def prune(weights: str, method: str | None, ratio: float | None, target: str | None, latency_table: str | None,
-          threshold: float | None, percent: float | None,
-          plan: str | None, scope: str | None, min_channels: int | None, round_to: int | None,
-          exclude: tuple[str, ...], overrides: tuple[str, ...], prune_stream: bool | None, calibration: str | None,
-          data_dir: str | None, seed: int | None, fold_bias: bool | None, binary_gates: bool | None,
-          eval_data: str | None, spec_path: str | None, out: str | None, weights_out: str | None, dry_run: bool, as_json: bool,
-          force: bool) -> None:
+def prune(weights: str, method: str | None, calibration: str | None, data_dir: str | None, seed: int | None,
+          fold_bias: bool | None, binary_gates: bool | None, eval_data: str | None, spec_path: str | None,
+          out: str | None, weights_out: str | None, dry_run: bool, as_json: bool, force: bool, **policy) -> None:
     """Prune trained WEIGHTS and write the pruned spec (same form as its parent) plus weights."""
     from ..utils.fileio import OutputTransaction
 
     if not dry_run and not out:
         raise click.UsageError("give --out NEW.yaml (or --dry-run)")
+    keywords = policy_keywords(policy)
+    plan = keywords.pop("plan")
     saved = None
     # collisions, existing outputs and concurrent writers are refused before any work; both
     # files are renamed together when the block ends and removed again on any failure
@@ -63,22 +92,8 @@ def prune(weights: str, method: str | None, ratio: float | None, target: str | N
         from ..pruning.api import prune as run_prune  # torch: imported after the cheap checks
         from ..utils.tables import human
 
-        parsed_overrides = {}
-        for item in overrides:
-            pattern, sep, value = item.rpartition("=")
-            try:
-                parsed_overrides[pattern] = float(value)
-            except ValueError:
-                sep = ""
-            if not sep or not pattern:
-                raise click.BadParameter(f"expected PATTERN=RATIO, got '{item}'", param_hint="--override")
-        result = run_prune(weights, method, spec=spec_path, plan=plan, ratio=ratio, target=target, threshold=threshold,
-                           percent=percent,
-                           scope=scope, min_channels=min_channels, round_to=round_to, exclude=list(exclude),
-                           overrides=parsed_overrides, prune_stream=prune_stream, calibration=calibration,
-                           data_dir=data_dir, seed=seed, fold_bias=fold_bias, binary_gates=binary_gates,
-                           target_options={"latency_table": latency_table} if latency_table else None,
-                           progress=True)
+        result = run_prune(weights, method, spec=spec_path, plan=plan, calibration=calibration, data_dir=data_dir,
+                           seed=seed, fold_bias=fold_bias, binary_gates=binary_gates, progress=True, **keywords)
         if as_json:
             click.echo(json.dumps(result.summary(), indent=2))
         else:

@@ -23,7 +23,7 @@ from ..utils.fileio import sha256_file
 from ..utils.progress import progress
 from .criteria import PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
-from .policy import Decision, PolicyConfig, decide, fraction_search, keep_count, pattern_check
+from .policy import Decision, decide, fraction_search, keep_count, pattern_check
 from .provenance import provenance_block
 from .report import degenerate_notes, listing, slot_rows
 from .result import PruneResult
@@ -62,19 +62,9 @@ def _new_ir(parent: Spec, decision: Decision) -> tuple[dict, IR]:
     return data, to_ir(family, data)
 
 
-def _policy(options: PruneOptions, criterion, threshold: float | None, ratio: float | None) -> PolicyConfig:
-    return PolicyConfig(ratio=ratio, threshold=threshold, percent=options.percent,
-                        scope=options.scope or criterion.default_scope,
-                        min_channels=options.min_channels, round_to=options.round_to, exclude=tuple(options.exclude),
-                        overrides=tuple(options.overrides.items()), prune_stream=options.prune_stream,
-                        prune_blocks=criterion.prunes_blocks)
-
-
 def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str | os.PathLike | None,
                  input_shape: Sequence[int] | None):
     """``(model, spec, cpu state, weights sha256)`` from a weights file, a slimspec model or any module."""
-    if isinstance(weights, torch.nn.Module) and not isinstance(weights, SpecNet) and isinstance(spec, (tuple, list)):
-        input_shape, spec = spec, None  # the older spelling: prune(module, spec=(C, H, W))
     weights_sha = None
     if isinstance(weights, SpecNet) or (isinstance(weights, torch.nn.Module) and spec is not None):
         model, parent = weights, load_spec(spec if spec is not None else weights.spec)  # type: ignore[union-attr]
@@ -106,15 +96,15 @@ def _checked_scores(criterion, ctx: ScoreContext, options: PruneOptions, parent:
     return scores
 
 
-def _choose(parent: Spec, scores, options: PruneOptions, criterion,
-            context: TargetContext) -> tuple[Decision, float | None]:
-    """Apply the ratio, the threshold, the percent, or the ratio found for a target metric."""
+def choose(parent: Spec, scores, options: PruneOptions, criterion, context: TargetContext) -> tuple[Decision, float | None]:
+    """The decision ``prune`` makes on ``scores``, and the ratio it applied (None for a threshold or percent).
+
+    The options' ratio, threshold or percent, or, for a target metric, the smallest ratio
+    whose network measures the target fraction of ``parent``'s (``context`` holds what the
+    metric loaded). ``slimspec plot gammas`` draws the same decision.
+    """
     ir = parent.ir
-    threshold, ratio = options.threshold, options.ratio
-    if ratio is None and not options.target and threshold is None and options.percent is None and not options.overrides:
-        threshold = criterion.default_threshold
-        if threshold is None:
-            raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
+    policy = options.policy(criterion)
     if options.target:
         (name, goal), = options.target.items()
         metric = get_target(name)
@@ -123,13 +113,15 @@ def _choose(parent: Spec, scores, options: PruneOptions, criterion,
 
         with progress(desc=f"searching the ratio for {name}={goal:g}", enabled=options.progress) as step:
             def fraction(r: float) -> float:
-                new_ir = _new_ir(parent, decide(ir, scores, _policy(options, criterion, None, r)))[1]
+                new_ir = _new_ir(parent, decide(ir, scores, options.policy(criterion, ratio=r)))[1]
                 value = metric.measure(new_ir, context) / base
                 step(1, f"ratio {r:.4f} -> {name} {value:.4f}")
                 return value
 
-            ratio, threshold = fraction_search(fraction, goal), None
-    return decide(ir, scores, _policy(options, criterion, threshold, ratio)), ratio
+            policy = options.policy(criterion, ratio=fraction_search(fraction, goal))
+    elif policy.empty:
+        raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
+    return decide(ir, scores, policy), policy.ratio
 
 
 def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = None, *,
@@ -157,7 +149,7 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     # 1. score, 2. decide, 3. write the new spec in the parent's form and layout
     scores = _checked_scores(criterion, ctx, options, parent)
     context = TargetContext(options=dict(options.target_options))
-    decision, ratio = _choose(parent, scores, options, criterion, context)
+    decision, ratio = choose(parent, scores, options, criterion, context)
     data, new_ir = _new_ir(parent, decision)
     params, macs = (count_params(ir), count_params(new_ir)), (count_macs(ir), count_macs(new_ir))
     data["pruned"] = provenance_block(parent, options, decision, scope=options.scope or criterion.default_scope,

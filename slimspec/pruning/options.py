@@ -2,13 +2,13 @@
 
 A plan is a YAML file with the keys of ``slimspec prune``'s flags, validated by its own JSON
 Schema (``plan_schema.json``) with located errors. Unset values fall back to the criterion's
-defaults (scope, threshold).
+defaults (scope, threshold). :meth:`PruneOptions.policy` is the one route from options to the
+policy: ``prune``, its target search, ``plot gammas`` and ``sensitivity`` all take it.
 """
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -20,7 +20,8 @@ from ..errors import SpecError, SpecIssue
 from ..specio.validate import issues_for_schema
 from ..specio.yamlio import parse_yaml, read_yaml_file
 from ..errors import PruneError
-from .criteria import criteria
+from .criteria import Criterion, criteria, get_criterion
+from .policy import PolicyConfig
 from .targets import targets
 
 
@@ -120,20 +121,36 @@ class PruneOptions:
             if key == "exclude" and isinstance(value, (str, os.PathLike)):
                 value = [str(value)]  # one pattern, not its characters
             setattr(options, key, value)
-        for key in ("ratio", "threshold", "percent"):
-            value = getattr(options, key)
-            if value is not None and not math.isfinite(float(value)):
-                raise PruneError(f"{key}: expected a finite number, got {value}")
         options.target = parse_target(options.target)
         if not options.method:
             raise PruneError("method: not given (use --method or a plan's 'method')")
-        if options.ratio is not None and options.target:
-            raise PruneError("give either a ratio or a target, not both")
-        if options.percent is not None:
-            for other in ("ratio", "target", "threshold"):
-                if getattr(options, other) is not None:  # ratio 0 or threshold 0 are amounts too
-                    raise PruneError(f"give either percent or {other}, not both")
+        if options.target:  # the policy never sees a target (the search turns it into a ratio)
+            if options.ratio is not None:  # ratio 0 is an amount too
+                raise PruneError("give either a ratio or a target, not both")
+            if options.percent is not None:
+                raise PruneError("give either percent or target, not both")
+        options.policy(get_criterion(options.method))  # checks the amount before any weights are read
         return options
+
+    def policy(self, criterion: Criterion, *, ratio: float | None = None) -> PolicyConfig:
+        """The policy these options ask of ``criterion``.
+
+        The amount is the options' own ratio, threshold or percent (the criterion's default
+        threshold when none is given and nothing is overridden); ``ratio`` replaces it (the
+        ratio a target search tries). Scope defaults to the criterion's.
+        """
+        threshold, percent = self.threshold, self.percent
+        if ratio is None:
+            ratio = self.ratio
+            if ratio is None and threshold is None and percent is None and not self.target and not self.overrides:
+                threshold = criterion.default_threshold
+        else:
+            threshold = percent = None
+        return PolicyConfig(ratio=ratio, threshold=threshold, percent=percent,
+                            scope=self.scope or criterion.default_scope, min_channels=self.min_channels,
+                            round_to=self.round_to, exclude=tuple(self.exclude),
+                            overrides=tuple(self.overrides.items()), prune_stream=self.prune_stream,
+                            prune_blocks=criterion.prunes_blocks)
 
 
 def load_plan(plan: str | os.PathLike | Mapping) -> dict:

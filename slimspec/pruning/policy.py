@@ -43,6 +43,12 @@ def keep_count(width: int, ratio: float) -> int:
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    """What the policy applies: one amount (ratio, threshold or percent) and where.
+
+    Built from the user's options by :meth:`slimspec.pruning.options.PruneOptions.policy`;
+    the values are checked here, once, whichever route built them.
+    """
+
     ratio: float | None = None
     threshold: float | None = None
     percent: float | None = None
@@ -57,6 +63,10 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise PruneError(f"scope: expected one of {', '.join(SCOPES)}, got '{self.scope}'")
+        for key in ("ratio", "threshold", "percent"):
+            value = getattr(self, key)
+            if value is not None and not math.isfinite(float(value)):
+                raise PruneError(f"{key}: expected a finite number, got {value}")
         if self.percent is not None:
             for other in ("ratio", "threshold"):
                 if getattr(self, other) is not None:
@@ -69,6 +79,11 @@ class PolicyConfig:
             raise PruneError(f"min_channels: must be >= 1, got {self.min_channels}")
         if self.round_to < 1:
             raise PruneError(f"round_to: must be >= 1, got {self.round_to}")
+
+    @property
+    def empty(self) -> bool:
+        """No amount and no per-slot override: the policy removes nothing."""
+        return self.ratio is None and self.threshold is None and self.percent is None and not self.overrides
 
 
 @dataclass

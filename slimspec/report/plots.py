@@ -1,8 +1,8 @@
 """Figures papers show, from slimspec's own artifacts (PNG or SVG by the output's suffix).
 
 * :func:`plot_gammas` — histogram of channel scores (BN |gamma| for ``slimming``, gates,
-  L1 norms...), global or per layer, log-scale counts, with the pruning threshold drawn
-  (Liu et al. 2017, "Network Slimming", Fig. 4).
+  L1 norms...), global or per layer, log-scale counts, with the threshold ``slimspec prune``
+  would use for the same options drawn (Liu et al. 2017, "Network Slimming", Fig. 4).
 * :func:`plot_widths` — per-slot widths of two specs side by side (from the specs alone).
 * :func:`plot_sensitivity` — accuracy vs pruning ratio per layer, from ``slimspec
   sensitivity --json`` (Li et al. 2017, "Pruning Filters for Efficient ConvNets", Fig. 2).
@@ -85,7 +85,9 @@ class ScoreData:
     """Channel scores of the slots the policy decides on, and where it cuts.
 
     ``threshold`` is the policy's global threshold (channels scoring ``<=`` it are pruned;
-    None for per-layer policies); ``slot_thresholds`` is each slot's highest pruned score.
+    None for per-layer policies), the ``threshold`` ``slimspec prune`` reports for the same
+    options; ``slot_thresholds`` is each slot's highest pruned score. ``ratio`` is the ratio
+    applied (given, or found for a target).
     """
 
     method: str
@@ -95,6 +97,7 @@ class ScoreData:
     kept: dict[str, int] = field(default_factory=dict)
     ratio: float | None = None
     name: str = ""  # the spec's name
+    amount: str = ""  # what set the threshold, unless given: "ratio 0.5", "percent 0.7", "target macs=0.5: ratio 0.4123"
 
     @property
     def values(self) -> list[float]:
@@ -105,38 +108,57 @@ class ScoreData:
         return sum(len(v) for v in self.scores.values()) - sum(self.kept.values())
 
 
-def score_data(weights: str | os.PathLike, method: str = "slimming", *, ratio: float | None = None,
-               threshold: float | None = None, scope: str | None = None) -> ScoreData:
-    """Score every channel of ``weights`` with criterion ``method`` and apply the policy.
+def score_data(weights: str | os.PathLike, method: str | None = None, *, plan: str | os.PathLike | Mapping | None = None,
+               **options: Any) -> ScoreData:
+    """Score every channel of ``weights`` with criterion ``method`` and decide as ``slimspec prune`` would.
 
-    The threshold is the one ``slimspec prune`` would use for the same ratio or threshold.
+    ``plan`` and the keyword ``options`` are :func:`slimspec.prune`'s (ratio, target,
+    threshold, percent, scope, min_channels, round_to, exclude, overrides, prune_stream,
+    target_options), with the same meanings; the decision is prune's own (``choose``), so
+    ``threshold`` is the one prune reports. ``method`` defaults to the plan's, else slimming;
+    with no amount and no default threshold (e.g. ``l1``) nothing is cut.
     """
     from ..model import load_model
+    from ..pruning.api import choose
     from ..pruning.criteria import ScoreContext, get_criterion
-    from ..pruning.policy import PolicyConfig, candidate_slots, decide
+    from ..pruning.options import PruneOptions
+    from ..pruning.policy import candidate_slots, decide, pattern_check
+    from ..pruning.targets import TargetContext
 
-    criterion = get_criterion(method)
+    if method is None and plan is None:
+        method = "slimming"
+    opts = PruneOptions.resolve(plan, method=method, **options)
+    criterion = get_criterion(opts.method)
     model, spec = load_model(weights)
     ir = spec.ir
+    pattern_check(ir, opts.exclude, "exclude")
+    pattern_check(ir, list(opts.overrides), "overrides")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    raw = criterion.score(ScoreContext(ir, state, model))
-    if threshold is None and ratio is None:
-        threshold = criterion.default_threshold
-    config = PolicyConfig(ratio=ratio, threshold=threshold, scope=scope or criterion.default_scope,
-                          prune_blocks=criterion.prunes_blocks)
-    slots = candidate_slots(ir, raw, config)
+    raw = criterion.score(ScoreContext(ir, state, model, seed=opts.seed))
+    policy = opts.policy(criterion)
+    slots = candidate_slots(ir, raw, policy)
     if not slots:
-        raise SlimspecError(f"{weights}: method '{method}' scores no prunable channel of {spec.name}")
+        raise SlimspecError(f"{weights}: method '{opts.method}' scores no prunable channel of {spec.name}")
     scores = {path: [float(v) for v in raw[path].flatten().tolist()] for path in slots}
-    decision = decide(ir, raw, config) if (ratio is not None or threshold is not None) else None
+    if opts.target or not policy.empty:
+        decision, ratio = choose(spec, raw, opts, criterion, TargetContext(options=dict(opts.target_options)))
+    else:  # nothing to cut: the histogram alone
+        decision, ratio = decide(ir, raw, policy), None
     slot_thresholds: dict[str, float | None] = {}
     kept: dict[str, int] = {}
     for path in slots:
-        keep = set(decision.kept[path]) if decision else set(range(len(scores[path])))
+        keep = set(decision.kept[path])
         dropped = [s for i, s in enumerate(scores[path]) if i not in keep]
         slot_thresholds[path] = max(dropped) if dropped else None
         kept[path] = len(keep)
-    return ScoreData(method, scores, decision.threshold if decision else None, slot_thresholds, kept, ratio, spec.name)
+    if opts.target:
+        (name, goal), = opts.target.items()
+        amount = f"target {name}={goal:g}: ratio {ratio:.4g}"
+    elif policy.percent is not None:
+        amount = f"percent {policy.percent:g}"
+    else:  # a given threshold speaks for itself
+        amount = f"ratio {ratio:g}" if ratio is not None and policy.threshold is None else ""
+    return ScoreData(opts.method, scores, decision.threshold, slot_thresholds, kept, ratio, spec.name, amount)
 
 
 def histogram(values: Sequence[float], bins: int = 50) -> tuple[list[int], list[float]]:
@@ -165,20 +187,23 @@ def _draw_hist(ax: Any, values: Sequence[float], bins: int, cut: float | None, l
         ax.axvline(cut, color="#c0392b", linestyle="--", linewidth=1.2, label=label)
 
 
-def plot_gammas(weights: str | os.PathLike, out: str | os.PathLike, *, method: str = "slimming",
-                per_layer: bool = False, ratio: float | None = None, threshold: float | None = None,
-                scope: str | None = None, bins: int = 50, overwrite: bool = False) -> Path:
-    """Histogram of channel scores with the pruning threshold (Network Slimming Fig. 4)."""
+def plot_gammas(weights: str | os.PathLike, out: str | os.PathLike, *, method: str | None = None,
+                per_layer: bool = False, bins: int = 50, overwrite: bool = False,
+                plan: str | os.PathLike | Mapping | None = None, **options: Any) -> Path:
+    """Histogram of channel scores with the threshold ``slimspec prune`` would use (Network Slimming Fig. 4).
+
+    ``plan`` and ``options`` are :func:`slimspec.prune`'s, as in :func:`score_data`.
+    """
     path, fmt = _output(out, overwrite)
-    data = score_data(weights, method, ratio=ratio, threshold=threshold, scope=scope)
-    xlabel = _score_label(method)
+    data = score_data(weights, method, plan=plan, **options)
+    xlabel = _score_label(data.method)
     total = sum(len(v) for v in data.scores.values())
-    what = f" (ratio {data.ratio:g})" if data.ratio is not None else ""
+    what = f" ({data.amount})" if data.amount else ""
     if not per_layer:
         fig = _figure(7, 4)
         ax = fig.add_subplot()
-        cut = data.threshold
-        label = f"threshold {cut:.4g}: {data.pruned:,} of {total:,} channels pruned{what}" if cut is not None else None
+        cut = data.threshold  # printed as prune prints it (``threshold %.6g``)
+        label = f"threshold {cut:.6g}: {data.pruned:,} of {total:,} channels pruned{what}" if cut is not None else None
         _draw_hist(ax, data.values, bins, cut, label)
         if label:
             ax.legend(loc="upper right", fontsize=8)

@@ -17,6 +17,8 @@ from ..data import get_dataset
 from ..errors import DataError, PruneError
 from ..training.loop import evaluate_model
 from ..pruning.api import prune
+from ..pruning.criteria import get_criterion
+from ..pruning.options import PruneOptions
 from ..pruning.patterns import matches
 from ..pruning.policy import pattern_check
 from ..utils.progress import progress
@@ -36,9 +38,10 @@ def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
     """
     if not ratios:
         raise PruneError("sensitivity: give at least one ratio")
-    bad = [r for r in ratios if not 0 <= float(r) < 1]
-    if bad:
-        raise PruneError(f"sensitivity: ratios must be in [0, 1), got {bad[0]:g}")
+    base = PruneOptions.resolve(method=method, **options)  # what every prune below gets, checked before any work
+    criterion = get_criterion(base.method)
+    for ratio in ratios:  # each ratio checked by the policy that will apply it
+        base.policy(criterion, ratio=float(ratio))
     if limit is not None and limit < 1:
         raise DataError(f"sensitivity: --limit must be at least 1, got {limit}")
     model, spec = load_model(weights)
