@@ -91,13 +91,13 @@ class IRBuilder:
         if oh < 1 or ow < 1:
             self.issue(at, f"a {kernel}x{kernel} convolution does not fit its {h}x{w} input")
             oh, ow = max(oh, 1), max(ow, 1)
-        attrs = {"dilation": dilation} if dilation != 1 else {}
         return self._node(name, "conv", (x,), (self.axis_size(out), oh, ow), out, at, self.axis(x),
-                          kernel=kernel, stride=stride, padding=padding, bias=bias, groups=groups, **attrs)
+                          kernel=kernel, stride=stride, padding=padding, bias=bias, groups=groups, dilation=dilation)
 
-    def bn(self, name: str, x: str, at: str = "", eps: float = 1e-5) -> str:
-        attrs = {"eps": float(eps)} if eps != 1e-5 else {}
-        return self._node(name, "bn", (x,), self.shape(x), self.axis(x), at, self.axis(x), **attrs)
+    def bn(self, name: str, x: str, at: str = "", eps: float | None = None) -> str:
+        """BatchNorm; ``eps`` defaults to the bn layer form's schema default (torch's)."""
+        eps = OPS["bn"].layer.defaults()["eps"] if eps is None else eps  # type: ignore[union-attr]
+        return self._node(name, "bn", (x,), self.shape(x), self.axis(x), at, self.axis(x), eps=float(eps))
 
     def relu(self, name: str, x: str, at: str = "") -> str:
         return self.elementwise(name, x, "relu", at=at)

@@ -119,7 +119,7 @@ class OpKind:
 
 # -- conv / linear ------------------------------------------------------------------------
 def _groups(node: Node) -> int:
-    return int(node.attr("groups", 1))
+    return int(node.attr("groups", 1))  # a linear has no groups
 
 
 def _conv_params(ir: IR, node: Node) -> int:

@@ -33,11 +33,11 @@ Factory = Callable[[IR, Node, PlainLayers], nn.Module]
 
 def _bn(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
     cls = nn.BatchNorm2d if len(node.shape) == 3 else nn.BatchNorm1d
-    return cls(node.shape[0], eps=node.attr("eps", 1e-5))
+    return cls(node.shape[0], eps=node.attr("eps"))
 
 
 def _pool(cls: type[nn.Module]) -> Factory:
-    return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"), node.attr("padding", 0))
+    return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"), node.attr("padding"))
 
 
 @lru_cache(maxsize=None)
@@ -60,7 +60,7 @@ def make_module(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
 MODULE_FACTORIES: dict[str, Factory] = {
     "conv": lambda ir, n, layers: layers.conv(ir.axis_size(n.in_axis), n.shape[0], n.attr("kernel"),
                                               n.attr("stride"), n.attr("padding"), n.attr("bias"),
-                                              n.attr("groups", 1), n.attr("dilation", 1)),
+                                              n.attr("groups"), n.attr("dilation")),
     "linear": lambda ir, n, layers: layers.linear(ir.axis_size(n.in_axis), n.shape[0], n.attr("bias")),
     "bn": _bn,
     "gate": lambda ir, n, layers: layers.gate(n.shape[0]),
