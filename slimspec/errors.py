@@ -89,6 +89,11 @@ class SpecIssue:
         path = tuple(path)
         return cls(format_path(path), message, path)
 
+    @classmethod
+    def located(cls, location: str, message: str) -> "SpecIssue":
+        """An issue at a spec path written as text (``layers[3].conv.out``; ``""`` for the whole spec)."""
+        return cls(location, message, parse_path(location) if location else ())
+
     def __str__(self) -> str:
         return f"{self.location}: {self.message}" if self.location else self.message
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..errors import SpecError, SpecIssue, parse_path
+from ..errors import SpecError, SpecIssue
 from ..ir import IR, Axis, IRBuilder
 from ..ir.ops import OPS, OpKind, layer_kinds
 from .base import Family, copy_data, register_family
@@ -180,7 +180,7 @@ def _parts(item: Any) -> tuple[str, Any]:
 
 
 def _issue(issues: list[SpecIssue], where: str, message: str) -> None:
-    issues.append(SpecIssue(where, message, parse_path(where)))
+    issues.append(SpecIssue.located(where, message))
 
 
 def _resolve_from(index: int, ref: Any, where: str, issues: list[SpecIssue]) -> int:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import SpecError, SpecIssue, parse_path
+from ..errors import SpecError, SpecIssue
 from .graph import IR, Axis, Node, Slot
 from .ops import OPS
 
@@ -57,7 +57,7 @@ class IRBuilder:
             self._units.pop()
 
     def issue(self, at: str, message: str) -> None:
-        self.issues.append(SpecIssue(at, message, parse_path(at) if at else ()))
+        self.issues.append(SpecIssue.located(at, message))
 
     # -- nodes -----------------------------------------------------------------
     def _emit(self, node: Node) -> str:
