@@ -145,6 +145,12 @@ def check_state_matches(
         raise WeightsError(f"{source}: weights do not fit the spec: " + " | ".join(problems))
 
 
+def nonfinite(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf."""
+    return [name for name, tensor in state.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
 def load_state_into(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str = "<weights>") -> None:
     """Strictly load ``tensors`` into ``model`` after checking names and shapes."""
     check_state_matches(model, tensors, source)

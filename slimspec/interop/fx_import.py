@@ -55,6 +55,8 @@ def _cwd_importable() -> Iterator[None]:
 def _call_factory(reference: str, module_name: str, attr: str) -> nn.Module:
     try:
         target: Any = importlib.import_module(module_name)
+    except SystemExit as exc:  # the module's top level called sys.exit(): no model comes from it
+        raise ModelImportError(f"python:{reference}: importing {module_name} called sys.exit({exc.code!r})") from None
     except ModuleNotFoundError as exc:
         raise ModelImportError(f"python:{reference}: no module named '{exc.name}' (looked on sys.path and in "
                                f"{os.getcwd()})") from None
@@ -71,6 +73,8 @@ def _call_factory(reference: str, module_name: str, attr: str) -> nn.Module:
         raise ModelImportError(f"python:{reference}: '{attr}' is neither a module nor a callable returning one")
     try:
         made = target()
+    except SystemExit as exc:
+        raise ModelImportError(f"python:{reference}: calling {attr}() called sys.exit({exc.code!r})") from None
     except Exception as exc:  # noqa: BLE001 - the user's factory failed
         raise ModelImportError(f"python:{reference}: calling {attr}() failed: "
                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None

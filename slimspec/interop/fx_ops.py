@@ -254,10 +254,44 @@ METHODS: dict[str, CallHandler] = {
 }
 
 
+# -- in-place ops ----------------------------------------------------------------------------------
+_INPLACE_OPERATORS = {operator.iadd, operator.imul, operator.isub, operator.itruediv}
+
+
+def mutates(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether ``node`` writes into its first argument (``y.relu_()``, ``F.relu(x, inplace=True)``,
+    ``nn.ReLU(inplace=True)``, ``x += y``): its effect outlives its unused result."""
+    if node.kwargs.get("inplace") is True:
+        return True
+    if node.op == "call_method":
+        name = str(node.target)
+        return (name.endswith("_") and not name.startswith("__")) or name.startswith("__i")
+    if node.op == "call_function":
+        name = getattr(node.target, "__name__", "")
+        return node.target in _INPLACE_OPERATORS or (name.endswith("_") and not name.startswith("__"))
+    if node.op == "call_module":
+        return getattr(gm.get_submodule(str(node.target)), "inplace", False) is True
+    return False
+
+
 # -- the tables, with the op table's simple kinds ---------------------------------------------------
 def _resolve(dotted: str) -> Any:
     module, _, name = dotted.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+def _resolve_or_none(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name, None)
+
+
+def callable_name(function: Any) -> str:
+    """``F.relu``, ``torch.cat``, ``operator.add``: how a user wrote the call."""
+    module = getattr(function, "__module__", None) or "builtin"
+    name = f"{module}.{getattr(function, '__name__', function)}"
+    for long, short in (("_operator.", "operator."), ("torch._C._nn.", "F."), ("torch.nn.functional.", "F.")):
+        name = name.replace(long, short)
+    return name
 
 
 def _module_from_table(kind: OpKind) -> ModuleHandler:
@@ -281,6 +315,9 @@ def _tables(version: int) -> tuple[dict[type, ModuleHandler], dict[Any, CallHand
             modules[_resolve(dotted)] = _module_from_table(kind)
         for dotted in kind.imports.functions:
             functions[_resolve(dotted)] = _call_from_table(kind)
+            inplace = _resolve_or_none(f"{dotted}_")  # torch.relu_, F.relu_: the same kind, in place
+            if inplace is not None:
+                functions[inplace] = _call_from_table(kind)
         for name in kind.imports.methods:
             methods[name] = methods[f"{name}_"] = _call_from_table(kind)
     return {**modules, **MODULES}, {**functions, **FUNCTIONS}, {**methods, **METHODS}
@@ -314,7 +351,5 @@ def expressible() -> str:
     """What the importer takes, for refusal messages: the module classes, then the functions."""
     modules, functions, _ = _tables(table_version())
     names = sorted({cls.__name__ for cls in modules})
-    calls = sorted({f"{'F' if 'functional' in getattr(f, '__module__', '') else getattr(f, '__module__', '')}."
-                    f"{f.__name__}".replace("_operator.", "operator.")
-                    for f in functions if hasattr(f, "__name__") and f not in (getattr, operator.getitem)})
+    calls = sorted({callable_name(f) for f in functions if f not in (getattr, operator.getitem)})
     return ", ".join(names + calls)

@@ -27,8 +27,9 @@ from ..document import Spec, spec_from_text
 from ..errors import ModelImportError
 from ..ir.ops import OPS
 from ..nn.net import SpecNet
+from ..weights import nonfinite
 from ..specio.yamlio import format_spec
-from .fx_ops import SHAPE, Unsupported, expressible, function_handler, method_handler, module_handler
+from .fx_ops import SHAPE, Unsupported, callable_name, expressible, function_handler, method_handler, module_handler, mutates
 
 INPUT = -1
 _TORCH_DIR = re.compile(r"[/\\]torch[/\\]")  # torch's own frames (torchvision's are the model's code)
@@ -95,8 +96,7 @@ def _describe(node: fx.Node, root: nn.Module | None = None) -> str:
         kind = type(root.get_submodule(node.target)).__name__ if root is not None else "module"
         what = f"module '{node.target}' ({kind})"
     elif node.op == "call_function":
-        what = f"{getattr(node.target, '__module__', None) or 'builtin'}.{getattr(node.target, '__name__', node.target)}"
-        what = what.replace("_operator.", "operator.").replace("torch._C._nn.", "F.").replace("torch.nn.functional.", "F.")
+        what = callable_name(node.target)
     elif node.op == "call_method":
         what = f"tensor.{node.target}()"
     else:
@@ -149,10 +149,11 @@ def _traced(module: nn.Module, example: torch.Tensor, label: str) -> tuple[fx.Gr
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelImportError(f"cannot trace {label} with torch.fx: {first}") from None
     gm = fx.GraphModule(tracer.root, graph)
-    gm.graph.eliminate_dead_code()
+    gm.graph.eliminate_dead_code(is_impure_node=lambda node: node.is_impure() or mutates(gm, node))
     try:
         with torch.no_grad():
-            output = _Shapes(gm).run(example)
+            _Shapes(gm).run(example.clone())  # in-place ops must not touch the example
+            output = module(example.clone())  # the import is checked against the module itself
     except Exception as exc:  # noqa: BLE001 - the module does not run on this input shape
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelImportError(f"{label} does not run on an input of shape {tuple(example.shape[1:])}: {first}") from None
@@ -173,6 +174,9 @@ def _read(gm: fx.GraphModule, label: str) -> tuple[Trace, fx.Node]:
                 output = node
             elif node.op in handlers:
                 handlers[node.op](trace, node)
+                target = node.args[0] if node.args else None
+                if mutates(gm, node) and isinstance(target, fx.Node) and isinstance(trace.values.get(target), int):
+                    trace.values[target] = trace.values[node]  # later readers of the tensor see the new values
             else:
                 raise Unsupported(node, "is not expressible in a slimspec spec")
     except Unsupported as exc:
@@ -290,18 +294,30 @@ def _import(module: nn.Module, input_shape: Sequence[int], name: str | None, sou
         data = _data(trace, name or _spec_name(module), shape, num_classes)
         labels = {i: path for i, path in trace.modules.items() if i < len(trace.layers)}
         spec = spec_from_text(_numbered(format_spec(data), labels), source or f"python:{label}")
-        state = _state(module, trace, head)
+        state = _state(module, trace, head, label)
         model = _check(spec, state, example, expected, label)
     finally:
         module.train(was_training)
     return spec, state, model
 
 
-def _state(module: nn.Module, trace: Trace, head: str) -> dict[str, torch.Tensor]:
+def _state(module: nn.Module, trace: Trace, head: str, label: str) -> dict[str, torch.Tensor]:
+    """The module's tensors under the spec's module names: refused when two layers share one (tied weights) or
+    when one holds NaN or inf (every later score and output would lie)."""
     state: dict[str, torch.Tensor] = {}
+    owners: dict[int, str] = {}
     for new, old in [*((f"layers.{i}", path) for i, path in sorted(trace.sources.items())), ("fc", head)]:
-        for key, tensor in module.get_submodule(old).state_dict().items():
+        for key, tensor in module.get_submodule(old).state_dict(keep_vars=True).items():
+            if tensor.numel() and tensor.data_ptr() in owners:
+                raise ModelImportError(f"cannot import {label}: '{old}.{key}' is the same tensor as "
+                                       f"'{owners[tensor.data_ptr()]}' (tied weights are not expressible in a spec)")
+            if tensor.numel():
+                owners[tensor.data_ptr()] = f"{old}.{key}"
             state[f"{new}.{key}"] = tensor.detach().cpu().clone()
+    bad = nonfinite(state)
+    if bad:
+        shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise ModelImportError(f"cannot import {label}: the weights hold NaN or inf values in {shown}")
     return state
 
 
