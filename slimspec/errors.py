@@ -11,6 +11,7 @@ layer that locates a problem uses the same notation.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path as _FsPath
@@ -64,9 +65,15 @@ def _sort_key(path: Sequence[PathPart]) -> tuple:
 _LINE_BREAKING = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, 0x85)} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
+# ANSI/VT100 control sequences (CSI ``ESC [ ... final``, OSC ``ESC ] ... BEL/ST``, two-byte ``ESC x``),
+# as a library's message may carry (torch.load's bold text): removed, not escaped, from error lines.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])|\x9b[0-?]*[ -/]*[@-~]")
+
+
 def one_line(text: str) -> str:
-    """``text`` with control and line-breaking characters escaped (user input echoed in a message)."""
-    return text.translate(_LINE_BREAKING)
+    """``text`` without terminal escape sequences and with control and line-breaking characters
+    escaped (user input echoed in a message): one line that cannot restyle the terminal."""
+    return _ANSI.sub("", text).translate(_LINE_BREAKING)
 
 
 class SlimspecError(Exception):

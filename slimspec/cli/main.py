@@ -1,10 +1,13 @@
 """The ``slimspec`` command: a thin layer over the Python API."""
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .. import __version__
 from .deploy_cmds import bench, export
+from .errors import guarded, pipe_closed
 from .interop_cmds import import_model
 from .plot_cmds import plot
 from .prune_cmds import prune, sensitivity
@@ -12,14 +15,32 @@ from .spec_cmds import build, diff, git_setup, info, schema, textconv, validate
 from .train_cmds import register as register_training
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class SlimspecGroup(click.Group):
+    """The command group: every subcommand's exit codes follow :mod:`slimspec.cli.errors` (0 ok, 1 bad
+    input, 2 usage, 70 a bug, 141 stdout closed), whether or not the command maps its own errors."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:  # --help | head
+            return super().make_context(*args, **kwargs)
+        except BrokenPipeError:
+            pipe_closed()
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return guarded(lambda: super(SlimspecGroup, self).invoke(ctx))
+
+
+@click.group(cls=SlimspecGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="slimspec")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Declarative CNN specs and a pruning DSL for PyTorch.
 
     Pruning writes a new spec file plus transplanted weights, so a pruned architecture can be
     diffed in git, versioned, fine-tuned or retrained from scratch.
     """
+    from ..utils.fileio import command_inputs
+
+    ctx.with_resource(command_inputs())  # every file the command reads is an input: no output may replace it
 
 
 for command in (validate, info, build, schema, diff, textconv, git_setup, prune, import_model, sensitivity):

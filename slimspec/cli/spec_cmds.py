@@ -12,7 +12,9 @@ import click
 from ..document import load_spec
 from ..errors import SlimspecError, SpecError
 from .choices import MODES
-from .errors import BUG_HINT, INPUT_ERRORS, exit_with, os_error_line, report_errors
+from .paths import OUTPUT_FILE
+from .errors import (EXIT_BUG, EXIT_INPUT, EXIT_OK, EXIT_USAGE, INPUT_ERRORS, exit_with, os_error_line, pipe_closed,
+                     report_bug, report_errors)
 
 
 @click.command()
@@ -37,14 +39,11 @@ def validate(specs: tuple[str, ...]) -> None:
             click.echo(os_error_line(exc), err=True)
             continue
         except Exception:  # a bug: keep its traceback, but still check the other files
-            import traceback
-
-            traceback.print_exc()
-            click.echo(f"{source}: {BUG_HINT}", err=True)
+            report_bug(f"{source}: ")
             bug = True
             continue
         click.echo(f"{source}: ok ({spec.arch}, {len(spec.ir.prunable_slots())} prunable slots)")
-    sys.exit(2 if bug else 1 if failed else 0)
+    sys.exit(EXIT_BUG if bug else EXIT_INPUT if failed else EXIT_OK)
 
 
 @click.command()
@@ -73,7 +72,7 @@ def info(spec: str, as_json: bool) -> None:
 @click.argument("spec")
 @click.option("--mode", type=MODES, default="plain", show_default=True)
 @click.option("--binary-gates", is_flag=True, help="Gated mode: binarize gates with a straight-through estimator.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the initialized weights (safetensors, spec embedded).")
+@click.option("--out", type=OUTPUT_FILE, help="Write the initialized weights (safetensors, spec embedded).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @click.option("--max-params", type=click.IntRange(min=1), default=None,
@@ -131,7 +130,7 @@ def diff(a: str, b: str, as_json: bool) -> None:
     try:
         specs = [load_spec(a), load_spec(b)]
     except INPUT_ERRORS as exc:
-        exit_with(exc, 2)
+        exit_with(exc, EXIT_USAGE)  # diff(1): trouble is 2
     result = spec_diff(*specs)
     click.echo(json.dumps(result, indent=2) if as_json else format_diff(result))
     sys.exit(0 if result["equal"] else 1)
@@ -147,6 +146,8 @@ def textconv(file: str) -> None:
     try:
         write_textconv(file, sys.stdout.buffer)
         sys.stdout.buffer.flush()
+    except BrokenPipeError:  # git stopped reading: nothing left to do, nothing to say
+        pipe_closed(EXIT_OK)
     except OSError as exc:  # e.g. a closed pipe (git stopped reading): nothing left to do
         click.echo(f"slimspec textconv: {os_error_line(exc)}", err=True)
     sys.exit(0)
