@@ -86,7 +86,7 @@ def test_existing_output_refused_without_force_and_replaced_with_it(tmp_path):
 
 
 def test_folders_and_devices_are_not_outputs(tmp_path):
-    with pytest.raises(OutputConflictError, match="is a folder"):
+    with pytest.raises(OutputConflictError, match="names a folder"):
         with OutputTransaction(force=True) as tx:
             tx.write(tmp_path, "x")
     with pytest.raises(OutputConflictError, match="/dev/null: is not a regular file"):

@@ -1,11 +1,13 @@
 """``slimspec import``: a torchvision model or your own nn.Module in, a spec and its weights out."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from .errors import report_errors
+from .paths import OUTPUT_FILE
 
 
 class _InputShape(click.ParamType):
@@ -29,10 +31,26 @@ class _InputShape(click.ParamType):
 INPUT_SHAPE = _InputShape()
 
 
+def _note_module_sources(reference: str, loaded: set[str]) -> None:
+    """The files ``import python:`` read are inputs: the module itself and every module it imported.
+
+    An output naming one of them (``--out pk/net.py``, ``--weights-out net.py``, by path or
+    inode) is refused before anything is renamed, so the model's own source is never replaced.
+    """
+    from ..utils.fileio import note_input
+
+    module_name = reference.partition(":")[0]
+    names = [module_name, *(name for name in list(sys.modules) if name not in loaded)]
+    for name in dict.fromkeys(names):
+        source = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(source, str):
+            note_input(source)
+
+
 @click.command("import")
 @click.argument("source")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Spec file to write.")
-@click.option("--weights-out", type=click.Path(dir_okay=False), help="Weights (default: OUT with .safetensors).")
+@click.option("--out", "-o", required=True, type=OUTPUT_FILE, help="Spec file to write.")
+@click.option("--weights-out", type=OUTPUT_FILE, help="Weights (default: OUT with .safetensors).")
 @click.option("--pretrained", is_flag=True, help="Ask torchvision for its default pretrained weights (downloads).")
 @click.option("--state-dict", type=click.Path(exists=True, dir_okay=False),
               help="A local state dict (.pth, read with weights_only=True, or .safetensors) of that architecture.")
@@ -68,7 +86,9 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
         if library == "python":
             from ..interop.fx_import import import_python
 
+            loaded = set(sys.modules)
             spec, state = import_python(name, input_shape, name=spec_name, state_dict=state_dict)
+            _note_module_sources(name, loaded)
         else:
             from ..interop.torchvision_models import import_torchvision
 

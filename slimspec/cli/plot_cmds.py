@@ -6,9 +6,10 @@ import click
 from ..report.plots import TRADEOFF_AXES  # torch- and matplotlib-free at import time
 from .choices import CRITERIA
 from .errors import report_errors
+from .paths import OUTPUT_FILE
 from .prune_cmds import policy_keywords, policy_options
 
-OUT = click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+OUT = click.option("--out", "-o", required=True, type=OUTPUT_FILE,
                    help="Output file; .png or .svg picks the format.")
 FORCE = click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 

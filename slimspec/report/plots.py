@@ -27,7 +27,7 @@ from typing import Any
 from ..document import Spec, load_spec, spec_from_text
 from ..errors import SlimspecError, TrainingError
 from ..training.run_folder import RunFolder, read_metrics
-from ..utils.fileio import atomic_write_with, check_writable
+from ..utils.fileio import atomic_write_with, check_writable, note_input
 
 FORMATS = {".png": "png", ".svg": "svg"}
 SUMMARY_FILE = "summary.json"  # written by slimspec.workflows.demo
@@ -69,6 +69,7 @@ def _save(fig: Any, path: Path, fmt: str, overwrite: bool) -> Path:
 
 
 def _read_json(path: Path) -> Any:
+    note_input(path)  # an input of the command: no output of it may replace this file
     if not path.is_file():
         raise SlimspecError(f"{path}: no such file")
     try:

@@ -38,6 +38,7 @@ from ruamel.yaml.tokens import CommentToken
 from .channels import is_channel_set_text
 from . import limits
 from ..errors import SpecError, SpecIssue
+from ..utils.fileio import note_input
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -241,6 +242,7 @@ def read_yaml_file(path: str | os.PathLike, what: str = "spec") -> tuple[str, st
     if issue is not None:
         raise SpecError([issue], _shorten(label))
     file = Path(label)
+    note_input(file)  # an input of the command: no output of it may replace this file
     try:
         if file.is_dir():
             raise SpecError([SpecIssue("", f"is a directory, not a {what} file")], label)

@@ -25,7 +25,7 @@ from ..document import Spec, load_spec
 from ..errors import TrainingError
 from ..ir import count_macs
 from ..latency import torch_threads
-from ..utils.fileio import weights_beside
+from ..utils.fileio import note_input, reads_inputs, weights_beside
 from ..utils.progress import progress
 from ..weights import save_weights
 from .config import TrainConfig, threads_problem
@@ -85,6 +85,7 @@ def check_reference(spec: Spec, reference: Spec) -> None:
 RUN_KEYS = ("data", "data_dir", "binary_gates", "weights", "scratch", "reference")  # run.json beside the config
 
 
+@reads_inputs  # every file read is an input: a --force restart never deletes one (see claim_run_dir)
 def train(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | os.PathLike = "runs/train", *,
           weights: str | os.PathLike | None = None, gates: str | None = None, binary_gates: bool = False,
           scratch: str | None = None, reference: Spec | str | os.PathLike | None = None, force: bool = False,
@@ -93,7 +94,8 @@ def train(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | o
 
     The run folder is locked for the whole run: a second run on the same folder is refused at
     once, and a folder holding a finished or killed run needs ``force`` (start over) or
-    :func:`resume` (continue it).
+    :func:`resume` (continue it). ``force`` refuses, before deleting anything, when the spec,
+    the weights or the reference is one of the old run's files (``RUN/best.safetensors``).
     """
     spec = load_spec(spec)
     config = make_config(gates=gates, seed=seed, **config_values)
@@ -102,12 +104,14 @@ def train(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | o
     if scratch:
         config.epochs = scratch_epochs(config.epochs, scratch, spec, reference_spec)
         weights = None
+    note_input(weights)  # read once the folder is claimed: named now, so a --force reset refuses to delete it
     record = {"data": data, "data_dir": data_dir, "binary_gates": binary_gates,
               "weights": str(weights) if weights else None, "scratch": scratch,
               "reference": reference_spec.sha256 if scratch and reference_spec else None, "config": config.to_dict()}
     return _run(spec, RunFolder(run_dir), record, config, download=download, force=force, resume=False)
 
 
+@reads_inputs
 def resume(run_dir: str | os.PathLike, spec: Spec | str | os.PathLike | None = None, **changes: Any) -> TrainResult:
     """Continue a killed (or finished) run from its folder: spec, data and options are read from it.
 
@@ -122,7 +126,7 @@ def resume(run_dir: str | os.PathLike, spec: Spec | str | os.PathLike | None = N
     given = {k: v for k, v in changes.items() if v is not None}
     download = bool(given.pop("download", False))
     differences = []
-    if spec is not None and load_spec(spec).text != saved_spec.text:
+    if spec is not None and not _is_file(spec, folder.spec) and load_spec(spec).text != saved_spec.text:
         differences.append(f"SPEC {spec} (the run trained {saved_spec.name} in {saved_spec.source})")
     if given.get("reference") is not None:
         given["reference"] = load_spec(given["reference"]).sha256
@@ -141,6 +145,14 @@ def resume(run_dir: str | os.PathLike, spec: Spec | str | os.PathLike | None = N
     resolve_device(config.device)
     return _run(saved_spec, folder, {**record, "config": config.to_dict()}, config, download=download, force=False,
                 resume=True)
+
+
+def _is_file(source: Spec | str | os.PathLike, path: Path) -> bool:
+    """Whether ``source`` names the file ``path`` (the run's own spec.yaml: the same by definition, and rewritten)."""
+    try:
+        return not isinstance(source, Spec) and path.is_file() and os.path.samefile(source, path)
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _run(spec: Spec, folder: RunFolder, record: dict[str, Any], config: TrainConfig, *, download: bool, force: bool,
@@ -209,6 +221,7 @@ def default_weights_for(spec: Spec) -> Path:
     return path
 
 
+@reads_inputs
 def finetune(spec: Spec | str | os.PathLike, data: str = "digits", run_dir: str | os.PathLike = "runs/finetune", *,
              weights: str | os.PathLike | None = None, schedule: str = "slimming", **kwargs: Any) -> TrainResult:
     """Fine-tune a pruned spec from its transplanted weights (``--schedule slimming`` or ``li``)."""

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from ..document import Spec, spec_from_text
 from ..errors import TrainingError
-from ..utils.fileio import RunDirClaim, atomic_write, claim_run_dir
+from ..utils.fileio import RunDirClaim, atomic_write, claim_run_dir, note_input
 
 
 def json_safe(value: Any) -> Any:
@@ -144,6 +144,7 @@ class RunFolder:
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl`` file (at least one); each problem is one line naming file and line."""
     path = Path(path)
+    note_input(path)  # read by plots: no output of the command may replace it
     if not path.is_file():
         raise TrainingError(f"{path}: no such file (not a run folder with {RunFolder.METRICS})")
     records = []

@@ -7,7 +7,13 @@ their final names only once every one of them is complete. The guarantees:
 * **No collision.** Outputs are compared with the command's inputs and with each other by
   real path (symlinks resolved) and by inode (hard links): ``prune w.safetensors --out
   w.safetensors --force`` is refused with :class:`~slimspec.errors.OutputConflictError`
-  before anything runs, and the trained weights stay untouched.
+  before anything runs, and the trained weights stay untouched. The inputs are every file
+  the command reads: inside :func:`command_inputs` (every CLI command runs in one) each
+  reader calls :func:`note_input`, and every transaction of the command checks its outputs
+  against every file noted, whichever comes first (an input read after its name was
+  reserved as an output is refused then, before anything is renamed).
+* **Files, not folders.** An output named with a trailing separator (``newdir/``) or naming
+  an existing folder is refused; nothing named ``newdir`` is written.
 * **No clobbering.** An existing output is refused (:class:`~slimspec.errors.OutputExistsError`)
   unless ``force``. Only final names count: a stale ``.NAME.*.tmp`` left by a killed run
   never blocks a rerun (it is removed under the lock).
@@ -21,18 +27,21 @@ their final names only once every one of them is complete. The guarantees:
   racing commands never leave a spec next to weights of the other run).
 
 :func:`claim_run_dir` is the same idea for a training run folder, locked for the run's
-whole lifetime.
+whole lifetime; its ``force`` reset refuses, before deleting anything, when a file it would
+delete is an input of the command.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import glob
 import hashlib
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -132,6 +141,99 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def names_a_folder(path: PathLike) -> str | None:
+    """Why ``path`` cannot name an output file (a trailing separator, an existing folder), or None."""
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):
+        return f"{text}: names a folder (it ends with '{text[-1:] or '/'}'); give a file name, e.g. {text.rstrip('/' + os.sep) or '.'}{os.sep}NAME"
+    if os.path.isdir(text):
+        return f"{text}: names a folder; give a file name, e.g. {text.rstrip('/' + os.sep)}{os.sep}NAME"
+    return None
+
+
+def _refuse_folder(path: PathLike) -> None:
+    problem = names_a_folder(path)
+    if problem is not None:
+        raise OutputConflictError(problem)
+
+
+# --------------------------------------------------------------------------- a command's inputs
+
+
+@dataclass
+class CommandInputs:
+    """Every file one command has read so far, and its transactions still open (see :func:`command_inputs`)."""
+
+    files: list[Path] = field(default_factory=list)
+    transactions: list["OutputTransaction"] = field(default_factory=list)
+
+
+_INPUTS: ContextVar[CommandInputs | None] = ContextVar("slimspec_command_inputs", default=None)
+
+
+@contextmanager
+def command_inputs() -> Iterator[CommandInputs]:
+    """The scope of one command: every file noted by :func:`note_input` inside it is an input.
+
+    Every output transaction and run-folder claim inside the scope refuses to write (or, for
+    a ``force`` claim, delete) any of those files, by real path and by inode, whichever
+    happens first. Re-entrant: an inner scope is the outer one (the CLI opens one per
+    command; :func:`slimspec.train` opens its own when called from Python).
+    """
+    current = _INPUTS.get()
+    if current is not None:
+        yield current
+        return
+    scope = CommandInputs()
+    token = _INPUTS.set(scope)
+    try:
+        yield scope
+    finally:
+        _INPUTS.reset(token)
+
+
+def note_input(path: PathLike | None) -> PathLike | None:
+    """Record that the current command reads ``path`` (a no-op outside :func:`command_inputs`).
+
+    Called by every reader (specs, plans, weights, state dicts, latency tables, JSON
+    results, the modules ``import python:`` executes) before it reads. Raises
+    :class:`~slimspec.errors.OutputConflictError` when an open transaction of the command
+    has already reserved that file as an output. Returns ``path``.
+    """
+    scope = _INPUTS.get()
+    if scope is None or path is None:
+        return path
+    try:
+        if not os.path.lexists(path):
+            return path  # not a file (a stock spec name, YAML text): nothing to protect
+    except (TypeError, ValueError):  # not a path at all (e.g. text with a NUL byte)
+        return path
+    source = Path(path)
+    scope.files.append(source)
+    for transaction in scope.transactions:
+        transaction.check_inputs(source)
+    return path
+
+
+def reads_inputs(func: Callable) -> Callable:
+    """Run ``func`` inside :func:`command_inputs` (for API functions that read and write files)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with command_inputs():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def noted_inputs() -> list[Path]:
+    """The files the current command has read so far (empty outside :func:`command_inputs`)."""
+    scope = _INPUTS.get()
+    return list(scope.files) if scope is not None else []
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -162,6 +264,7 @@ def weights_beside(spec_path: PathLike) -> Path:
 
 def check_writable(path: PathLike, overwrite: bool) -> Path:
     """Return ``path`` as a Path, raising :class:`OutputExistsError` if it exists and ``overwrite`` is false."""
+    _refuse_folder(path)
     target = Path(path)
     if not overwrite and (target.exists() or target.is_symlink()):
         raise OutputExistsError(target)
@@ -232,16 +335,18 @@ class OutputTransaction:
         """Check ``path`` against the inputs, the other outputs and existing files; lock it."""
         if self._done:
             raise RuntimeError("this output transaction has already finished")
+        _refuse_folder(path)
         target = Path(path)
-        for source in self._inputs:
+        scope = _INPUTS.get()
+        if scope is not None and not any(open_tx is self for open_tx in scope.transactions):
+            scope.transactions.append(self)  # files the command reads from now on are checked too
+        for source in [*self._inputs, *(scope.files if scope is not None else [])]:
             self._refuse_input(target, source)
         for other in self._outputs:
             if _same_file(target, other.path):
                 same = "" if str(target) == str(other.path) else f" ({target} and {other.path} are one file)"
                 raise OutputConflictError(f"{target}: named twice as an output of one command{same}; "
                                           f"give each output its own name")
-        if target.name in ("", ".", "..") or os.path.isdir(target):
-            raise OutputConflictError(f"{target}: is a folder, expected a file name")
         if os.path.exists(target) and not os.path.isfile(target):  # a device, a pipe, /dev/stdout
             raise OutputConflictError(f"{target}: is not a regular file; outputs are written as files")
         self._make_parent(target.parent)
@@ -277,7 +382,7 @@ class OutputTransaction:
         for out in self._outputs:
             if out.path == target:
                 return out
-        return self._entry(self.reserve(target))
+        return self._entry(self.reserve(path))  # the name as given: 'newdir/' is refused, not made 'newdir'
 
     # -- writing
 
@@ -363,6 +468,9 @@ class OutputTransaction:
 
     def _finish(self, keep_dirs: bool) -> None:
         self._done = True
+        scope = _INPUTS.get()
+        if scope is not None:
+            scope.transactions[:] = [open_tx for open_tx in scope.transactions if open_tx is not self]
         for out in self._outputs:
             for leftover in (out.tmp if not out.renamed else None, out.backup):
                 if leftover is not None:
@@ -448,7 +556,10 @@ def claim_run_dir(path: PathLike, *, force: bool = False, resume: bool = False,
       ``force`` or ``resume``. "Holds a run" means: one of ``run_files`` exists in it, or,
       when ``run_files`` is None, the folder has any entry besides the lock file.
     * ``force`` (and not ``resume``) deletes the existing ``run_files`` (only those names,
-      nothing else) so files of the old run cannot mix with the new one.
+      nothing else) so files of the old run cannot mix with the new one. It refuses with
+      :class:`~slimspec.errors.OutputConflictError`, before deleting anything, when one of
+      them is a file the command reads (:func:`note_input`, by real path and inode): a run
+      restarted from ``RUN/best.safetensors`` would otherwise delete its own starting point.
     * ``resume`` never deletes anything; ``claim.had_run`` tells the caller whether there
       is a run to resume (the caller raises its own error if not).
 
@@ -470,10 +581,16 @@ def claim_run_dir(path: PathLike, *, force: bool = False, resume: bool = False,
             raise OutputExistsError(folder, "it already holds a run: use --resume to continue it or --force to "
                                             "start over")
         if had_run and force and not resume and names:
-            for name in names:
-                victim = folder / name
-                if victim.is_file() or victim.is_symlink():
-                    victim.unlink()
+            victims = [folder / name for name in names if (folder / name).is_file() or (folder / name).is_symlink()]
+            for source in noted_inputs():
+                for victim in victims:
+                    if _same_file(victim, source):
+                        same = "" if str(victim) == str(source) else f" ({victim})"
+                        raise OutputConflictError(
+                            f"{source}: an input of this command{same} is a file of the run in {folder} that "
+                            f"--force would delete; copy it out of the run folder first, or train into another one")
+            for victim in victims:
+                victim.unlink()
     except BaseException:
         lock.release()
         raise
