@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from .errors import WeightsError
-from .utils.fileio import OutputTransaction, Writer, sha256_bytes
+from .utils.fileio import OutputTransaction, Writer, note_input, sha256_bytes
 
 SPEC_KEY = "slimspec.spec"
 SPEC_HASH_KEY = "slimspec.spec_sha256"
@@ -93,6 +93,7 @@ def save_weights(
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata of a safetensors file (its header only; no tensor is read)."""
     file = Path(path)
+    note_input(file)  # an input of the command: no output of it may replace this file
     if not file.is_file():
         raise WeightsError(f"{file}: no such weights file")
     try:
@@ -163,6 +164,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     ``.safetensors``, or a ``.pth`` read with ``torch.load(weights_only=True)`` (never unpickled);
     a checkpoint's ``{"state_dict": ...}`` is unwrapped and DataParallel ``module.`` prefixes dropped.
     """
+    note_input(path)  # an input of the command: no output of it may replace this file
     try:
         if os.fspath(path).endswith(".safetensors"):
             return load_file(os.fspath(path))

@@ -7,6 +7,7 @@ import click
 
 from .choices import RegistryChoice
 from .errors import report_errors
+from .paths import OUTPUT_FILE
 
 
 def _format_names() -> list[str]:
@@ -44,7 +45,7 @@ def _runtimes(value: str) -> tuple[str, ...]:
 @click.command()
 @click.argument("weights")
 @click.option("--format", "fmt", type=RegistryChoice(_format_names), help="Output format (default: from --out's suffix: .onnx, .pt2, .pt).")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--out", "-o", required=True, type=OUTPUT_FILE, help="File to write.")
 @click.option("--no-fold-bn", is_flag=True, help="Keep BatchNorm layers instead of folding them into the conv/linear before them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
@@ -74,7 +75,7 @@ def export(weights: str, fmt: str | None, out: str, no_fold_bn: bool, as_json: b
 @click.option("--min-run-time", type=float, default=0.2, show_default=True, help="Seconds of measurement per timing.")
 @click.option("--no-fold-bn", is_flag=True, help="Time the models with their BatchNorm layers unfolded.")
 @click.option("--profile", "profile_spec", help="Build the per-layer latency table of this spec (for --target latency=R).")
-@click.option("--out", "-o", type=click.Path(dir_okay=False), help="With --profile: also write the table here.")
+@click.option("--out", "-o", type=OUTPUT_FILE, help="With --profile: also write the table here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--force", is_flag=True, help="With --profile: re-measure (and overwrite --out).")
 @report_errors

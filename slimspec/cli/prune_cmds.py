@@ -9,6 +9,7 @@ import click
 
 from .choices import CRITERIA
 from .errors import report_errors
+from .paths import OUTPUT_FILE
 
 # What decides which channels go: prune's flags, shared with `slimspec plot gammas` (same names, same meanings).
 POLICY_OPTIONS = (
@@ -64,8 +65,8 @@ def policy_keywords(values: dict) -> dict:
 @click.option("--binary-gates", is_flag=True, default=None, help="Gated weights were trained with binarized gates.")
 @click.option("--eval-data", help="Report test accuracy of the original and the pruned model on this dataset.")
 @click.option("--spec", "spec_path", help="Spec of the weights (default: the one embedded in the weights file).")
-@click.option("--out", "-o", "out", type=click.Path(dir_okay=False), help="New spec file to write.")
-@click.option("--weights-out", type=click.Path(dir_okay=False), help="New weights (default: OUT with .safetensors).")
+@click.option("--out", "-o", "out", type=OUTPUT_FILE, help="New spec file to write.")
+@click.option("--weights-out", type=OUTPUT_FILE, help="New weights (default: OUT with .safetensors).")
 @click.option("--dry-run", is_flag=True, help="Print the per-slot table and counts; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
@@ -86,7 +87,7 @@ def prune(weights: str, method: str | None, calibration: str | None, data_dir: s
     with OutputTransaction(force=force) as outputs:
         if not dry_run:
             weights_file = Path(weights_out) if weights_out else Path(out).with_suffix(".safetensors")
-            outputs.check_inputs(weights, spec_path, plan)
+            outputs.check_inputs(weights, spec_path, plan, policy["latency_table"])
             outputs.reserve(weights_file)  # renamed first: a spec never appears without its weights
             outputs.reserve(out)
         from ..pruning.api import prune as run_prune  # torch: imported after the cheap checks

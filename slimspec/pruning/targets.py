@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from ..errors import PruneError
 from ..ir import IR, count_macs, count_params
+from ..utils.fileio import note_input
 from ..utils.registry import Registry
 
 
@@ -96,6 +97,7 @@ class Latency(TargetMetric):
 
         path = context.options.get("latency_table")
         if path:
+            note_input(path)  # the user's table: no output of the command may replace it
             table = LatencyTable.load(path)
             if table.architecture_sha256 != architecture_sha(ir):
                 raise PruneError(f"{path}: the latency table was made for '{table.spec}', "
