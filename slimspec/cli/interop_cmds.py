@@ -67,6 +67,7 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
     graph family expresses) or
     python:PACKAGE.MODULE:FACTORY (your own nn.Module, traced with torch.fx into a sequential or graph spec)."""
     from ..utils.fileio import OutputTransaction, weights_beside
+    from ..utils.text import plural
     from ..weights import save_weights
 
     library, _, name = source.partition(":")
@@ -96,4 +97,4 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
                                              num_classes=num_classes, input_shape=input_shape)
         save_weights(state, spec.text, weights_path, transaction=outputs)
         outputs.write(out, spec.text)
-    click.echo(f"wrote {out} and {weights_path} ({spec.arch}, {len(spec.ir.prunable_slots())} prunable slots)")
+    click.echo(f"wrote {out} and {weights_path} ({spec.arch}, {plural(len(spec.ir.prunable_slots()), 'prunable slot')})")

@@ -13,6 +13,7 @@ from ..document import load_spec
 from ..errors import SlimspecError, SpecError
 from .choices import MODES
 from .paths import OUTPUT_FILE
+from ..utils.text import plural
 from .errors import (EXIT_BUG, EXIT_INPUT, EXIT_OK, EXIT_USAGE, INPUT_ERRORS, exit_with, os_error_line, pipe_closed,
                      report_bug, report_errors)
 
@@ -42,7 +43,7 @@ def validate(specs: tuple[str, ...]) -> None:
             report_bug(f"{source}: ")
             bug = True
             continue
-        click.echo(f"{source}: ok ({spec.arch}, {len(spec.ir.prunable_slots())} prunable slots)")
+        click.echo(f"{source}: ok ({spec.arch}, {plural(len(spec.ir.prunable_slots()), 'prunable slot')})")
     sys.exit(EXIT_BUG if bug else EXIT_INPUT if failed else EXIT_OK)
 
 

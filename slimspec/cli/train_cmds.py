@@ -124,6 +124,7 @@ def eval_cmd(weights: str, data: str, data_dir: str | None, download: bool, spli
              spec: str | None, threads: int | None, quiet: bool, as_json: bool) -> None:
     """Accuracy and loss of WEIGHTS (the spec embedded in the file, or --spec) on a dataset."""
     from ..training.api import evaluate
+    from ..utils.text import plural
 
     metrics = evaluate(weights, data, split=split, data_dir=data_dir, download=download, device=device, spec=spec,
                        threads=threads, quiet=quiet)
@@ -131,7 +132,7 @@ def eval_cmd(weights: str, data: str, data_dir: str | None, download: bool, spli
         click.echo(json.dumps(metrics))
     else:
         click.echo(f"{weights}: {data} {split} accuracy {metrics['accuracy']:.2f}%  loss {metrics['loss']:.4f}  "
-                   f"({int(metrics['count'])} images)")
+                   f"({plural(int(metrics['count']), 'image')})")
 
 
 @click.command()
@@ -169,7 +170,9 @@ def _done(result: Any) -> None:
     if env_rank() != 0:  # torchrun: rank 0 reports
         return
     final = result.final
-    click.echo(f"done: {result.epochs} epochs, best test accuracy {result.best_accuracy:.2f}% (epoch {result.best_epoch}), "
+    from ..utils.text import plural
+
+    click.echo(f"done: {plural(result.epochs, 'epoch')}, best test accuracy {result.best_accuracy:.2f}% (epoch {result.best_epoch}), "
                f"last {final.get('test_accuracy', float('nan')):.2f}%; run folder {result.run_dir}")
 
 
