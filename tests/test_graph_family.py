@@ -162,3 +162,29 @@ def test_graph_family_is_torch_free():
     code = ("import sys; import slimspec; s = slimspec.load_spec('digits_graph'); "
             "from slimspec.ir import count_macs; count_macs(s.ir); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("arch", ["graph", "sequential"])
+def test_layer_list_work_grows_linearly_with_layers(arch, monkeypatch):
+    """Operation counts, not timings: resolving slot identity for twice the layers takes about twice the work
+    (it was quadratic: a 10,000-layer graph took 8.5 s to validate)."""
+    from slimspec.document import spec_from_text
+    from slimspec.families import graph as graph_module
+
+    calls = {"find": 0}
+    find = graph_module.Plan.find
+
+    def counted(self, key):
+        calls["find"] += 1
+        return find(self, key)
+
+    monkeypatch.setattr(graph_module.Plan, "find", counted)
+
+    def work(n: int) -> int:
+        calls["find"] = 0
+        layers = "".join("  - relu\n" if i % 2 else "  - conv: {out: 4, kernel: 1}\n" for i in range(n))
+        spec_from_text(f"slimspec: 1\nname: deep\narch: {arch}\ninput: [3, 4, 4]\nnum_classes: 2\nlayers:\n{layers}")
+        return calls["find"]
+
+    small, large = work(400), work(800)
+    assert large < 2.5 * small, (small, large)

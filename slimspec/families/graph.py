@@ -139,6 +139,8 @@ class Plan:
     depthwise: set[int] = field(default_factory=set)
     cin: dict[int, int] = field(default_factory=dict)
     readers: dict[int, list[int | None]] = field(default_factory=dict)  # None: the implied classifier
+    _members: dict[int, list[int]] = field(default_factory=dict)  # slot root -> its producers (filled once)
+    _pure: dict[int, bool] = field(default_factory=dict)
 
     def find(self, key: int) -> int:
         while self.parent.get(key, key) != key:
@@ -154,7 +156,11 @@ class Plan:
         return sum(self.width[self.find(k)] for k in self.axes[value])
 
     def slot_kind(self, root: int) -> str:
-        members = [k for k in self.width if self.find(k) == root]
+        """``fixed``, ``stream`` (several producers joined by adds) or ``channel``; call after the analysis."""
+        if not self._members:
+            for key in self.width:
+                self._members.setdefault(self.find(key), []).append(key)
+        members = self._members[root]
         if root == INPUT or any(k in self.fixed for k in members):
             return "fixed"
         return "stream" if len(members) > 1 else "channel"
@@ -166,10 +172,11 @@ class Plan:
     def pure(self, index: int) -> bool:
         """A transparent layer (flatten, dropout, identity) read only by channel-mixing layers (so a gate
         can go in front of it)."""
-        layer = self.layers[index]
-        if not layer.op.transparent:
-            return False
-        return all(r is None or self.layers[r].mixes or self.pure(r) for r in self.readers.get(index, []))
+        if index not in self._pure:
+            layer = self.layers[index]
+            self._pure[index] = layer.op.transparent and all(
+                r is None or self.layers[r].mixes or self.pure(r) for r in self.readers.get(index, []))
+        return self._pure[index]
 
 
 def _parts(item: Any) -> tuple[str, Any]:

@@ -45,7 +45,9 @@ def _assembled(archs: tuple[str, ...], ops_version: int) -> tuple[dict, Any]:
         branches.append({"if": {"properties": {"arch": {"const": arch}}, "required": ["arch"]},
                          "then": {"$ref": f"#/$defs/{arch}"}})
     root["allOf"] = branches
-    return root, make_validator(root)
+    # top-level keys are checked by _unknown_top_keys: the validator skips the published schema's
+    # unevaluatedProperties, which would walk the whole document a second time
+    return root, make_validator({key: value for key, value in root.items() if key != "unevaluatedProperties"})
 
 
 def _unknown_top_keys(root: dict, data: dict) -> Iterator[SpecIssue]:

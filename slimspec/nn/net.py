@@ -27,8 +27,10 @@ from ..ir.ops import OPS
 from .layers import LAYER_SETS, PlainLayers
 from .ops import ChannelSelect, GlobalAvgPool, ShortcutA
 from ..errors import SpecError, SpecIssue
+from ..utils.progress import progress
 
 Factory = Callable[[IR, Node, PlainLayers], nn.Module]
+PROGRESS_FROM = 5000  # nodes: networks this large show build progress on stderr
 
 
 def _bn(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
@@ -95,7 +97,9 @@ class SpecNet(nn.Module):
         layers = LAYER_SETS[mode](binary_gates)
         last_use = {name: i for i, node in enumerate(ir.nodes) for name in node.inputs}
         self._program: list[tuple[str, Callable, tuple[str, ...], tuple[str, ...]]] = []
-        for i, node in enumerate(ir.nodes[1:], start=1):
+        nodes = progress(ir.nodes[1:], desc=f"building {ir.name}", unit="layer",
+                         enabled=len(ir.nodes) > PROGRESS_FROM)  # torch makes ~3,000 modules a second
+        for i, node in enumerate(nodes, start=1):
             if node.op in FUNCTIONAL:
                 fn: Callable = FUNCTIONAL[node.op]
             else:
