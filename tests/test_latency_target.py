@@ -30,19 +30,30 @@ def synthetic_ms(shape: LayerShape, cin: int, cout: int) -> float:
     return 1e-4 * cin * cout * pixels + 0.01
 
 
+class FakeRunner:
+    """A runner whose time is known in advance (``ms``): the profile's clock reads it instead of timing."""
+
+    def __init__(self, ms: float, what: object = None):
+        self.ms, self.what = ms, what
+
+    def __call__(self) -> None:
+        return None
+
+
 @pytest.fixture
 def fake_timing(monkeypatch, tmp_path):
-    """Profile with the synthetic model instead of a clock; cache in tmp; count layer timings."""
+    """Profile with the synthetic model instead of a clock; cache in tmp; count layer samples."""
     calls = []
 
-    def time_layer(shape, cin, cout, runtime, batch, threads, min_run_time):
+    def layer_runner(shape, cin, cout, runtime, batch, threads):
         calls.append((cin, cout))
-        return synthetic_ms(shape, cin, cout)
+        return FakeRunner(synthetic_ms(shape, cin, cout), (cin, cout))
 
     monkeypatch.setenv("SLIMSPEC_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(table_mod, "_time_layer", time_layer)
-    monkeypatch.setattr(table_mod, "measure_model",  # the whole network: its layers + 25% overhead
-                        lambda model, *a, **k: Timing(1.25 * expected(model.ir, 0.0), 0.0, 1, 1.25 * expected(model.ir, 0.0)))
+    monkeypatch.setattr(table_mod, "_layer_runner", layer_runner)
+    monkeypatch.setattr(table_mod, "_network_runner",  # the whole network: its layers + 25% overhead
+                        lambda model, ir, *a: FakeRunner(1.25 * expected(ir, 0.0), "network"))
+    monkeypatch.setattr(table_mod, "_time_once", lambda run, min_run_time, threads: run.ms)
     return calls
 
 
@@ -200,9 +211,10 @@ def test_a_table_that_is_not_json_or_not_there_is_one_line(tmp_path):
 
 def test_the_latency_metric_keeps_its_table_in_the_prune_context(fake_timing):
     spec = slimspec.load_spec("digits_lenet")
-    metric, context = get_target("latency"), TargetContext(options={"latency_table": str(FORMAT_2)})
+    options = {"latency_table": str(FORMAT_2), "allow_foreign_table": True}  # measured elsewhere (2 threads)
+    metric, context = get_target("latency"), TargetContext(options=dict(options))
     metric.prepare(spec.ir, context)
-    assert context.options == {"latency_table": str(FORMAT_2)}
+    assert context.options == options
     assert context.cache["latency"] == LatencyTable.load(FORMAT_2)
     assert metric.measure(spec.ir, context) == pytest.approx(2.5)
     assert context.provenance["latency"]["table_sha256"] == LatencyTable.load(FORMAT_2).sha256
@@ -228,7 +240,8 @@ def test_layer_timing_goes_through_the_runtimes_layer_hook(runtime_registry):
     runtimes_mod.register_runtime("plain", "a runtime without one")(prepare)
     shape = LayerShape("conv", True, 3, 1, 1, (6, 6), 2)
     for runtime in ("hooked", "plain"):
-        assert table_mod._time_layer(shape, 4, 8, runtime, 2, 1, 0.001) > 0
+        run = table_mod._layer_runner(shape, 4, 8, runtime, 2, 1)
+        assert table_mod._time_once(run, 0.001, 1) > 0
     (kind, module, got, x_shape, threads), = [s for s in seen if s[0] == "layer"][:1]
     assert got == shape and x_shape == (2, 4, 6, 6) and threads == 1
     assert module[0].in_channels == 4 and module[0].out_channels == 8 and module[0].groups == 2

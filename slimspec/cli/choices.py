@@ -58,7 +58,14 @@ def finetune_presets() -> list[str]:
     return list(SCHEDULE_PRESETS)
 
 
+def runtime_names() -> list[str]:
+    from ..latency import runtime_names as names
+
+    return names()
+
+
 CRITERIA = RegistryChoice(criterion_names)
+RUNTIMES = RegistryChoice(runtime_names)
 DATASETS = RegistryChoice(dataset_names)
 MODES = RegistryChoice(build_modes)
 SCHEDULES = RegistryChoice(schedule_names)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from .choices import CRITERIA
+from .choices import CRITERIA, RUNTIMES
 from .errors import report_errors
+from .options import threads_option, using_threads
 from .paths import OUTPUT_FILE
 
 # What decides which channels go: prune's flags, shared with `slimspec plot gammas` (same names, same meanings).
@@ -16,6 +17,9 @@ POLICY_OPTIONS = (
     click.option("--ratio", type=float, help="Fraction of prunable channels to remove."),
     click.option("--target", help="NAME=FRACTION: reach a fraction of the original (NAME: a registered target, e.g. macs=0.5)."),
     click.option("--latency-table", type=click.Path(dir_okay=False), help="Latency table for --target latency=R (from slimspec bench --profile; default: the cached one, profiled if missing)."),
+    click.option("--latency-runtime", type=RUNTIMES, help="--target latency=R: the runtime the latency is for (default eager)."),
+    click.option("--latency-batch", type=click.IntRange(min=1), help="--target latency=R: the batch size the latency is for (default 1)."),
+    click.option("--allow-foreign-table", is_flag=True, default=None, help="Accept a --latency-table measured on another machine, thread count, runtime or batch (warned, and recorded in the pruned spec)."),
     click.option("--threshold", type=float, help="Remove channels whose score is <= this value."),
     click.option("--percent", type=float, help="Network Slimming's rule: threshold = sorted scores[int(N*P)], remove scores <= it."),
     click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it."),
@@ -46,12 +50,13 @@ def policy_keywords(values: dict) -> dict:
             sep = ""
         if not sep or not pattern:
             raise click.BadParameter(f"expected PATTERN=RATIO, got '{item}'", param_hint="--override")
-    latency_table = values["latency_table"]
+    latency = {"latency_table": values["latency_table"], "latency_runtime": values["latency_runtime"],
+               "latency_batch": values["latency_batch"], "allow_foreign_table": values["allow_foreign_table"]}
     return {"plan": values["plan"], "ratio": values["ratio"], "target": values["target"],
             "threshold": values["threshold"], "percent": values["percent"], "scope": values["scope"],
             "min_channels": values["min_channels"], "round_to": values["round_to"], "exclude": list(values["exclude"]),
             "overrides": overrides, "prune_stream": values["prune_stream"],
-            "target_options": {"latency_table": latency_table} if latency_table else None}
+            "target_options": {k: v for k, v in latency.items() if v is not None} or None}
 
 
 @click.command()
@@ -70,10 +75,13 @@ def policy_keywords(values: dict) -> dict:
 @click.option("--dry-run", is_flag=True, help="Print the per-slot table and counts; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@threads_option("CPU threads for torch while pruning; a latency target's table is profiled and keyed at this count "
+                "(default: torch's choice; latency tables: 1).")
 @report_errors
 def prune(weights: str, method: str | None, calibration: str | None, data_dir: str | None, seed: int | None,
           fold_bias: bool | None, binary_gates: bool | None, eval_data: str | None, spec_path: str | None,
-          out: str | None, weights_out: str | None, dry_run: bool, as_json: bool, force: bool, **policy) -> None:
+          out: str | None, weights_out: str | None, dry_run: bool, as_json: bool, force: bool,
+          threads: int | None, **policy) -> None:
     """Prune trained WEIGHTS and write the pruned spec (same form as its parent) plus weights."""
     from ..utils.fileio import OutputTransaction
 
@@ -81,10 +89,12 @@ def prune(weights: str, method: str | None, calibration: str | None, data_dir: s
         raise click.UsageError("give --out NEW.yaml (or --dry-run)")
     keywords = policy_keywords(policy)
     plan = keywords.pop("plan")
+    if threads is not None:  # the latency target keys its table by the threads the prune runs on
+        keywords["target_options"] = {**(keywords["target_options"] or {}), "threads": threads}
     saved = None
     # collisions, existing outputs and concurrent writers are refused before any work; both
     # files are renamed together when the block ends and removed again on any failure
-    with OutputTransaction(force=force) as outputs:
+    with OutputTransaction(force=force) as outputs, using_threads(threads):
         if not dry_run:
             weights_file = Path(weights_out) if weights_out else Path(out).with_suffix(".safetensors")
             outputs.check_inputs(weights, spec_path, plan, policy["latency_table"])
@@ -95,14 +105,22 @@ def prune(weights: str, method: str | None, calibration: str | None, data_dir: s
 
         result = run_prune(weights, method, spec=spec_path, plan=plan, calibration=calibration, data_dir=data_dir,
                            seed=seed, fold_bias=fold_bias, binary_gates=binary_gates, progress=True, **keywords)
+        latency = (result.spec.data["pruned"].get("measured") or {}).get("latency")
+        if latency and latency.get("foreign"):
+            click.echo(f"warning: {_foreign_line(policy['latency_table'], latency['foreign'])}", err=True)
         if as_json:
-            click.echo(json.dumps(result.summary(), indent=2))
+            summary = result.summary()
+            if latency:
+                summary["latency"] = _latency_summary(latency)
+            click.echo(json.dumps(summary, indent=2))
         else:
             click.echo(result.table())
             for key in ("params", "macs"):
                 before, after = getattr(result, key)
                 click.echo(f"{key:6s} {before:>13,} -> {after:>13,}  ({human(before)} -> {human(after)}, "
                            f"{100 * after / before:.1f}% kept)")
+            if latency:
+                click.echo(_latency_line(latency))
             if result.decision.threshold is not None:
                 click.echo(f"threshold {result.decision.threshold:.6g} (channels with score <= threshold removed)")
             for note in result.notes:
@@ -115,6 +133,30 @@ def prune(weights: str, method: str | None, calibration: str | None, data_dir: s
     if saved:
         click.echo(f"wrote {saved[0]} and {saved[1]}", err=as_json)
     sys.exit(0)
+
+
+def _latency_summary(latency: dict) -> dict:
+    """The latency target's estimate (ms, from its table) before and after, and what it was measured on."""
+    estimate = latency["estimate_ms"]
+    return {"estimate_ms": dict(estimate), "ratio": estimate["after"] / estimate["before"],
+            "runtime": latency["runtime"], "batch": latency["batch"], "threads": latency["machine"]["threads"],
+            "foreign": latency.get("foreign")}
+
+
+def _latency_line(latency: dict) -> str:
+    """``latency 1.23 ms -> 0.61 ms (estimated, 49.6% kept; eager, batch 1, 1 thread)``."""
+    summary = _latency_summary(latency)
+    before, after = summary["estimate_ms"]["before"], summary["estimate_ms"]["after"]
+    threads = summary["threads"]
+    return (f"latency {before:.4g} ms -> {after:.4g} ms  (estimated from the latency table, ratio "
+            f"{summary['ratio']:.3f}, {100 * summary['ratio']:.1f}% kept; {summary['runtime']}, batch "
+            f"{summary['batch']}, {threads} thread{'s' if threads != 1 else ''})")
+
+
+def _foreign_line(path: str | None, foreign: dict) -> str:
+    listed = ", ".join(f"{what} {v['table']!r} (this prune: {v['run']!r})" for what, v in foreign.items())
+    return (f"latency table {path} was measured otherwise than this prune runs: {listed}; its estimate may not "
+            f"hold here (recorded in the pruned spec's provenance)")
 
 
 def _report_accuracy(result, data: str, data_dir: str | None, err: bool) -> None:
@@ -138,10 +180,11 @@ def _report_accuracy(result, data: str, data_dir: str | None, err: bool) -> None
 @click.option("--slot", "slots", multiple=True, help="Spec-path pattern of slots to analyse (default: all).")
 @click.option("--limit", type=int, help="Evaluate on the first N test images only.")
 @click.option("--device", default="cpu", show_default=True)
+@threads_option()
 @click.option("--json", "as_json", is_flag=True)
 @report_errors
 def sensitivity(weights: str, data: str, data_dir: str | None, method: str, ratios: str, slots: tuple[str, ...],
-                limit: int | None, device: str, as_json: bool) -> None:
+                limit: int | None, device: str, threads: int | None, as_json: bool) -> None:
     """Accuracy after pruning each layer alone at several ratios (Li et al. 2017, Fig. 2)."""
     from ..workflows.sensitivity import sensitivity as analyse
     from ..utils.tables import format_table
@@ -151,7 +194,7 @@ def sensitivity(weights: str, data: str, data_dir: str | None, method: str, rati
     except ValueError:
         raise click.BadParameter(f"expected comma-separated ratios, got '{ratios}'", param_hint="--ratios") from None
     result = analyse(weights, data, method=method, ratios=values, slots=slots, limit=limit, data_dir=data_dir,
-                     device=device)
+                     device=device, threads=threads)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

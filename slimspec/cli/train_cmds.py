@@ -10,6 +10,7 @@ from click.core import ParameterSource
 
 from .choices import DATASETS, FINETUNE_PRESETS, SCHEDULES
 from .errors import report_errors
+from .options import threads_option
 
 
 def training_options(func: Callable) -> Callable:
@@ -28,7 +29,7 @@ def training_options(func: Callable) -> Callable:
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", help="auto | cpu | cuda | cuda:N"),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines."),
-        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice)."),
+        threads_option(),
         click.option("--tensorboard", is_flag=True,
                      help="Log scalars and BN-gamma histograms to RUN_DIR/tensorboard (extra: tensorboard)."),
         click.option("--force", is_flag=True, help="Start over in a run folder that holds a previous run."),
@@ -116,7 +117,7 @@ def finetune(spec: str, data: str, data_dir: str | None, download: bool, run_dir
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--spec", help="The spec of WEIGHTS, for weights files saved without one embedded.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
+@threads_option()
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--json", "as_json", is_flag=True)
 @report_errors
@@ -145,7 +146,7 @@ def eval_cmd(weights: str, data: str, data_dir: str | None, download: bool, spli
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--verbose", "-v", is_flag=True, help="Per-epoch lines.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch (default: torch's choice).")
+@threads_option()
 @click.option("--force", is_flag=True, help="Reuse a non-empty --out folder.")
 @report_errors
 def demo(out: str, spec: str, epochs: int, finetune_epochs: int, sparsity: float, target_macs: float, seed: int,

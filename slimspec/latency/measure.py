@@ -1,13 +1,55 @@
 """Latency of a model in a runtime at a batch size: the one measurement bench, demo and tables use."""
 from __future__ import annotations
 
+import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
 
 import torch
 
+from ..ir import IR
 from .runtimes import get_runtime
-from .timing import Timing, time_call, torch_threads
+from .timing import LatencyError, Timing, time_call, torch_threads
+
+FLOAT_BYTES = 4
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable``), or None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def batch_memory(ir: IR, batch: int) -> int:
+    """Bytes one forward pass of ``batch`` samples needs at least: its input and its two largest tensors."""
+    sizes = sorted((math.prod(node.shape) for node in ir.nodes), reverse=True)[:2]
+    return batch * FLOAT_BYTES * (math.prod(ir.input_shape) + sum(sizes))
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def check_batch_memory(ir: IR, batch: int, label: str | None = None) -> None:
+    """Refuse a batch whose forward pass cannot fit in the memory available (before allocating it)."""
+    need, have = batch_memory(ir, batch), available_memory()
+    if have is not None and need > have:
+        raise LatencyError(f"batch {batch}: one forward pass of {label or ir.name} needs at least {_size(need)} "
+                           f"(input and activations), more than the {_size(have)} of memory available")
 
 
 def prepare_runner(model: torch.nn.Module, input_shape: tuple[int, ...], *, batch_size: int = 1,

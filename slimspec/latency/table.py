@@ -7,14 +7,21 @@ writes, so pruning slots moves each layer to another grid point; the table inter
 bilinearly between samples. Layers with the same shape share samples. The rest of the
 network (pools, adds, head, framework overhead, and layers running slower inside the network
 than alone) is folded into one factor: the full network's measured latency over the sum of
-its layers at full width. Timings are minima over blocks, the least disturbed by other
-processes.
+its layers at full width.
+
+Profiling runs on one thread unless told otherwise. Each sample is timed in interleaved
+repeats (every width of a layer in turn, three rounds) and keeps the minimum, the least
+disturbed by other processes; a profile whose repeats spread too far, or whose network time
+and sum of layers part by more than a factor, is refused (:class:`ProfileError`) and never
+cached: a loaded machine's table would mislead every later prune.
 
 A table is a :class:`LatencyTable`; its file is JSON (``"format": 2``), checked key by key
 when read (:meth:`LatencyTable.from_json`: finite positive times, a full grid per entry,
-every layer's entry present), with one located line per problem. Tables are keyed by
-architecture sha256 + machine + runtime + batch + threads and cached under
-``$SLIMSPEC_CACHE`` (default ``~/.cache/slimspec``)``/latency/``.
+at least one layer and entry, every layer's entry present), with one located line per
+problem. Tables are keyed by architecture sha256 + machine (CPU, cores, system, torch,
+threads) + runtime + batch and cached under ``$SLIMSPEC_CACHE`` (default
+``~/.cache/slimspec``)``/latency/``; :meth:`LatencyTable.differences` lists how a table's key
+differs from a run's (a prune refuses a foreign table unless told to accept it).
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import json
 import math
 import os
 import platform
+import statistics
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -32,19 +40,19 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from ..errors import PathPart, SlimspecError, format_path
+from ..errors import PathPart, format_path
 from ..ir import IR
 from ..utils.fileio import atomic_write, sha256_bytes
 from .layers import OPS, LayerShape
-from .measure import measure_model
+from .measure import check_batch_memory, prepare_runner
 from .runtimes import get_runtime
-from .timing import time_call, torch_threads
+from .timing import LatencyError, check_threads, time_call, torch_threads
 
 TABLE_FORMAT = 2
 FRACTIONS = (0.125, 0.25, 0.5, 0.75, 1.0)
 
 
-class LatencyTableError(SlimspecError, ValueError):
+class LatencyTableError(LatencyError):
     """A latency table that cannot be used: one line naming the file, the key and the problem."""
 
 
@@ -135,6 +143,16 @@ class LatencyTable:
         return self.scale * sum(self.layer_ms(name, layer.cin, layer.cout)
                                 for name, layer in network_layers(ir).items())
 
+    def differences(self, machine: Machine, runtime: str, batch: int) -> dict[str, dict[str, Any]]:
+        """How this table's key differs from a run on ``machine`` in ``runtime`` at ``batch``:
+        ``{what: {"table": value, "run": value}}`` (empty: the table was measured as the run runs)."""
+        out = {name: {"table": value, "run": getattr(machine, name)}
+               for name, value in self.machine.as_dict().items() if value != getattr(machine, name)}
+        for name, mine, theirs in (("runtime", self.runtime, runtime), ("batch", self.batch, batch)):
+            if mine != theirs:
+                out[name] = {"table": mine, "run": theirs}
+        return out
+
     @property
     def sha256(self) -> str:
         """sha256 of the table's content (recorded in a pruned spec's provenance)."""
@@ -199,6 +217,11 @@ class _Reader:
                     self.fail((*path, key), "unknown key")
         return value
 
+    def nonempty(self, value: Any, path: tuple[PathPart, ...], what: str) -> Mapping[str, Any]:
+        if not self.mapping(value, path):
+            self.fail(path, f"expected at least one {what}, got an empty mapping")
+        return value
+
     def text(self, value: Any, path: tuple[PathPart, ...]) -> str:
         if not isinstance(value, str) or not value:
             self.fail(path, f"expected a non-empty string, got {_kind(value)}")
@@ -241,9 +264,9 @@ class _Reader:
             self.fail(("fractions",), f"expected a non-empty list, got {_kind(data['fractions'])}")
         fractions = tuple(self.positive(f, ("fractions", i), "a fraction") for i, f in enumerate(data["fractions"]))
         entries = {key: self.grid(value, ("entries", key))
-                   for key, value in self.mapping(data["entries"], ("entries",)).items()}
+                   for key, value in self.nonempty(data["entries"], ("entries",), "entry").items()}
         layers = {name: self.layer(value, ("layers", name), entries)
-                  for name, value in self.mapping(data["layers"], ("layers",)).items()}
+                  for name, value in self.nonempty(data["layers"], ("layers",), "layer").items()}
         return LatencyTable(self.text(data["spec"], ("spec",)),
                             self.text(data["architecture_sha256"], ("architecture_sha256",)),
                             self.text(data["runtime"], ("runtime",)), self.integer(data["batch"], ("batch",), 1),
@@ -363,41 +386,111 @@ def _grid(full: int, fixed: bool, fractions: Sequence[float]) -> tuple[int, ...]
 
 
 # ---------------------------------------------------------------- profiling
-def _time_layer(shape: LayerShape, cin: int, cout: int, runtime: str, batch: int, threads: int | None,
-                min_run_time: float) -> float:
-    """Minimum time (ms) of one layer at ``cin`` x ``cout`` in ``runtime`` (through its layer hook, if any)."""
+REPEATS = 3  # interleaved rounds per sample; a sample's time is its minimum over them
+MAX_SPREAD = 1.0  # refused: a sample whose repeats' median exceeds their minimum by more than this fraction
+MAX_SCALE = 8.0  # refused: a network measured over MAX_SCALE x (or under 1 / MAX_SCALE x) the sum of its layers
+DEFAULT_THREADS = 1  # tables are profiled (and keyed) on one thread unless told otherwise
+
+
+class ProfileError(LatencyTableError):
+    """A profile too disturbed to trust (a busy machine): refused, and nothing cached."""
+
+
+def _layer_runner(shape: LayerShape, cin: int, cout: int, runtime: str, batch: int,
+                  threads: int | None) -> Callable[[], object]:
+    """One forward pass of a layer at ``cin`` x ``cout`` in ``runtime`` (through its layer hook, if any)."""
     torch.manual_seed(0)
     module = shape.module(cin, cout).eval()
     x = torch.randn(batch, *shape.input_shape(cin))
-    run = get_runtime(runtime).prepare_layer(module, shape, x, threads)
-    return time_call(run, min_run_time=min_run_time, threads=threads).min_ms
+    return get_runtime(runtime).prepare_layer(module, shape, x, threads)
+
+
+def _network_runner(model: nn.Module, ir: IR, runtime: str, batch: int, threads: int | None) -> Callable[[], object]:
+    return prepare_runner(model, ir.input_shape, batch_size=batch, runtime=runtime, threads=threads)
+
+
+def _time_once(run: Callable[[], object], min_run_time: float, threads: int | None) -> float:
+    """One repeat: the minimum time (ms) over a few blocks of calls."""
+    return time_call(run, min_run_time=min_run_time, threads=threads, min_blocks=4).min_ms
+
+
+def _repeats(runners: Sequence[Callable[[], object]], repeats: int, min_run_time: float,
+             threads: int | None) -> list[list[float]]:
+    """Each runner's time (ms) in each of ``repeats`` rounds; a round times every runner in turn."""
+    samples: list[list[float]] = [[] for _ in runners]
+    for _ in range(repeats):
+        for times, run in zip(samples, runners):
+            times.append(_time_once(run, min_run_time, threads))
+    return samples
+
+
+def _steady(times: Sequence[float], what: str, spec: str, max_spread: float) -> float:
+    """The minimum of a sample's repeats, refused when their median is too far above it."""
+    low, median = min(times), statistics.median(times)
+    if not (math.isfinite(median) and low > 0) or median > (1 + max_spread) * low:
+        raise ProfileError(f"{spec}: profile refused, the machine is too busy: {what} took "
+                           f"{low:.4g}-{max(times):.4g} ms over {len(times)} repeats (median {median / low:.2g}x "
+                           f"the minimum; at most {1 + max_spread:g}x); nothing cached: profile on a quieter "
+                           f"machine (one thread: --threads 1)")
+    return low
 
 
 def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", batch: int = 1,
             threads: int | None = None, fractions: Sequence[float] = FRACTIONS, min_run_time: float = 0.02,
+            repeats: int = REPEATS, max_spread: float = MAX_SPREAD, max_scale: float = MAX_SCALE,
             progress: Callable[[str], None] | None = None) -> LatencyTable:
-    """Measure a latency table for ``ir``; ``model`` is its deployable (BN-folded) network."""
+    """Measure a latency table for ``ir``; ``model`` is its deployable (BN-folded) network.
+
+    On ``threads`` (default one). Each layer's sampled widths are timed in ``repeats``
+    interleaved rounds (so a busy spell slows all of them alike) and each keeps its minimum; the
+    whole network is timed ``repeats`` times spread through the profile. Refused
+    (:class:`ProfileError`) when a sample's repeats spread too far (median over ``1 +
+    max_spread`` x the minimum) or when the network's time and the sum of its layers part by
+    more than ``max_scale`` x either way: what a loaded machine measures.
+    """
     get_runtime(runtime)
+    threads = DEFAULT_THREADS if threads is None else check_threads(threads)
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise LatencyError(f"repeats must be an integer >= 1, got {repeats!r}")
     layers = network_layers(ir)
     entries: dict[str, Grid] = {}
     keys: dict[str, str] = {}  # layer -> its entry (layers of the same shape share one)
+    todo: dict[str, tuple[str, NetworkLayer, tuple[int, ...], tuple[int, ...]]] = {}
+    for name, layer in layers.items():
+        cins = _grid(layer.cin, layer.cin_fixed, fractions)
+        couts = _grid(layer.cout, layer.cout_fixed, fractions)
+        key = keys[name] = _entry_key(layer.shape, cins, couts)
+        todo.setdefault(key, (name, layer, cins, couts))
+    per_repeat = min_run_time / repeats
+    network_times: list[float] = []
+    pending = list(todo.items())
+    # the network's repeats are spread from before the first entry to after the last one
+    network_at = [round(r * len(pending) / max(repeats - 1, 1)) for r in range(repeats)]
     with torch_threads(threads):
-        for name, layer in layers.items():
-            cins = _grid(layer.cin, layer.cin_fixed, fractions)
-            couts = _grid(layer.cout, layer.cout_fixed, fractions)
-            key = keys[name] = _entry_key(layer.shape, cins, couts)
-            if key in entries:
-                continue
+        network = _network_runner(model, ir, runtime, batch, threads)
+        for index in range(len(pending) + 1):
+            while network_at and network_at[0] <= index:
+                network_at.pop(0)
+                network_times += _repeats([network], 1, max(min_run_time, 0.2) / repeats, threads)[0]
+            if index == len(pending):
+                break
+            key, (name, layer, cins, couts) = pending[index]
             if progress:
-                progress(f"profiling {name} ({len(cins)}x{len(couts)} widths)")
-            ms = tuple(tuple(_time_layer(layer.shape, ci, co, runtime, batch, threads, min_run_time) for co in couts)
-                       for ci in cins)
-            entries[key] = Grid(layer.shape, cins, couts, ms)
-        total = measure_model(model, ir.input_shape, batch_size=batch, runtime=runtime, threads=threads,
-                              min_run_time=max(min_run_time, 0.2)).min_ms
+                progress(f"profiling {name} ({len(cins)}x{len(couts)} widths, {repeats} repeats)")
+            points = [(ci, co) for ci in cins for co in couts]
+            runners = [_layer_runner(layer.shape, ci, co, runtime, batch, threads) for ci, co in points]
+            samples = _repeats(runners, repeats, per_repeat, threads)
+            ms = {point: _steady(times, f"{name} at {point[0]}x{point[1]} channels", ir.name, max_spread)
+                  for point, times in zip(points, samples)}
+            entries[key] = Grid(layer.shape, cins, couts, tuple(tuple(ms[(ci, co)] for co in couts) for ci in cins))
+    total = _steady(network_times, "the whole network", ir.name, max_spread)
     full = sum(entries[keys[name]].interpolate(layer.cin, layer.cout) for name, layer in layers.items())
-    return LatencyTable(ir.name, arch_sha, runtime, batch, Machine.current(threads), tuple(fractions), total,
-                        total / full if full > 0 else 1.0,
+    scale = total / full if full > 0 else 1.0
+    if not 1 / max_scale <= scale <= max_scale:
+        raise ProfileError(f"{ir.name}: profile refused: the network measured {total:.4g} ms but its layers add up "
+                           f"to {full:.4g} ms ({scale:.3g}x; at most {max_scale:g}x either way): a busy machine; "
+                           f"nothing cached: profile on a quieter machine (one thread: --threads 1)")
+    return LatencyTable(ir.name, arch_sha, runtime, batch, Machine.current(threads), tuple(fractions), total, scale,
                         {name: TableLayer(keys[name], layer.cin, layer.cout) for name, layer in layers.items()},
                         entries)
 
@@ -428,18 +521,29 @@ def table_for_spec(spec: Any, *, runtime: str = "eager", batch: int = 1, threads
                    **profile_options: Any) -> tuple[LatencyTable, Path]:
     """The cached latency table of ``spec`` (a spec, its source, or an IR) on this machine.
 
-    Profiled and cached when missing (or with ``force``). Keyed by the architecture (comments,
-    name and provenance do not change latency), machine, runtime, batch and threads.
+    Profiled and cached when missing (or with ``force``) on ``threads`` (default one). Keyed by
+    the architecture (comments, name and provenance do not change latency), machine, runtime,
+    batch and threads; a cached file that is unreadable or keyed otherwise is profiled again.
+    A profile refused as disturbed (:class:`ProfileError`) leaves the cache as it was.
     """
     from ..document import Spec, load_spec
     from ..model import build
     from .fold import fold_batchnorm
 
+    threads = DEFAULT_THREADS if threads is None else check_threads(threads)
+    get_runtime(runtime)
     spec = Spec.from_data(dict(spec.data)) if isinstance(spec, IR) else load_spec(spec)
     arch_sha = architecture_sha(spec.ir)
+    check_batch_memory(spec.ir, batch)
     path = cache_path(arch_sha, runtime, batch, threads)
     if path.is_file() and not force:
-        return LatencyTable.load(path), path
+        try:
+            cached = LatencyTable.load(path)
+        except LatencyTableError:
+            cached = None
+        if cached is not None and cached.architecture_sha256 == arch_sha \
+                and not cached.differences(Machine.current(threads), runtime, batch):
+            return cached, path
     model = build(spec, "plain", seed=0).eval()  # latency depends on shapes only
     fold_batchnorm(model)
     table = profile(model, spec.ir, arch_sha, runtime=runtime, batch=batch, threads=threads,

@@ -14,6 +14,30 @@ from typing import Any, Iterator
 
 import torch
 
+from ..errors import SlimspecError
+
+
+class LatencyError(SlimspecError, ValueError):
+    """A timing request that cannot be honoured (bad thread count, batch, run time, inputs): one line."""
+
+
+def threads_problem(threads: object) -> str | None:
+    """Why ``threads`` is no CPU thread count for torch, or None (a count >= 1, or None: the default).
+
+    The one rule for ``--threads`` / ``threads=`` everywhere: train, finetune, eval, demo,
+    bench, prune, sensitivity and export (the CLI's one ``--threads`` option applies it too).
+    """
+    if threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        return None
+    return f"threads must be an integer >= 1, got {threads!r}"
+
+
+def check_threads(threads: object) -> int | None:
+    """``threads`` if :func:`threads_problem` finds nothing, else :class:`LatencyError`."""
+    if problem := threads_problem(threads):
+        raise LatencyError(problem)
+    return threads  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -45,8 +69,8 @@ def _benchmark_module():
 
 @contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(threads)`` (unchanged when None)."""
-    if not threads:
+    """Run the block with ``torch.set_num_threads(threads)`` (unchanged when None); a bad count is refused."""
+    if check_threads(threads) is None:
         yield
         return
     before = torch.get_num_threads()

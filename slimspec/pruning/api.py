@@ -119,7 +119,10 @@ def choose(parent: Spec, scores, options: PruneOptions, criterion, context: Targ
                 return value
 
             policy = options.policy(criterion, ratio=fraction_search(fraction, goal))
-    elif policy.empty:
+        decision = decide(ir, scores, policy)
+        metric.reached(base, metric.measure(_new_ir(parent, decision)[1], context), context)
+        return decision, policy.ratio
+    if policy.empty:
         raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
     return decide(ir, scores, policy), policy.ratio
 

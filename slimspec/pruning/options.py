@@ -22,7 +22,7 @@ from ..specio.yamlio import parse_yaml, read_yaml_file
 from ..errors import PruneError
 from .criteria import Criterion, criteria, get_criterion
 from .policy import PolicyConfig
-from .targets import targets
+from .targets import check_target_options, targets
 
 
 def plan_schema() -> dict:
@@ -130,6 +130,7 @@ class PruneOptions:
             if options.percent is not None:
                 raise PruneError("give either percent or target, not both")
         options.policy(get_criterion(options.method))  # checks the amount before any weights are read
+        check_target_options(options.target, options.target_options)  # none that the target would ignore
         return options
 
     def policy(self, criterion: Criterion, *, ratio: float | None = None) -> PolicyConfig:

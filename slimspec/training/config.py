@@ -20,21 +20,12 @@ from typing import Any
 import torch
 
 from ..errors import TrainingError
+from ..latency.timing import threads_problem  # the one rule for threads (training, evaluate, demo, bench, prune, ...)
 
 TRI_STATE = ("auto", "on", "off")
 # options that may differ when a run is resumed: they change how it runs, not what it computes
 RESUMABLE_CHANGES = ("epochs", "device", "quiet", "log_every", "threads", "tensorboard")
 FINITE = ("lr", "momentum", "weight_decay", "sparsity", "apg_gamma", "apg_momentum", "lr_decay", "sparsity_eps")
-
-
-def threads_problem(threads: int | None) -> str | None:
-    """Why ``threads`` is no CPU thread count for torch, or None (a count >= 1, or None: torch's choice).
-
-    The one rule for ``threads`` of training, ``evaluate`` and the demo.
-    """
-    if threads is None or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
-        return None
-    return f"threads must be an integer >= 1, got {threads!r}"
 
 
 @dataclass

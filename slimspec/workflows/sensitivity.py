@@ -15,6 +15,7 @@ import torch
 from ..model import load_model
 from ..data import get_dataset
 from ..errors import DataError, PruneError
+from ..latency.timing import check_threads, torch_threads
 from ..training.loop import evaluate_model
 from ..pruning.api import prune
 from ..pruning.criteria import get_criterion
@@ -28,14 +29,24 @@ DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 def sensitivity(weights: str | os.PathLike, data: str, *, method: str = "l1",
                 ratios: Sequence[float] = DEFAULT_RATIOS, slots: Sequence[str] = (), limit: int | None = None,
-                data_dir: str | None = None, device: str = "cpu", quiet: bool = False,
+                data_dir: str | None = None, device: str = "cpu", quiet: bool = False, threads: int | None = None,
                 **options: Any) -> dict[str, Any]:
     """Accuracy (percent, test split) after pruning each slot alone at each ratio.
 
     ``slots`` are spec-path patterns (default: every channel or selection slot); ``limit``
     evaluates on the first N test images; other keywords go to :func:`prune` (e.g. calibration).
-    Progress goes to stderr (a bar on a terminal, a status line every 10 s otherwise) unless ``quiet``.
+    Progress goes to stderr (a bar on a terminal, a status line every 10 s otherwise) unless ``quiet``;
+    ``threads`` sets torch's CPU threads while it runs (the same rule as everywhere, restored after).
     """
+    check_threads(threads)
+    with torch_threads(threads):
+        return _sensitivity(weights, data, method=method, ratios=ratios, slots=slots, limit=limit,
+                            data_dir=data_dir, device=device, quiet=quiet, **options)
+
+
+def _sensitivity(weights: str | os.PathLike, data: str, *, method: str, ratios: Sequence[float],
+                 slots: Sequence[str], limit: int | None, data_dir: str | None, device: str, quiet: bool,
+                 **options: Any) -> dict[str, Any]:
     if not ratios:
         raise PruneError("sensitivity: give at least one ratio")
     base = PruneOptions.resolve(method=method, **options)  # what every prune below gets, checked before any work
