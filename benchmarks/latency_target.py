@@ -48,7 +48,8 @@ def main() -> None:
             print(f"profiling {name} ({args.runtime}, batch {args.batch}, {args.threads} thread(s)) ...", file=sys.stderr)
             table, table_path = table_for_spec(name, runtime=args.runtime, batch=args.batch, threads=args.threads)
             result = slimspec.prune(weights, "slimming", target={"latency": args.target},
-                                    target_options={"latency_table": str(table_path)})
+                                    target_options={"latency_table": str(table_path), "threads": args.threads,
+                                                    "latency_runtime": args.runtime, "latency_batch": args.batch})
             _, pruned = result.save(folder / f"{name}_lat.yaml")
             estimated = table.estimate(result.spec.ir) / table.estimate(model.spec.ir)
             report = bench([weights, pruned], batches=(args.batch,), runtimes=(args.runtime,), threads=args.threads,
