@@ -172,6 +172,39 @@ def test_a_file_read_after_its_name_was_reserved_as_an_output_is_refused(tmp_pat
     assert target.read_text() == "new"
 
 
+def test_a_data_folder_read_is_an_input_its_files_are_never_replaced(tmp_path):
+    """An image tree read by the command: an output replacing one of its files is refused; new files may go beside."""
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+    for split in ("train", "val"):
+        for label in range(2):
+            folder = tmp_path / "d" / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(2):
+                image.fromarray(np.full((8, 8, 3), 60 + 100 * label + i, dtype=np.uint8)).save(folder / f"{i}.png")
+    spec = slimspec.Spec.from_data({"slimspec": 1, "name": "tiny", "arch": "vgg", "input": [3, 8, 8], "num_classes": 2,
+                                    "cfg": [4, "M", 8]})
+    weights = tmp_path / "w.safetensors"
+    slimspec.save_weights(randomize(slimspec.build(spec)), spec, weights)
+    before = listing(tmp_path / "d")
+    victim = tmp_path / "d" / "train" / "class0" / "0.png"
+    result = invoke("prune", weights, "-m", "l1", "--ratio", "0.5", "--eval-data", "imagefolder", "--data-dir",
+                    tmp_path / "d", "--out", victim, "--weights-out", tmp_path / "p.safetensors", "--force")
+    one_line_error(result, "0.png", "would overwrite an input", "input folder")
+    assert listing(tmp_path / "d") == before and not (tmp_path / "p.safetensors").exists()
+
+    from slimspec.utils.fileio import OutputTransaction, command_inputs, note_input
+
+    with command_inputs():
+        note_input(tmp_path / "d" / "train")
+        with pytest.raises(OutputConflictError, match="input folder"):
+            with OutputTransaction(force=True) as tx:
+                tx.write(victim, b"x")
+        with OutputTransaction() as tx:  # a new file beside the images replaces nothing
+            tx.write(tmp_path / "d" / "train" / "notes.txt", b"x")
+    assert listing(tmp_path / "d") == {**before, "train/notes.txt": b"x"}
+
+
 # ------------------------------------------------------------------ run folders: --force never deletes an input
 
 

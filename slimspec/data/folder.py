@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..utils.fileio import note_input
 from .bundle import check_limit
 from .registry import register_dataset
 from .tensors import DataError
@@ -124,6 +125,8 @@ def load_folder(*, data_dir: str, download: bool = False, seed: int = 0,
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"{name}: not found under {root} (pass --data-dir with train/ and val/ class folders)")
+    for split in ("train", "val"):  # the image trees are inputs: no output of the command may replace an image
+        note_input(root / split)
     channels, height, width = (int(v) for v in input_shape) if input_shape is not None else (3, 224, 224)
     if height != width:
         raise DataError(f"{name}: square inputs only, got {height}x{width}")

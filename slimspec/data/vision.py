@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..utils.fileio import note_input
 from .registry import register_dataset
 from .tensors import DataError, TensorDataBundle
 
@@ -83,6 +84,7 @@ def load_vision(name: str, data_dir: str, download: bool) -> TensorDataBundle:
         action = "download failed" if download else "files missing or corrupted"
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__  # one line
         raise DataError(f"{name}: {action} under {root} ({detail})") from None
+    note_input(root / info.folder)  # the data set's files are inputs: no output of the command may replace one
     train_x, test_x = _images(train), _images(test)
     if tuple(train_x.shape[1:]) != info.shape:
         raise DataError(f"{name}: expected images {list(info.shape)}, read {list(train_x.shape[1:])}")

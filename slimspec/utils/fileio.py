@@ -198,7 +198,8 @@ def note_input(path: PathLike | None) -> PathLike | None:
     """Record that the current command reads ``path`` (a no-op outside :func:`command_inputs`).
 
     Called by every reader (specs, plans, weights, state dicts, latency tables, JSON
-    results, the modules ``import python:`` executes) before it reads. Raises
+    results, the modules ``import python:`` executes) before it reads; a folder (a data
+    set's image tree) protects the files in it. Raises
     :class:`~slimspec.errors.OutputConflictError` when an open transaction of the command
     has already reserved that file as an output. Returns ``path``.
     """
@@ -232,6 +233,26 @@ def noted_inputs() -> list[Path]:
     """The files the current command has read so far (empty outside :func:`command_inputs`)."""
     scope = _INPUTS.get()
     return list(scope.files) if scope is not None else []
+
+
+def _inside(path: Path, folder: PathLike) -> bool:
+    """True if ``path`` (resolved, symlinks of its folders followed) lies inside the folder ``folder``."""
+    real = os.path.join(os.path.realpath(path.parent), path.name)
+    root = os.path.realpath(folder)
+    return real != root and os.path.commonpath([real, root]) == root
+
+
+def _clobbers(output: Path, source: Path) -> str | None:
+    """How writing (or deleting) ``output`` would destroy the input ``source``, or None.
+
+    A file input: ``output`` is the same file (real path or inode). A folder input (a data
+    set's image tree): ``output`` is an existing file inside it; new files beside are allowed.
+    """
+    if _same_file(output, source):
+        return "" if str(output) == str(source) else f" (the same file as input {source})"
+    if os.path.isdir(source) and os.path.lexists(output) and _inside(output, source):
+        return f" (a file of input folder {source})"
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -326,8 +347,8 @@ class OutputTransaction:
 
     @staticmethod
     def _refuse_input(output: Path, source: Path) -> None:
-        if _same_file(output, source):
-            detail = "" if str(output) == str(source) else f" (the same file as input {source})"
+        detail = _clobbers(output, source)
+        if detail is not None:
             raise OutputConflictError(f"{output}: output would overwrite an input of this command{detail}; "
                                       f"choose another output name")
 
@@ -584,7 +605,7 @@ def claim_run_dir(path: PathLike, *, force: bool = False, resume: bool = False,
             victims = [folder / name for name in names if (folder / name).is_file() or (folder / name).is_symlink()]
             for source in noted_inputs():
                 for victim in victims:
-                    if _same_file(victim, source):
+                    if _clobbers(victim, source) is not None:
                         same = "" if str(victim) == str(source) else f" ({victim})"
                         raise OutputConflictError(
                             f"{source}: an input of this command{same} is a file of the run in {folder} that "
