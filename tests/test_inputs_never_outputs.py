@@ -260,6 +260,15 @@ def test_the_api_refuses_too(run_dir):
     assert listing(run_dir) == before
 
 
+def test_resume_given_the_runs_own_spec_still_rewrites_its_files(tmp_path):
+    """The run's own files are its state, not inputs: a resume naming RUN/spec.yaml continues the run."""
+    folder = tmp_path / "rd"
+    assert invoke("train", SPECS / "digits_mlp.yaml", "--epochs", "1", "-o", folder, "-q").exit_code == 0
+    result = invoke("train", folder / "spec.yaml", "--resume", folder, "--epochs", "2", "-q")
+    assert result.exit_code == 0, result.output
+    assert "done: 2 epochs" in result.output and len(RunFolder(folder).read_metrics()) == 2
+
+
 # ------------------------------------------------------------------ outputs naming a folder
 
 
