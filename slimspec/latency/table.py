@@ -30,7 +30,6 @@ import json
 import math
 import os
 import platform
-import statistics
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -387,7 +386,7 @@ def _grid(full: int, fixed: bool, fractions: Sequence[float]) -> tuple[int, ...]
 
 # ---------------------------------------------------------------- profiling
 REPEATS = 3  # interleaved rounds per sample; a sample's time is its minimum over them
-MAX_SPREAD = 1.0  # refused: a sample whose repeats' median exceeds their minimum by more than this fraction
+MAX_SPREAD = 1.0  # a sample's fastest time must recur: its next fastest repeat within (1 + MAX_SPREAD) x of it
 MAX_SCALE = 8.0  # refused: a network measured over MAX_SCALE x (or under 1 / MAX_SCALE x) the sum of its layers
 DEFAULT_THREADS = 1  # tables are profiled (and keyed) on one thread unless told otherwise
 
@@ -424,15 +423,33 @@ def _repeats(runners: Sequence[Callable[[], object]], repeats: int, min_run_time
     return samples
 
 
-def _steady(times: Sequence[float], what: str, spec: str, max_spread: float) -> float:
-    """The minimum of a sample's repeats, refused when their median is too far above it."""
-    low, median = min(times), statistics.median(times)
-    if not (math.isfinite(median) and low > 0) or median > (1 + max_spread) * low:
-        raise ProfileError(f"{spec}: profile refused, the machine is too busy: {what} took "
-                           f"{low:.4g}-{max(times):.4g} ms over {len(times)} repeats (median {median / low:.2g}x "
-                           f"the minimum; at most {1 + max_spread:g}x); nothing cached: profile on a quieter "
-                           f"machine (one thread: --threads 1)")
-    return low
+def _recurs(times: Sequence[float], max_spread: float) -> bool:
+    """Whether a sample's fastest time recurs: its next fastest repeat within ``1 + max_spread`` x of it."""
+    ordered = sorted(times)
+    low, second = ordered[0], ordered[min(1, len(ordered) - 1)]
+    return math.isfinite(second) and low > 0 and second <= (1 + max_spread) * low
+
+
+def _steady(runners: Sequence[Callable[[], object]], samples: list[list[float]], *, retries: int,
+            min_run_time: float, threads: int | None, max_spread: float) -> list[float]:
+    """Each sample's minimum, once its fastest time recurs: samples whose fastest repeat stands alone
+    (a busy spell slowed the others) are timed again, up to ``retries`` more interleaved rounds.
+    Returns the minima; a sample still unsteady is left to :func:`_refuse` (its minimum is NaN)."""
+    for _ in range(retries):
+        unsteady = [i for i, times in enumerate(samples) if not _recurs(times, max_spread)]
+        if not unsteady:
+            break
+        for i, times in zip(unsteady, _repeats([runners[i] for i in unsteady], 1, min_run_time, threads)):
+            samples[i] += times
+    return [min(times) if _recurs(times, max_spread) else math.nan for times in samples]
+
+
+def _refuse(spec: str, what: str, times: Sequence[float], max_spread: float) -> NoReturn:
+    ordered = sorted(times)
+    raise ProfileError(f"{spec}: profile refused, the machine is too busy: {what} took {ordered[0]:.4g}-"
+                       f"{ordered[-1]:.4g} ms over {len(times)} repeats and its fastest time did not recur (the next "
+                       f"fastest {ordered[1] / ordered[0]:.3g}x it; at most {1 + max_spread:g}x); nothing cached: "
+                       f"profile on a quieter machine (one thread: --threads 1)")
 
 
 def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", batch: int = 1,
@@ -443,10 +460,11 @@ def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", 
 
     On ``threads`` (default one). Each layer's sampled widths are timed in ``repeats``
     interleaved rounds (so a busy spell slows all of them alike) and each keeps its minimum; the
-    whole network is timed ``repeats`` times spread through the profile. Refused
-    (:class:`ProfileError`) when a sample's repeats spread too far (median over ``1 +
-    max_spread`` x the minimum) or when the network's time and the sum of its layers part by
-    more than ``max_scale`` x either way: what a loaded machine measures.
+    whole network is timed ``repeats`` times spread through the profile. A minimum must recur
+    (the next fastest repeat within ``1 + max_spread`` x of it): a sample whose fastest time
+    stands alone is timed again, up to ``2 x repeats`` more rounds. Refused
+    (:class:`ProfileError`) when one still does not recur, or when the network's time and the
+    sum of its layers part by more than ``max_scale`` x either way: what a loaded machine measures.
     """
     get_runtime(runtime)
     threads = DEFAULT_THREADS if threads is None else check_threads(threads)
@@ -480,10 +498,17 @@ def profile(model: nn.Module, ir: IR, arch_sha: str, *, runtime: str = "eager", 
             points = [(ci, co) for ci in cins for co in couts]
             runners = [_layer_runner(layer.shape, ci, co, runtime, batch, threads) for ci, co in points]
             samples = _repeats(runners, repeats, per_repeat, threads)
-            ms = {point: _steady(times, f"{name} at {point[0]}x{point[1]} channels", ir.name, max_spread)
-                  for point, times in zip(points, samples)}
+            minima = _steady(runners, samples, retries=2 * repeats, min_run_time=per_repeat, threads=threads,
+                             max_spread=max_spread)
+            for point, low, times in zip(points, minima, samples):
+                if math.isnan(low):
+                    _refuse(ir.name, f"{name} at {point[0]}x{point[1]} channels", times, max_spread)
+            ms = dict(zip(points, minima))
             entries[key] = Grid(layer.shape, cins, couts, tuple(tuple(ms[(ci, co)] for co in couts) for ci in cins))
-    total = _steady(network_times, "the whole network", ir.name, max_spread)
+        (total,) = _steady([network], [network_times], retries=2 * repeats,
+                           min_run_time=max(min_run_time, 0.2) / repeats, threads=threads, max_spread=max_spread)
+    if math.isnan(total):
+        _refuse(ir.name, "the whole network", network_times, max_spread)
     full = sum(entries[keys[name]].interpolate(layer.cin, layer.cout) for name, layer in layers.items())
     scale = total / full if full > 0 else 1.0
     if not 1 / max_scale <= scale <= max_scale:
