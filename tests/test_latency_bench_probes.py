@@ -456,3 +456,11 @@ def test_bench_refuses_options_it_would_ignore(tmp_path, args, message):
     result = invoke("bench", *args)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not (Path.cwd() / "t.json").exists()
+
+
+def test_bench_profile_defaults_to_batch_one_and_bench_to_one_and_32(fake_timing, steady_clock):
+    result = invoke("bench", "--profile", "digits_mlp", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["batch"] == 1
+    data = json.loads(invoke("bench", "digits_mlp", "--json").stdout)
+    assert [r["batch"] for r in data["rows"]] == [1, 32]

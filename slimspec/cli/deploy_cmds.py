@@ -74,7 +74,7 @@ def export(weights: str, fmt: str | None, out: str, no_fold_bn: bool, as_json: b
 
 @click.command()
 @click.argument("models", nargs=-1)
-@click.option("--batch", default="1,32", show_default=True, help="Batch sizes, comma-separated.")
+@click.option("--batch", help="Batch sizes, comma-separated (default 1,32; --profile: 1).")
 @click.option("--runtime", "runtime", default="eager", show_default=True,
               help="Runtimes, comma-separated (eager, channels-last, onnxruntime).")
 @threads_option("Intra-op threads for PyTorch and ONNX Runtime (default: torch's; --profile: 1).")
@@ -88,7 +88,7 @@ def export(weights: str, fmt: str | None, out: str, no_fold_bn: bool, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--force", is_flag=True, help="With --profile: re-measure (and overwrite --out).")
 @report_errors
-def bench(models: tuple[str, ...], batch: str, runtime: str, threads: int | None, min_run_time: float | None,
+def bench(models: tuple[str, ...], batch: str | None, runtime: str, threads: int | None, min_run_time: float | None,
           no_fold_bn: bool, input_shape: tuple[int, int, int] | None, profile_spec: str | None, out: str | None,
           as_json: bool, force: bool) -> None:
     """Measure latency of MODELS (weights files, or spec files / stock names with random weights).
@@ -97,7 +97,8 @@ def bench(models: tuple[str, ...], batch: str, runtime: str, threads: int | None
     printed next to its MAC ratio. ``--profile SPEC`` builds the latency table instead.
     Models whose specs take different inputs are refused unless ``--input`` names one.
     """
-    batches, runtimes = _int_list(batch, "--batch"), _runtimes(runtime)
+    batches = _int_list(batch or ("1" if profile_spec else "1,32"), "--batch")
+    runtimes = _runtimes(runtime)
     if profile_spec:
         if models:
             raise click.UsageError("--profile takes a spec, not MODELS")
