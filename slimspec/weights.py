@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -123,11 +125,10 @@ def embedded_spec_text(metadata: Mapping[str, str], path: str | os.PathLike = "<
     return text
 
 
-def check_state_matches(
-    model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str = "<weights>"
-) -> None:
-    """Raise :class:`WeightsError` naming every missing, unexpected or mis-shaped tensor."""
-    expected = model.state_dict()
+def state_problems(expected: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],
+                   label: str = "spec") -> list[str]:
+    """Every missing, unexpected or mis-shaped tensor of ``tensors`` against ``expected`` (the ``label``'s),
+    by name (``missing a, b``, ``unexpected c``, ``shape mismatch d (2, 3) vs spec (4, 3)``); empty if they fit."""
     problems: list[str] = []
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -136,12 +137,20 @@ def check_state_matches(
     if unexpected:
         problems.append("unexpected " + ", ".join(unexpected[:6]) + (" ..." if len(unexpected) > 6 else ""))
     shaped = [
-        f"{name} {tuple(tensors[name].shape)} vs spec {tuple(expected[name].shape)}"
+        f"{name} {tuple(tensors[name].shape)} vs {label} {tuple(expected[name].shape)}"
         for name in sorted(set(expected) & set(tensors))
         if tuple(tensors[name].shape) != tuple(expected[name].shape)
     ]
     if shaped:
         problems.append("shape mismatch " + "; ".join(shaped[:6]) + (" ..." if len(shaped) > 6 else ""))
+    return problems
+
+
+def check_state_matches(
+    model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str = "<weights>"
+) -> None:
+    """Raise :class:`WeightsError` naming every missing, unexpected or mis-shaped tensor."""
+    problems = state_problems(model.state_dict(), tensors)
     if problems:
         raise WeightsError(f"{source}: weights do not fit the spec: " + " | ".join(problems))
 
@@ -158,6 +167,28 @@ def load_state_into(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor],
     model.load_state_dict(dict(tensors), strict=True)
 
 
+def torch_load_reason(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words.
+
+    torch's own message is a page of advice, styled with terminal escapes, that ends in
+    re-running with ``weights_only=False`` (arbitrary code execution on an untrusted file):
+    slimspec keeps the cause alone and never suggests unpickling.
+    """
+    text = str(exc)
+    if "Weights only load failed" in text:
+        detail = text.partition("WeightsUnpickler error:")[2].split("Check the documentation of torch.load")[0]
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
+        if found:
+            return (f"it holds a pickled {found.group(1)} object; slimspec reads tensors only and never "
+                    "unpickles: save model.state_dict() instead")
+        detail = next((line.strip() for line in detail.splitlines() if line.strip()), "")
+        return f"not a tensors-only torch.save file{f' ({detail})' if detail else ''}"
+    if isinstance(exc, EOFError) or not text.strip():
+        return "empty or truncated file" if isinstance(exc, EOFError) else type(exc).__name__
+    first = text.strip().splitlines()[0].split(". ")[0].rstrip(".")  # torch's first sentence says what failed
+    return first if len(first) <= 200 else first[:200] + "..."
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A plain state dict (a fine-tuned torchvision model's, your own module's).
 
@@ -170,9 +201,25 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(os.fspath(path))
         loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
-        raise WeightsError(f"{path}: cannot read a state dict ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise WeightsError(f"{path}: cannot read a state dict ({torch_load_reason(exc)})") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
         loaded = loaded["state_dict"]  # a training checkpoint {"state_dict": ..., "epoch": ...}
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise WeightsError(f"{path}: not a state dict (a mapping of parameter names to tensors)")
-    return {str(k).removeprefix("module."): v for k, v in loaded.items()}  # DataParallel prefixes
+    state: OrderedDict[str, torch.Tensor] = OrderedDict(
+        (str(k).removeprefix("module."), v) for k, v in loaded.items())  # DataParallel prefixes
+    metadata = getattr(loaded, "_metadata", None)
+    if isinstance(metadata, dict):  # module versions (torchvision's MNASNet reads its own to load)
+        state._metadata = OrderedDict(  # type: ignore[attr-defined]
+            ("" if k == "module" else str(k).removeprefix("module."), v) for k, v in metadata.items())
+    return state
+
+
+def with_module_metadata(state: Mapping[str, torch.Tensor], module: torch.nn.Module) -> Mapping[str, torch.Tensor]:
+    """``state`` as ``module.load_state_dict`` wants it: with the module versions (``_metadata``) the file
+    carried, or, for a file that carries none (safetensors), the module's own."""
+    if getattr(state, "_metadata", None) is not None:
+        return state
+    state = OrderedDict(state)
+    state._metadata = getattr(module.state_dict(), "_metadata", None)  # type: ignore[attr-defined]
+    return state

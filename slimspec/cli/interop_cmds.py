@@ -58,11 +58,14 @@ def _note_module_sources(reference: str, loaded: set[str]) -> None:
               help="torchvision: replace the classifier with one of N outputs (before --state-dict is loaded).")
 @click.option("--input", "input_shape", type=INPUT_SHAPE, metavar="C,H,W",
               help="One image's shape (python: the module is traced on it; torchvision: the spec's input, default 3,224,224).")
-@click.option("--name", "spec_name", help="Spec name (python: sources; default: the module's file name).")
+@click.option("--name", "spec_name", help="Spec name (default: the module's file name, or torchvision's model name).")
+@click.option("--seed", type=int, help="Seed of the random initialization (a model without weights, a new "
+                                       "--num-classes head): same seed, same bytes [default: 0].")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @report_errors
 def import_model(source: str, out: str, weights_out: str | None, pretrained: bool, state_dict: str | None,
-                 num_classes: int | None, input_shape: tuple[int, int, int] | None, spec_name: str | None, force: bool) -> None:
+                 num_classes: int | None, input_shape: tuple[int, int, int] | None, spec_name: str | None,
+                 seed: int | None, force: bool) -> None:
     """Import SOURCE = torchvision:NAME (resnet*, wide_resnet*, resnext*, vgg*, mobilenet_v2, or any model the
     graph family expresses) or
     python:PACKAGE.MODULE:FACTORY (your own nn.Module, traced with torch.fx into a sequential or graph spec)."""
@@ -77,8 +80,20 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
     if library == "python" and num_classes is not None:
         raise click.BadParameter("only for torchvision: sources (a python: factory builds its own head)",
                                  param_hint="--num-classes")
+    if library == "python" and pretrained:
+        raise click.BadParameter("only for torchvision: sources (give a python: module's weights with --state-dict)",
+                                 param_hint="--pretrained")
     if library == "python" and input_shape is None:
         raise click.BadParameter("a python: source needs the input shape, e.g. --input 3,32,32", param_hint="--input")
+    if spec_name is not None and not spec_name.strip():
+        raise click.BadParameter("the spec name is empty (leave --name out for the default)", param_hint="--name")
+    if pretrained and state_dict:
+        raise click.BadParameter("give one source of weights: torchvision's (--pretrained) or a file (--state-dict)",
+                                 param_hint="--pretrained")
+    if seed is not None and (state_dict or pretrained and num_classes is None):
+        raise click.BadParameter(f"nothing is randomly initialized: every weight comes from "
+                                 f"{'--state-dict' if state_dict else '--pretrained'}", param_hint="--seed")
+    seed = 0 if seed is None else seed
     weights_path = Path(weights_out) if weights_out else weights_beside(out)
     with OutputTransaction(force=force) as outputs:  # both files or neither; refused before any work
         outputs.check_inputs(state_dict)
@@ -88,13 +103,14 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
             from ..interop.fx_import import import_python
 
             loaded = set(sys.modules)
-            spec, state = import_python(name, input_shape, name=spec_name, state_dict=state_dict)
+            spec, state = import_python(name, input_shape, name=spec_name, state_dict=state_dict, seed=seed)
             _note_module_sources(name, loaded)
         else:
             from ..interop.torchvision_models import import_torchvision
 
             spec, state = import_torchvision(name, pretrained=pretrained, state_dict=state_dict,
-                                             num_classes=num_classes, input_shape=input_shape)
+                                             num_classes=num_classes, input_shape=input_shape, seed=seed,
+                                             spec_name=spec_name)
         save_weights(state, spec.text, weights_path, transaction=outputs)
         outputs.write(out, spec.text)
     click.echo(f"wrote {out} and {weights_path} ({spec.arch}, {plural(len(spec.ir.prunable_slots()), 'prunable slot')})")

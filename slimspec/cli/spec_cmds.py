@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..document import load_spec
+from ..report.info import read_spec
 from ..errors import SlimspecError, SpecError
 from .choices import MODES
 from .paths import OUTPUT_FILE
@@ -21,14 +22,14 @@ from .errors import (EXIT_BUG, EXIT_INPUT, EXIT_OK, EXIT_USAGE, INPUT_ERRORS, ex
 @click.command()
 @click.argument("specs", nargs=-1, required=True)
 def validate(specs: tuple[str, ...]) -> None:
-    """Check spec files; print every problem as 'file: location: message'.
+    """Check spec files (or the spec a weights file embeds); print every problem as 'file: location: message'.
 
     Every file is checked (a bad one never stops the rest); exit 1 if any failed.
     """
     failed = bug = False
     for source in specs:
         try:
-            spec = load_spec(source)
+            spec = read_spec(source)
         except SlimspecError as exc:
             failed = True
             lines = exc.with_source(exc.source or source).lines() if isinstance(exc, SpecError) else exc.lines()
@@ -52,7 +53,8 @@ def validate(specs: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @report_errors
 def info(spec: str, as_json: bool) -> None:
-    """Params, MACs and FLOPs (2 x MACs) with a per-layer table, from the spec alone."""
+    """Params, MACs and FLOPs (2 x MACs) with a per-layer table, from the spec alone (SPEC: a spec file,
+    a stock name, or a weights file, whose embedded spec is read)."""
     from ..report.info import info as spec_info
     from ..utils.tables import format_table, human
 
@@ -121,7 +123,7 @@ def schema(plan: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @report_errors
 def diff(a: str, b: str, as_json: bool) -> None:
-    """Per-slot width changes and params/MACs deltas.
+    """Per-slot width changes and params/MACs deltas (of specs, or the specs weights files embed).
 
     Exit status as diff(1): 0 if the specs are equal (provenance aside), 1 if they differ,
     2 if either cannot be read or is not a valid spec.
@@ -129,7 +131,7 @@ def diff(a: str, b: str, as_json: bool) -> None:
     from ..report.diff import format_diff, spec_diff
 
     try:
-        specs = [load_spec(a), load_spec(b)]
+        specs = [read_spec(a), read_spec(b)]
     except INPUT_ERRORS as exc:
         exit_with(exc, EXIT_USAGE)  # diff(1): trouble is 2
     result = spec_diff(*specs)

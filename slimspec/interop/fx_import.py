@@ -19,7 +19,7 @@ from torch import nn
 
 from ..document import Spec
 from ..errors import ModelImportError
-from ..weights import WeightsError, read_state_dict
+from ..weights import WeightsError, read_state_dict, state_problems, with_module_metadata
 from .fx_trace import import_module
 
 __all__ = ["import_python", "load_factory"]
@@ -83,22 +83,62 @@ def _call_factory(reference: str, module_name: str, attr: str) -> nn.Module:
     return made
 
 
+MAX_INPUT_ELEMENTS = 1 << 24
+"""Largest image an import is traced on, in elements (C x H x W): 16,777,216, 64 MiB of float32 per
+image (3x224x224 is 150,528). Checked before the model is made, so a typo is one line, not a
+failed allocation."""
+
+
+def check_input_shape(input_shape: Sequence[int], source: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` of positive sizes within :data:`MAX_INPUT_ELEMENTS`, else one :class:`ModelImportError`."""
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ModelImportError(f"{source}: the input must be C,H,W with positive sizes, got {tuple(input_shape)}")
+    elements = shape[0] * shape[1] * shape[2]
+    if elements > MAX_INPUT_ELEMENTS:
+        raise ModelImportError(f"{source}: input {','.join(map(str, shape))} is {elements:,} values per image, more "
+                               f"than the limit of {MAX_INPUT_ELEMENTS:,} an import traces (MAX_INPUT_ELEMENTS)")
+    return shape  # type: ignore[return-value]
+
+
+@contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Random initialization inside the block drawn from ``seed`` (torch's generator is restored after);
+    ``None``: torch's generator as it is."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def import_python(reference: str, input_shape: Sequence[int], *, name: str | None = None,
-                  state_dict: str | os.PathLike | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
+                  state_dict: str | os.PathLike | None = None,
+                  seed: int | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
     """``(spec, state_dict)`` for ``PACKAGE.MODULE:FACTORY`` (what ``slimspec import python:...`` writes).
 
     ``state_dict``: the module's trained weights (:func:`slimspec.weights.read_state_dict`: ``.pth`` read
-    with ``torch.load(weights_only=True)``, or ``.safetensors``).
+    with ``torch.load(weights_only=True)``, or ``.safetensors``). ``seed``: the factory's random
+    initialization is drawn from it (same seed, same weights); ``name``: the spec's name (default:
+    the module's file name).
     """
-    module = load_factory(reference)
+    shape = check_input_shape(input_shape, f"python:{reference}")
+    if name is not None and not name.strip():
+        raise ModelImportError(f"python:{reference}: the spec name is empty (leave it out for the module's name)")
+    with seeded(seed):
+        module = load_factory(reference)
     if state_dict is not None:
         _load_state_dict(module, state_dict)
     default = re.sub(r"[^A-Za-z0-9_.-]+", "_", reference.partition(":")[0].rsplit(".", 1)[-1]).lower()
-    return import_module(module, input_shape, name=name or default, source=f"python:{reference}")
+    return import_module(module, shape, name=name or default, source=f"python:{reference}")
 
 
 def _load_state_dict(module: nn.Module, path: str | os.PathLike) -> None:
+    """Load a state dict strictly; a misfit names its missing, unexpected and mis-shaped keys."""
+    state = read_state_dict(path)
     try:
-        module.load_state_dict(read_state_dict(path))
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise WeightsError(f"{path}: does not fit {type(module).__name__}: {str(exc).splitlines()[0]}") from None
+        module.load_state_dict(with_module_metadata(state, module))
+    except (RuntimeError, TypeError, AttributeError, ValueError, KeyError) as exc:  # the module's own loading hooks too
+        problems = state_problems(module.state_dict(), state, "module") or [" ".join(str(exc).split())[:300]]
+        raise WeightsError(f"{path}: does not fit {type(module).__name__}: " + " | ".join(problems)) from None

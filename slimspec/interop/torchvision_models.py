@@ -18,7 +18,7 @@ from torch import nn
 from ..document import Spec
 from ..errors import ModelImportError
 from ..utils.names import rename_prefix
-from ..weights import WeightsError, read_state_dict
+from ..weights import WeightsError, read_state_dict, state_problems, with_module_metadata
 
 ImportFn = Callable[[nn.Module, str], tuple[dict, dict[str, str]]]
 
@@ -195,41 +195,72 @@ def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
                                "download them elsewhere and pass --state-dict FILE") from None
 
 
+def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    return next(((path, m) for path, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def _head_hint(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """``give --num-classes N`` when the file's classifier (the last ``nn.Linear``) has N outputs, else ``""``."""
+    path = next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
+    if path is None:
+        return ""
+    head, weight = model.get_submodule(path), state.get(f"{path}.weight")
+    if weight is None or weight.ndim != 2 or weight.shape[1] != head.in_features or weight.shape[0] == head.out_features:
+        return ""
+    return f" (its classifier {path} has {weight.shape[0]} outputs, the model {head.out_features}: give --num-classes {weight.shape[0]})"
+
+
 def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str | os.PathLike | None = None,
                        model: nn.Module | None = None, num_classes: int | None = None,
-                       input_shape: tuple[int, int, int] | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
+                       input_shape: tuple[int, int, int] | None = None, seed: int | None = None,
+                       spec_name: str | None = None) -> tuple[Spec, dict[str, torch.Tensor]]:
     """``(spec, state_dict)`` for torchvision model ``name`` (e.g. ``resnet50``, ``mobilenet_v2``).
 
     ``pretrained`` asks torchvision for its default weights (downloads); ``num_classes`` replaces
     the classifier with a new one of that many outputs (before ``state_dict`` is loaded, so a
     fine-tuned model with its new head loads as is); ``state_dict`` is a local ``.pth`` (read
     with ``torch.load(weights_only=True)``) or ``.safetensors`` of that architecture;
-    ``input_shape`` is the spec's ``input`` (default 3x224x224).
+    ``input_shape`` is the spec's ``input`` (default 3x224x224); ``seed``: random initialization
+    (the model's, a new head's) is drawn from it; ``spec_name``: the spec's name (default ``name``).
     """
-    if model is None:
-        model = _torchvision_model(name, pretrained)
-    if num_classes is not None:
-        replace_head(model, int(num_classes), name)
+    from .fx_import import check_input_shape, seeded
+
+    source = f"torchvision:{name}"
+    shape = check_input_shape(input_shape if input_shape is not None else (3, 224, 224), source)
+    if spec_name is not None and not spec_name.strip():
+        raise ImportModelError(f"{source}: the spec name is empty (leave it out for '{name}')")
+    with seeded(seed):
+        if model is None:
+            model = _torchvision_model(name, pretrained)
+        if num_classes is not None:
+            replace_head(model, int(num_classes), name)
+    first = _first_conv(model)
+    if first is not None and first[1].in_channels != shape[0]:
+        raise ImportModelError(f"{source}: the input {','.join(map(str, shape))} has {shape[0]} channel(s), but the "
+                               f"model's first convolution {first[0]} takes {first[1].in_channels} "
+                               f"(e.g. {first[1].in_channels},{shape[1]},{shape[2]})")
     if state_dict is not None:
+        state = read_state_dict(state_dict)
         try:
-            model.load_state_dict(read_state_dict(state_dict))
-        except RuntimeError as exc:
-            hint = "" if num_classes is not None else " (a fine-tuned model with a new head: give --num-classes)"
-            raise WeightsError(f"{state_dict}: does not fit torchvision's {name}: "
-                               f"{' '.join(str(exc).split())[:300]}{hint}") from None
-    shape = tuple(int(v) for v in input_shape) if input_shape is not None else (3, 224, 224)
+            model.load_state_dict(with_module_metadata(state, model))
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:  # torchvision's loading hooks too
+            problems = state_problems(model.state_dict(), state, "model") or [" ".join(str(exc).split())[:300]]
+            hint = _head_hint(model, state) if num_classes is None else ""
+            raise WeightsError(f"{state_dict}: does not fit torchvision's {name}: {' | '.join(problems)}{hint}") from None
     importer = _importer(name)
     if importer is None:
         from .fx_trace import import_module
 
-        return import_module(model, shape, name=name, source=f"torchvision:{name}")
+        return import_module(model, shape, name=spec_name or name, source=source)
     data, renames = importer(model, name)
     data["input"] = list(shape)
-    spec = Spec.from_data(data, f"torchvision:{name}")
+    if spec_name:
+        data["name"] = spec_name
+    spec = Spec.from_data(data, source)
     from ..ir import count_params
 
     expected = sum(p.numel() for p in model.parameters())
     if count_params(spec.ir) != expected:
-        raise ImportModelError(f"torchvision:{name}: the spec has {count_params(spec.ir):,} parameters, the model "
+        raise ImportModelError(f"{source}: the spec has {count_params(spec.ir):,} parameters, the model "
                                f"{expected:,} (input {list(shape)} does not give the feature map its classifier expects)")
     return spec, _rename(model.state_dict(), renames)

@@ -41,10 +41,11 @@ def prune_table(rows: list[SlotRow], changed_only: bool = False) -> str:
                         [[r.slot, r.kind, r.before, r.after, f"{r.kept_percent:.1f}"] for r in shown])
 
 
-def listing(paths: list[str], limit: int = 12) -> str:
-    """``a, b, c ... and N more``: the first ``limit`` paths, then how many were left out."""
-    shown = ", ".join(paths[:limit])
-    return shown + (f" ... and {len(paths) - limit} more" if len(paths) > limit else "")
+def listing(paths: list[str], limit: int | None = 12) -> str:
+    """``a, b, c ... and N more``: the first ``limit`` paths, then how many were left out (``None``: all)."""
+    if limit is None or len(paths) <= limit:
+        return ", ".join(paths)
+    return ", ".join(paths[:limit]) + f" ... and {len(paths) - limit} more"
 
 
 def degenerate_notes(ir: IR, scores: Mapping[str, torch.Tensor], decision: Decision, min_channels: int) -> list[str]:
@@ -59,5 +60,5 @@ def degenerate_notes(ir: IR, scores: Mapping[str, torch.Tensor], decision: Decis
         prunable = sum(1 for slot in ir.slots.values() if slot.prunable and slot.kind != "block")
         head = "warning: " if 4 * len(decision.clamped) > prunable else ""
         notes.append(f"{head}min_channels={min_channels} kept channels in {len(decision.clamped)} of {prunable} "
-                     f"slot(s) the policy would have emptied: {listing(list(decision.clamped))}")
+                     f"slot(s) the policy would have emptied: {listing(list(decision.clamped), None)}")  # every one (README)
     return notes

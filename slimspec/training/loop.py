@@ -45,7 +45,7 @@ from ..data.bundle import DataBundle
 from ..errors import TrainingError
 from ..utils.fileio import atomic_write_with
 from ..utils.progress import ProgressCallback, no_progress, progress
-from ..weights import load_state_into, save_weights
+from ..weights import load_state_into, save_weights, torch_load_reason
 from .apg import APG
 from .config import TrainConfig, make_scheduler, sync_lr
 from .distributed import (
@@ -205,7 +205,7 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch.load on a damaged file raises many kinds (EOFError, RuntimeError, KeyError...)
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        reason = torch_load_reason(exc)[:160]  # no advice to unpickle, no terminal escapes
         raise TrainingError(f"{path}: not a readable training state ({reason}); the file is damaged "
                             "(start over with --force)") from None
     if not isinstance(state, dict):

@@ -8,12 +8,13 @@ need no slimspec to load. Writes are atomic; an existing output needs ``force``.
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -72,7 +73,36 @@ def _write_torchscript(model: torch.nn.Module, x: torch.Tensor, path: Path) -> N
     with warnings.catch_warnings():  # torch.jit is deprecated upstream but still what many deployments load
         warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(model, (x,), check_trace=False)
-        torch.jit.save(traced, str(path))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    with open(path, "wb") as handle:
+        _deterministic_archive(buffer, handle)
+
+
+_NOT_COPIED = ("version", ".data/version", ".data/serialization_id")  # the writer writes these itself
+
+
+def _deterministic_archive(source: io.BytesIO, handle: BinaryIO) -> None:
+    """Copy a TorchScript archive without what makes two exports of one model differ.
+
+    ``torch.jit.save`` names the archive's folder after the file (a temporary name here) and
+    writes ``*.debug_pkl`` records holding the Python call stack of the trace (absolute paths of
+    this checkout and of the caller); the serialization id is a checksum over those. The copy,
+    written by torch's own archive writer, keeps every other record byte for byte in the same
+    order: folder ``archive``, no debug records (errors inside the loaded model name no Python
+    source lines), an id of the content alone. Type names stay torch's (``___torch_mangle_N`` is
+    numbered per process: exports made by one process after another differ there).
+    """
+    source.seek(0)
+    reader = torch._C.PyTorchFileReader(source)
+    writer = torch._C.PyTorchFileWriter(handle)
+    writer.set_min_version(int(reader.get_record("version").decode().strip()))
+    for name in reader.get_all_records():
+        if name in _NOT_COPIED or name.endswith(".debug_pkl"):
+            continue
+        data = reader.get_record(name)
+        writer.write_record(name, data, len(data))
+    writer.write_end_of_file()
 
 
 def _run_torchscript(path: Path, x: torch.Tensor) -> torch.Tensor:
