@@ -146,9 +146,11 @@ def names_a_folder(path: PathLike) -> str | None:
     text = os.fspath(path)
     if isinstance(text, bytes):
         text = os.fsdecode(text)
-    if text.endswith(("/", os.sep)) or Path(text).name in ("", ".", ".."):
-        return f"{text}: names a folder (it ends with '{text[-1:] or '/'}'); give a file name, e.g. {text.rstrip('/' + os.sep) or '.'}{os.sep}NAME"
-    if os.path.isdir(text):
+    if not text:
+        return "an empty output name; give a file name"
+    if text.endswith(("/", os.sep)):
+        return f"{text}: names a folder (it ends with '{text[-1]}'); give a file name, e.g. {text}NAME"
+    if os.path.isdir(text) or Path(text).name in ("", ".", ".."):
         return f"{text}: names a folder; give a file name, e.g. {text.rstrip('/' + os.sep)}{os.sep}NAME"
     return None
 
