@@ -314,3 +314,37 @@ def test_the_min_channels_note_lists_every_clamped_slot(tmp_path) -> None:
     result = slimspec.prune(weights, "slimming", threshold=0.0)
     note = next(note for note in result.notes if "min_channels" in note)
     assert "more" not in note and all(f"cfg[{i}]" in note for i in range(16)), note
+
+
+def test_other_options_that_would_be_ignored_are_refused(run, tmp_path, trained_weights) -> None:
+    weights = trained_weights("digits_vgg")
+    tmp_path = tmp_path / "outputs"
+    tmp_path.mkdir()
+    prune = ("prune", weights, "-m", "l1", "--ratio", "0.3", "--dry-run")
+    for args, word in ((("build", "digits_vgg", "--binary-gates"), "--binary-gates"),  # plain mode has no gates
+                       (("build", "digits_vgg", "--force"), "--force"),  # nothing written
+                       ((*prune, "--out", tmp_path / "p.yaml"), "--out"),
+                       ((*prune, "--weights-out", tmp_path / "p.safetensors"), "--weights-out"),
+                       ((*prune, "--force"), "--force"),
+                       ((*prune, "--seed", "3"), "--seed"),  # l1 draws no random numbers
+                       (("train", "digits_vgg", "--apg-gamma", "0.1", "-o", tmp_path / "r"), "--gates"),
+                       (("train", "digits_vgg", "--binary-gates", "-o", tmp_path / "r"), "--gates"),
+                       (("train", "digits_vgg", "--reference", "vgg16", "-o", tmp_path / "r"), "--scratch B"),
+                       (("train", "digits_vgg", "--scratch", "E", "--weights", weights, "-o", tmp_path / "r"), "--weights")):
+        result = run(*args)
+        assert result.exit_code == 2 and word in result.stderr, (args, result.output)
+        assert not any(tmp_path.iterdir()), args
+    assert run("prune", weights, "-m", "random", "--ratio", "0.3", "--dry-run", "--seed", "3").exit_code == 0
+
+
+def test_prune_warns_about_calibration_and_binary_gates_it_ignores(trained_weights, monkeypatch) -> None:
+    import slimspec.pruning.api as api
+
+    def not_loaded(*_args):
+        raise AssertionError("calibration data loaded for a criterion that never reads it")
+
+    monkeypatch.setattr(api, "_calibration_batches", not_loaded)
+    result = slimspec.prune(trained_weights("digits_vgg"), "l1", ratio=0.3, calibration="digits", binary_gates=True)
+    warnings = [note for note in result.notes if note.startswith("warning:")]
+    assert any("calibration data (digits)" in note and "'l1'" in note for note in warnings), result.notes
+    assert any("binary_gates" in note and "plain" in note for note in warnings), result.notes

@@ -87,6 +87,15 @@ def prune(weights: str, method: str | None, calibration: str | None, data_dir: s
 
     if not dry_run and not out:
         raise click.UsageError("give --out NEW.yaml (or --dry-run)")
+    if dry_run and (out or weights_out or force):  # each would be ignored: --dry-run writes nothing
+        given = [flag for flag, value in (("--out", out), ("--weights-out", weights_out), ("--force", force)) if value]
+        raise click.UsageError(f"--dry-run writes nothing: leave out {', '.join(given)} (or --dry-run)")
+    if seed is not None and method and not calibration and not policy["plan"]:
+        from ..pruning.criteria import get_criterion
+
+        if not get_criterion(method).uses_seed:  # the seed orders calibration data, and draws 'random''s scores
+            raise click.BadParameter(f"method '{method}' draws no random numbers and no --data is read: "
+                                     "leave --seed out", param_hint="--seed")
     keywords = policy_keywords(policy)
     plan = keywords.pop("plan")
     if threads is not None:  # the latency target keys its table by the threads the prune runs on

@@ -86,6 +86,12 @@ def build(spec: str, mode: str, binary_gates: bool, out: str | None, seed: int, 
     """Build the model, run one forward pass on a dummy input, print a Keras-like summary."""
     from contextlib import nullcontext
 
+    if binary_gates and mode != "gated":
+        raise click.BadParameter(f"binarizes gates, which only --mode gated has (this build is {mode})",
+                                 param_hint="--binary-gates")
+    if force and not out:
+        raise click.BadParameter("overwrites --out, and this build writes nothing (give --out FILE)", param_hint="--force")
+
     from ..model import build as build_model
     from ..report.summary import model_summary
     from ..utils.fileio import OutputTransaction

@@ -86,6 +86,14 @@ def train(spec: str | None, data: str, data_dir: str | None, download: bool, run
     else:
         if not spec:
             raise click.UsageError("give SPEC (or --resume RUN_DIR)")
+        # options another option gives meaning to: refused alone rather than ignored
+        if not gates and (apg_gamma is not None or binary_gates):
+            raise click.UsageError(f"{'--apg-gamma' if apg_gamma is not None else '--binary-gates'} trains gates: "
+                                   "give --gates sss")
+        if reference and (scratch or "").upper() != "B":
+            raise click.UsageError("--reference is the parent Scratch-B scales the epochs by: give --scratch B")
+        if scratch and weights:
+            raise click.UsageError("--scratch retrains from a random init and --weights starts from weights: give one")
         result = run_train(spec, data, run_dir or f"runs/{_stem(spec)}", gates=gates, apg_gamma=apg_gamma,
                            binary_gates=binary_gates, weights=weights, scratch=scratch, reference=reference,
                            data_dir=data_dir, download=download, **_config(**values))

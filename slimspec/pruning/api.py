@@ -21,7 +21,7 @@ from ..interop.fx_trace import from_module
 from ..specio.yamlio import update_spec_text
 from ..utils.fileio import sha256_file
 from ..utils.progress import progress
-from .criteria import PruneError, ScoreContext, get_criterion
+from .criteria import Criterion, PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
 from .policy import Decision, decide, fraction_search, keep_count, pattern_check
 from .provenance import provenance_block
@@ -127,6 +127,17 @@ def choose(parent: Spec, scores, options: PruneOptions, criterion, context: Targ
     return decide(ir, scores, policy), policy.ratio
 
 
+def _ignored_notes(options: PruneOptions, criterion: Criterion, source_mode: str) -> list[str]:
+    """A warning for each option this prune would ignore (none is ignored silently)."""
+    notes = []
+    if options.calibration and not criterion.reads_calibration:
+        notes.append(f"warning: calibration data ({options.calibration}) is read by method 'attention' only; "
+                     f"'{criterion.name}' scores the weights alone, so it was not loaded")
+    if options.binary_gates and source_mode != "gated":
+        notes.append(f"warning: binary_gates applies to weights trained with gates; these are {source_mode}: ignored")
+    return notes
+
+
 def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = None, *,
           spec: Spec | str | os.PathLike | None = None, plan: str | os.PathLike | Mapping | None = None,
           input_shape: Sequence[int] | None = None, **overrides: Any) -> PruneResult:
@@ -145,9 +156,13 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     ir = parent.ir
     pattern_check(ir, options.exclude, "exclude")
     pattern_check(ir, list(options.overrides), "overrides")
-    ctx = ScoreContext(ir, state, model, _calibration_batches(options, parent), options.seed)
+    ignored = _ignored_notes(options, criterion, getattr(model, "mode", "plain"))
+    calibration = _calibration_batches(options, parent) if criterion.reads_calibration else None
+    ctx = ScoreContext(ir, state, model, calibration, options.seed)
     if not criterion.structured:
-        return prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
+        result = prune_weights(parent, model, state, criterion.score(ctx), options, weights_sha)
+        result.notes[:0] = ignored
+        return result
 
     # 1. score, 2. decide, 3. write the new spec in the parent's form and layout
     scores = _checked_scores(criterion, ctx, options, parent)
@@ -159,7 +174,7 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
                                       weights_sha=weights_sha, params=params, macs=macs, ratio=ratio,
                                       measured=context.provenance)
     new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
-    notes = degenerate_notes(ir, scores, decision, options.min_channels)
+    notes = ignored + degenerate_notes(ir, scores, decision, options.min_channels)
 
     # 4. transplant: gates folded into their BN first; optionally the removed channels' bias
     source_mode = getattr(model, "mode", "plain")

@@ -31,6 +31,7 @@ def attention_change(maps: torch.Tensor) -> torch.Tensor:
 class Attention(Criterion):
     name = "attention"
     default_scope = "global"
+    reads_calibration = True
 
     @torch.no_grad()
     def score(self, ctx: ScoreContext) -> Scores:

@@ -48,6 +48,8 @@ class Criterion(ABC):
     default_threshold: ClassVar[float | None] = None
     prunes_blocks: ClassVar[bool] = False  # also scores whole residual blocks (SSS block gates)
     needs_gates: ClassVar[bool] = False  # needs weights trained in gated mode
+    reads_calibration: ClassVar[bool] = False  # scores from calibration batches (--data); others never load them
+    uses_seed: ClassVar[bool] = False  # draws its scores from the seed (others read it only for calibration order)
 
     @abstractmethod
     def score(self, ctx: ScoreContext) -> Scores:

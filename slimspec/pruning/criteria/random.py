@@ -10,6 +10,7 @@ from .base import Criterion, ScoreContext, Scores, register_criterion
 class RandomScores(Criterion):
     name = "random"
     default_scope = "layer"
+    uses_seed = True
 
     def score(self, ctx: ScoreContext) -> Scores:
         generator = torch.Generator().manual_seed(ctx.seed)
