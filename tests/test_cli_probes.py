@@ -327,6 +327,7 @@ def test_other_options_that_would_be_ignored_are_refused(run, tmp_path, trained_
                        ((*prune, "--weights-out", tmp_path / "p.safetensors"), "--weights-out"),
                        ((*prune, "--force"), "--force"),
                        ((*prune, "--seed", "3"), "--seed"),  # l1 draws no random numbers
+                       ((*prune, "--data-dir", tmp_path), "--data-dir"),  # no data read
                        (("train", "digits_vgg", "--apg-gamma", "0.1", "-o", tmp_path / "r"), "--gates"),
                        (("train", "digits_vgg", "--binary-gates", "-o", tmp_path / "r"), "--gates"),
                        (("train", "digits_vgg", "--reference", "vgg16", "-o", tmp_path / "r"), "--scratch B"),
@@ -348,3 +349,22 @@ def test_prune_warns_about_calibration_and_binary_gates_it_ignores(trained_weigh
     warnings = [note for note in result.notes if note.startswith("warning:")]
     assert any("calibration data (digits)" in note and "'l1'" in note for note in warnings), result.notes
     assert any("binary_gates" in note and "plain" in note for note in warnings), result.notes
+
+
+def test_plot_threshold_must_be_finite(run, tmp_path, trained_weights) -> None:
+    out = tmp_path / "g.svg"
+    line = _one_error_line(run("plot", "gammas", trained_weights("digits_vgg"), "--threshold", "nan", "-o", out))
+    assert "finite" in line and not out.exists()
+
+
+def test_a_training_state_holding_objects_is_refused_without_advice_to_unpickle(tmp_path) -> None:
+    from fractions import Fraction
+
+    from slimspec.errors import TrainingError
+    from slimspec.training.loop import load_state
+
+    torch.save({"version": 1, "extra": Fraction(1, 3)}, tmp_path / "state.pt")
+    with pytest.raises(TrainingError) as caught:
+        load_state(tmp_path / "state.pt")
+    (line,) = caught.value.lines()
+    assert "fractions.Fraction" in line and "weights_only" not in line and ESC not in line and "\\x1b" not in line

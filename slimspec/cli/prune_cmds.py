@@ -90,6 +90,9 @@ def prune(weights: str, method: str | None, calibration: str | None, data_dir: s
     if dry_run and (out or weights_out or force):  # each would be ignored: --dry-run writes nothing
         given = [flag for flag, value in (("--out", out), ("--weights-out", weights_out), ("--force", force)) if value]
         raise click.UsageError(f"--dry-run writes nothing: leave out {', '.join(given)} (or --dry-run)")
+    if data_dir and not calibration and not eval_data and not policy["plan"]:
+        raise click.BadParameter("is where --data or --eval-data are read from, and neither is given",
+                                 param_hint="--data-dir")
     if seed is not None and method and not calibration and not policy["plan"]:
         from ..pruning.criteria import get_criterion
 
