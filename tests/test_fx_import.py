@@ -172,47 +172,47 @@ def _error(module: nn.Module, shape=SHAPE) -> str:
     return message
 
 
-class Tanh(nn.Module):
+class Erf(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
 
     def forward(self, x):
-        x = torch.tanh(self.conv(x))
+        x = torch.erf(self.conv(x))
         return self.fc(x.mean((2, 3)))
 
 
-class Gelu(Tanh):
+class Softplus(Erf):
     def __init__(self):
         super().__init__()
-        self.act = nn.GELU()
+        self.act = nn.Softplus()
 
     def forward(self, x):
         return self.fc(self.act(self.conv(x)).mean((2, 3)))
 
 
-class Shared(Tanh):
+class Shared(Erf):
     def forward(self, x):
         return self.fc(self.conv(self.conv(x)[:, :3]).mean((2, 3)))
 
 
-class Branchy(Tanh):
+class Branchy(Erf):
     def forward(self, x):
         if x.sum() > 0:
             x = -x
         return self.fc(self.conv(x).mean((2, 3)))
 
 
-class NoHead(Tanh):
+class NoHead(Erf):
     def forward(self, x):
         return self.conv(x).mean((2, 3))
 
 
 def test_unsupported_node_is_named_with_its_line():
-    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "torch.tanh(self.conv" in text)
-    assert _error(Tanh()).startswith(f"cannot import Tanh: torch.tanh at test_fx_import.py:{line} "
-                                     "(x = torch.tanh(self.conv(x))) is not expressible in a slimspec spec")
-    assert _error(Gelu()).startswith("cannot import Gelu: module 'act' (GELU) at test_fx_import.py:")
+    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "torch.erf(self.conv" in text)
+    assert _error(Erf()).startswith(f"cannot import Erf: torch.erf at test_fx_import.py:{line} "
+                                    "(x = torch.erf(self.conv(x))) is not expressible in a slimspec spec")
+    assert _error(Softplus()).startswith("cannot import Softplus: module 'act' (Softplus) at test_fx_import.py:")
 
 
 class SqueezeExcite(nn.Module):
@@ -224,7 +224,7 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
 
 
-class WithSE(Tanh):
+class WithSE(Erf):
     def __init__(self):
         super().__init__()
         self.se = SqueezeExcite()
@@ -250,7 +250,7 @@ def test_inexpressible_modules_are_refused_in_one_line(module, expected):
 
 
 def test_shared_weights_are_refused():
-    class Twice(Tanh):
+    class Twice(Erf):
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(3, 3, 3, padding=1)

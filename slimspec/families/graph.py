@@ -81,12 +81,12 @@ def layer_list_schema(arch: str, with_from: bool) -> tuple[dict, dict]:
     }
     defs = {layer: {
         "anyOf": [
-            {"type": "string", "enum": bare},
+            {"type": "string", "enum": bare, "title": "a layer name"},
             {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
              "title": "a one-key mapping such as {conv: 16}",
              "properties": {name: _kind_schema(kind, with_from) for name, kind in kinds.items()}},
         ],
-        "title": f"{', '.join(repr(k) for k in bare)} or a one-key mapping such as {{conv: 16}}",
+        "title": "a layer name such as 'relu' or a one-key mapping such as {conv: 16}",
     }}
     return schema, defs
 

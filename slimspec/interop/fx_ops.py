@@ -302,8 +302,25 @@ def _module_from_table(kind: OpKind) -> ModuleHandler:
 
 
 def _call_from_table(kind: OpKind) -> CallHandler:
+    """A function or method call of a table kind: its options from the arguments the kind declares."""
+    by_position = {pos: key for key, (pos, _) in kind.imports.call_args.items()}
+    by_keyword = {kw: key for key, (_, kw) in kind.imports.call_args.items()}
+
     def handler(trace: Trace, node: fx.Node) -> None:
-        trace.add(node, kind.name, {}, [node.args[0]])
+        opts: dict[str, Any] = {}
+        for position, value in enumerate(node.args[1:], start=1):
+            if position not in by_position:
+                raise Unsupported(node, f"passes an argument {kind.name} takes no option for")
+            opts[by_position[position]] = value
+        for keyword, value in node.kwargs.items():
+            if keyword == "inplace":
+                continue
+            if keyword not in by_keyword:
+                raise Unsupported(node, f"passes {keyword}=, which {kind.name} takes no option for")
+            opts[by_keyword[keyword]] = value
+        if any(isinstance(value, fx.Node) for value in opts.values()):
+            raise Unsupported(node, "takes an option computed by the network (only constants are expressible)")
+        trace.add(node, kind.name, _without_defaults(kind.name, opts), [node.args[0]])
     return handler
 
 

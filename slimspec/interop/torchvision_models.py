@@ -23,9 +23,6 @@ from ..weights import WeightsError, read_state_dict, state_problems, with_module
 ImportFn = Callable[[nn.Module, str], tuple[dict, dict[str, str]]]
 
 
-ImportModelError = ModelImportError  # the name this module used before errors.py
-
-
 def _resnet(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
@@ -40,7 +37,7 @@ def _resnet(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
         blocks = []
         for b, block in enumerate(layer):
             if not isinstance(block, (BasicBlock, Bottleneck)):
-                raise ImportModelError(f"{name}: layer{s}.{b} is a {type(block).__name__}")
+                raise ModelImportError(f"{name}: layer{s}.{b} is a {type(block).__name__}")
             blocks.append([block.conv1.out_channels, block.conv2.out_channels] if bottleneck
                           else block.conv1.out_channels)
             if block.downsample is not None:
@@ -72,11 +69,11 @@ def _vgg(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
     bias = all(m.bias is not None for m in convs)
     if any((m.bias is not None) != bias for m in convs):
-        raise ImportModelError(f"{name}: some convolutions have a bias and some do not")
+        raise ModelImportError(f"{name}: some convolutions have a bias and some do not")
     for index, module in enumerate(model.features):
         if isinstance(module, nn.Conv2d):
             if module.kernel_size != (3, 3) or module.padding != (1, 1):
-                raise ImportModelError(f"{name}: features.{index} is not a 3x3 pad-1 convolution")
+                raise ModelImportError(f"{name}: features.{index} is not a 3x3 pad-1 convolution")
             renames[f"features.{index}."] = f"features.{len(cfg)}.conv."
             cfg.append(module.out_channels)
         elif isinstance(module, nn.BatchNorm2d):
@@ -105,7 +102,7 @@ def _mobilenet_v2(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
 
     stem, *blocks, head = list(model.features)
     if not all(isinstance(block, InvertedResidual) for block in blocks):
-        raise ImportModelError(f"{name}: features[1:-1] are not all InvertedResidual blocks")
+        raise ModelImportError(f"{name}: features[1:-1] are not all InvertedResidual blocks")
     stages: list[dict[str, Any]] = []
     inp = stem[0].out_channels
     for block in blocks:
@@ -121,7 +118,7 @@ def _mobilenet_v2(model: nn.Module, name: str) -> tuple[dict, dict[str, str]]:
         stage["expand"].append(hidden)
         stage["ins"].append(inp)
         if block.use_res_connect != (stride == 1 and inp == out):
-            raise ImportModelError(f"{name}: a block's residual add does not follow torchvision's rule")
+            raise ModelImportError(f"{name}: a block's residual add does not follow torchvision's rule")
         inp = out
     for stage in stages:  # expansion widths are written only where round(in * t) does not give them
         ins = stage.pop("ins")
@@ -156,7 +153,7 @@ def replace_head(model: nn.Module, num_classes: int, name: str) -> None:
     """Swap the last ``nn.Linear`` for a freshly initialized one with ``num_classes`` outputs."""
     path = next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
     if path is None:
-        raise ImportModelError(f"{name}: no nn.Linear classifier to give {num_classes} classes")
+        raise ModelImportError(f"{name}: no nn.Linear classifier to give {num_classes} classes")
     old = model.get_submodule(path)
     parent, _, leaf = path.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf,
@@ -182,7 +179,7 @@ def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
     import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
-        raise ImportModelError(f"torchvision has no classification model '{name}'")
+        raise ModelImportError(f"torchvision has no classification model '{name}'")
     factory = getattr(torchvision.models, name)
     if not pretrained:
         return factory(weights=None)
@@ -228,7 +225,7 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
     source = f"torchvision:{name}"
     shape = check_input_shape(input_shape if input_shape is not None else (3, 224, 224), source)
     if spec_name is not None and not spec_name.strip():
-        raise ImportModelError(f"{source}: the spec name is empty (leave it out for '{name}')")
+        raise ModelImportError(f"{source}: the spec name is empty (leave it out for '{name}')")
     with seeded(seed):
         if model is None:
             model = _torchvision_model(name, pretrained)
@@ -236,7 +233,7 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
             replace_head(model, int(num_classes), name)
     first = _first_conv(model)
     if first is not None and first[1].in_channels != shape[0]:
-        raise ImportModelError(f"{source}: the input {','.join(map(str, shape))} has {shape[0]} channel(s), but the "
+        raise ModelImportError(f"{source}: the input {','.join(map(str, shape))} has {shape[0]} channel(s), but the "
                                f"model's first convolution {first[0]} takes {first[1].in_channels} "
                                f"(e.g. {first[1].in_channels},{shape[1]},{shape[2]})")
     if state_dict is not None:
@@ -261,6 +258,6 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
 
     expected = sum(p.numel() for p in model.parameters())
     if count_params(spec.ir) != expected:
-        raise ImportModelError(f"{source}: the spec has {count_params(spec.ir):,} parameters, the model "
+        raise ModelImportError(f"{source}: the spec has {count_params(spec.ir):,} parameters, the model "
                                f"{expected:,} (input {list(shape)} does not give the feature map its classifier expects)")
     return spec, _rename(model.state_dict(), renames)

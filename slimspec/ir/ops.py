@@ -96,8 +96,11 @@ class Imports:
     """The torch callables the fx importer maps to a kind, as dotted names (resolved there, lazily)."""
 
     modules: tuple[str, ...] = ()  # classes, e.g. "torch.nn.GELU" (options read off ``module_args``)
-    functions: tuple[str, ...] = ()  # e.g. "torch.nn.functional.gelu" (tensor argument only)
+    functions: tuple[str, ...] = ()  # e.g. "torch.nn.functional.gelu" (their in-place "gelu_" too)
     methods: tuple[str, ...] = ()  # tensor methods, e.g. "sigmoid" (their in-place "sigmoid_" too)
+    # option -> (position after the tensor, keyword) of a function's or method's argument that sets it;
+    # any other argument makes the call unexpressible
+    call_args: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,10 +201,22 @@ _POOL = LayerForm(
                                                      at=at))
 
 
-def _activation(name: str, module: str, functions: Sequence[str] = (), methods: Sequence[str] = ()) -> OpKind:
-    """An element-wise activation: one entry, no options, written as a bare string."""
-    return OpKind(name, identity=True, layer=LayerForm(bare=True), module=module,
-                  imports=Imports((module,), tuple(functions), tuple(methods)))
+def _activation(name: str, module: str, functions: Sequence[str] = (), methods: Sequence[str] = (),
+                **options: tuple[str, dict, int]) -> OpKind:
+    """An element-wise activation: one entry, written as a bare string when its options keep their defaults.
+
+    ``options``: spec option -> (torch's keyword, its JSON Schema with the default, its position in the
+    functional call after the tensor).
+    """
+    return OpKind(name, identity=True, layer=LayerForm({key: schema for key, (_, schema, _) in options.items()},
+                                                       bare=True),
+                  module=module, module_args={key: kw for key, (kw, _, _) in options.items()},
+                  imports=Imports((module,), tuple(functions), tuple(methods),
+                                  {key: (pos, kw) for key, (kw, _, pos) in options.items()}))
+
+
+def _number(default: float, title: str, **bounds: float) -> dict:
+    return {"type": "number", "default": default, "title": title, **bounds}
 
 
 _OPS: tuple[OpKind, ...] = (
@@ -226,6 +241,17 @@ _OPS: tuple[OpKind, ...] = (
     _activation("silu", "torch.nn.SiLU", ("torch.nn.functional.silu",)),
     _activation("hardswish", "torch.nn.Hardswish", ("torch.nn.functional.hardswish",)),
     _activation("sigmoid", "torch.nn.Sigmoid", ("torch.sigmoid", "torch.nn.functional.sigmoid"), ("sigmoid",)),
+    _activation("tanh", "torch.nn.Tanh", ("torch.tanh", "torch.nn.functional.tanh"), ("tanh",)),
+    _activation("gelu", "torch.nn.GELU", ("torch.nn.functional.gelu",),
+                approximate=("approximate", {"enum": ["none", "tanh"], "default": "none", "title": "'none' or 'tanh'"},
+                             1)),
+    _activation("hardsigmoid", "torch.nn.Hardsigmoid", ("torch.nn.functional.hardsigmoid",)),
+    _activation("mish", "torch.nn.Mish", ("torch.nn.functional.mish",)),
+    _activation("leaky_relu", "torch.nn.LeakyReLU", ("torch.nn.functional.leaky_relu",),
+                slope=("negative_slope", _number(0.01, "a number"), 1)),
+    _activation("elu", "torch.nn.ELU", ("torch.nn.functional.elu",), alpha=("alpha", _number(1.0, "a number"), 1)),
+    _activation("hardtanh", "torch.nn.Hardtanh", ("torch.nn.functional.hardtanh",),
+                min=("min_val", _number(-1.0, "a number"), 1), max=("max_val", _number(1.0, "a number"), 2)),
     OpKind("identity", identity=True, transparent=True, layer=LayerForm(bare=True), module="torch.nn.Identity",
            imports=Imports(("torch.nn.Identity",))),
     OpKind("dropout", identity=True, transparent=True, module="torch.nn.Dropout", module_args={"p": "p"},
