@@ -178,3 +178,38 @@ def test_an_unregistered_op_is_gone_everywhere(runtime_ops):
 def test_the_table_refuses_a_second_entry_of_a_name():
     with pytest.raises(ValueError, match="already in the op table"):
         register_op(OPS["relu"])
+
+
+ACTIVATIONS = sorted(name for name, op in OPS.items()
+                     if op.identity and op.layer is not None and op.layer.bare and op.module and not op.transparent)
+
+
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+def test_every_activation_builds_imports_and_prunes_exactly(kind):
+    """Each element-wise kind of the table: its module is the torch class, it imports back from that class,
+    and an l1 prune of a net using it equals the masked original."""
+    text = f"""slimspec: 1
+name: act
+arch: graph
+input: [3, 8, 8]
+num_classes: 4
+layers:
+  - conv: {{out: 8, kernel: 3, padding: 1}}
+  - bn
+  - {kind}
+  - conv: {{out: 6, kernel: 3, padding: 1}}
+  - {kind}
+  - adaptive_avgpool: 1
+  - flatten
+"""
+    model = randomize(slimspec.build(text, seed=0))
+    assert type(model.get_submodule("layers.2")).__name__ == OPS[kind].module.rsplit(".", 1)[1]
+    result = slimspec.prune(model, method="l1", ratio=0.5, scope="layer")
+    masked = slimspec.build(text, "masked")
+    masked.load_state_dict(model.state_dict(), strict=False)
+    masked = apply_channel_masks(masked, model.spec.ir, result.decision.kept).eval()
+    x = torch.randn(4, 3, 8, 8)
+    torch.testing.assert_close(result.model.eval()(x), masked(x), atol=1e-5, rtol=1e-5)
+    spec, imported = from_module(model, (3, 8, 8))  # back from the torch modules
+    assert spec.data["layers"][2] == kind
+    torch.testing.assert_close(imported.eval()(x), model(x))
