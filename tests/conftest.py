@@ -57,3 +57,12 @@ def trained_weights(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """``(folder, output)`` of one ``slimspec demo`` run, shared by the tests that read it."""
+    out = tmp_path_factory.mktemp("demo") / "run"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, result.output

@@ -11,12 +11,9 @@ from slimspec.cli.main import cli
 from slimspec.weights import read_weights
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "run"
-    result = CliRunner().invoke(cli, ["demo", "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out, result.output
+@pytest.fixture
+def demo(demo_run):
+    return demo_run
 
 
 def test_demo_bar(demo):

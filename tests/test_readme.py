@@ -1,0 +1,174 @@
+"""The README's examples are what the commands print.
+
+Every fenced block without a language (or ``diff``) in README.md is output a user would see. Each one
+carries a marker on the line before it: ``<!-- readme-check: ID -->`` names the check below that
+re-runs the commands on a clean checkout and compares; ``<!-- readme-check: machine-dependent -->``
+marks timings and figures that differ from machine to machine; ``<!-- readme-check: diagram -->``
+marks text that is not command output. Deterministic examples are compared exactly, except where
+the README writes ``...`` for lines left out (then the lines shown must appear, in order).
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, cli_run
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+MARKER = re.compile(r"<!-- readme-check: ([\w-]+) -->")
+KINDS_NOT_CHECKED = {"machine-dependent", "diagram"}
+
+
+def blocks() -> list[tuple[str | None, str, str, int]]:
+    """``(marker, language, body, line)`` of every fenced block."""
+    found, lines, i = [], README.splitlines(), 0
+    while i < len(lines):
+        if lines[i].startswith("```"):
+            language, start = lines[i][3:].strip(), i
+            j = i + 1
+            while not lines[j].startswith("```"):
+                j += 1
+            previous = next((lines[k] for k in range(start - 1, -1, -1) if lines[k].strip()), "")
+            marker = MARKER.fullmatch(previous.strip())
+            found.append((marker.group(1) if marker else None, language, "\n".join(lines[start + 1:j]), start + 1))
+            i = j + 1
+        else:
+            i += 1
+    return found
+
+
+def block(check: str) -> str:
+    bodies = [body for marker, _, body, _ in blocks() if marker == check]
+    assert len(bodies) == 1, f"README has {len(bodies)} blocks marked {check}"
+    return bodies[0]
+
+
+def output_of(body: str) -> tuple[list[str], str]:
+    """The ``$ command`` lines of a transcript and the output after them."""
+    lines = body.splitlines()
+    commands = [line[2:] for line in lines if line.startswith("$ ")]
+    return commands, "\n".join(line for line in lines if not line.startswith("$ "))
+
+
+def assert_shown(expected: str, actual: str) -> None:
+    """``expected`` equals ``actual``; a ``...`` line in it stands for any run of lines."""
+    parts = [p.strip("\n") for p in re.split(r"^\s*\.\.\.\s*$", expected, flags=re.M)]
+    if len(parts) == 1:
+        assert actual.strip("\n") == expected.strip("\n")
+        return
+    position = 0
+    for part in parts:
+        if not part:
+            continue
+        found = actual.find(part, position)
+        assert found >= 0, f"README lines not in the output (in this order):\n{part}\n--- output ---\n{actual}"
+        position = found + len(part)
+
+
+def test_every_output_block_is_checked_or_marked():
+    checks = {name[len("test_readme_"):].replace("_", "-") for name in globals() if name.startswith("test_readme_")}
+    for marker, language, body, line in blocks():
+        if language in ("", "diff"):
+            assert marker is not None, f"README.md:{line}: an output block without a readme-check marker"
+        if marker is not None:
+            assert marker in checks | KINDS_NOT_CHECKED, f"README.md:{line}: no check named {marker}"
+
+
+# -- the checks -----------------------------------------------------------------------------------
+def test_readme_validate_bad_spec(tmp_path, monkeypatch):
+    (tmp_path / "bad.yaml").write_text(block("bad-spec") + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    (command,), expected = output_of(block("validate-bad-spec"))
+    result = cli_run(*command.split()[1:])
+    assert result.exit_code == 1
+    assert_shown(expected, result.output)
+
+
+def test_readme_bad_spec():
+    assert "haed:" in block("bad-spec")  # the input of the validate example, shown before it
+
+
+@pytest.fixture(scope="module")
+def my_net(tmp_path_factory):
+    """The README's own commands on examples/my_net.py, run from a copy of the repository's examples."""
+    work = tmp_path_factory.mktemp("my_net")
+    shutil.copytree(ROOT / "examples", work / "examples")
+    cwd = Path.cwd()
+    import os
+    os.chdir(work)
+    try:
+        assert cli_run("import", "python:examples.my_net:build", "--input", "3,32,32", "--out", "my_net.yaml").exit_code == 0
+        result = cli_run("prune", "my_net.safetensors", "--method", "l1", "--target", "macs=0.5",
+                         "--out", "my_net_half.yaml")
+        assert result.exit_code == 0, result.output
+        diff = cli_run("diff", "my_net.yaml", "my_net_half.yaml")
+    finally:
+        os.chdir(cwd)
+    return work, diff.output
+
+
+def test_readme_my_net_spec(my_net):
+    work, _ = my_net
+    assert_shown(block("my-net-spec"), (work / "my_net.yaml").read_text(encoding="utf-8"))
+
+
+def test_readme_my_net_diff(my_net):
+    _, output = my_net
+    commands, expected = output_of(block("my-net-diff"))
+    assert commands == ["slimspec diff my_net.yaml my_net_half.yaml"]
+    assert_shown(expected, output)
+
+
+def test_readme_demo_table(demo_run):
+    out, _ = demo_run
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    rows = [line.split() for line in block("demo-table").splitlines()[2:]]
+    for name, params, macs, accuracy, _latency in rows:  # latency: machine-dependent
+        assert (params, macs, accuracy) == (f"{summary[name]['params']:,}", f"{summary[name]['macs']:,}",
+                                             f"{summary[name]['accuracy']:.2f}")
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False).stdout
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_readme_demo_diff(demo_run, tmp_path):
+    out, _ = demo_run
+    shutil.copytree(out, tmp_path / "slimspec-demo", ignore=shutil.ignore_patterns("*.png", "*.safetensors", "*.pt"))
+    (command,), expected = output_of(block("demo-diff"))
+    actual = _git(*command.split()[1:], cwd=tmp_path)
+    assert_shown(expected, "\n".join(actual.splitlines()[4:]))  # after the diff/index/---/+++ header lines
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_readme_textconv_diff(demo_run, tmp_path, monkeypatch):
+    out, _ = demo_run
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(out / "digits_vgg.yaml", repo / "digits_vgg.yaml")
+    (repo / "slimspec-demo").mkdir()
+    shutil.copy(out / "digits_vgg_pruned.yaml", repo / "slimspec-demo" / "digits_vgg_pruned.yaml")
+    _git("init", "-q", cwd=repo)
+    _git("-c", "user.email=t@t", "-c", "user.name=t", "add", "digits_vgg.yaml", cwd=repo)
+    _git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "parent", cwd=repo)
+    monkeypatch.chdir(repo)
+    setup, copy = output_of(block("textconv-diff"))[0]
+    assert cli_run(*setup.split()[1:]).exit_code == 0
+    shutil.copy(repo / "slimspec-demo" / "digits_vgg_pruned.yaml", repo / "digits_vgg.yaml")
+    actual = _git("diff", "digits_vgg.yaml", cwd=repo)
+    assert_shown(output_of(block("textconv-diff"))[1], "\n".join(actual.splitlines()[4:]))
+
+
+def test_readme_sensitivity(demo_run):
+    out, _ = demo_run
+    (command,), expected = output_of(block("sensitivity"))
+    args = [str(out / a[len("slimspec-demo/"):]) if a.startswith("slimspec-demo/") else a for a in command.split()[1:]]
+    result = cli_run(*args)
+    assert result.exit_code == 0, result.output
+    assert_shown(expected, result.stdout)
