@@ -14,6 +14,9 @@ from slimspec.cli.main import cli
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 DIGITS_SPECS = sorted(p.stem for p in SPECS.glob("digits_*.yaml"))
+# torch's thread count in a fresh process (what `slimspec demo` gets), read before any test changes it:
+# float sums, and so trained weights, depend on it, and the README's demo figures are a fresh run's
+DEFAULT_THREADS = torch.get_num_threads()
 ALL_SPECS = sorted(p.stem for p in SPECS.glob("*.yaml"))
 
 
@@ -63,6 +66,7 @@ def trained_weights(tmp_path):
 def demo_run(tmp_path_factory):
     """``(folder, output)`` of one ``slimspec demo`` run, shared by the tests that read it."""
     out = tmp_path_factory.mktemp("demo") / "run"
-    result = CliRunner().invoke(cli, ["demo", "--out", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--threads", str(DEFAULT_THREADS)],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out, result.output

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, cli_run
+from .conftest import DEFAULT_THREADS, ROOT, cli_run
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MARKER = re.compile(r"<!-- readme-check: ([\w-]+) -->")
@@ -169,6 +169,6 @@ def test_readme_sensitivity(demo_run):
     out, _ = demo_run
     (command,), expected = output_of(block("sensitivity"))
     args = [str(out / a[len("slimspec-demo/"):]) if a.startswith("slimspec-demo/") else a for a in command.split()[1:]]
-    result = cli_run(*args)
+    result = cli_run(*args, "--threads", DEFAULT_THREADS)  # as a fresh process would run it
     assert result.exit_code == 0, result.output
     assert_shown(expected, result.stdout)
