@@ -25,6 +25,16 @@ def cli_run(*args: object, catch_exceptions: bool = False) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=catch_exceptions)
 
 
+def one_line_error(result: Result, *fragments: str) -> str:
+    """The command failed with exit 1 and one ``error:`` line holding every fragment; that line."""
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 @pytest.fixture
 def run():
     """``run(*args)``: the CLI, as :func:`cli_run`."""

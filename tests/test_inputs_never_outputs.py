@@ -15,7 +15,7 @@ import slimspec
 from slimspec.errors import OutputConflictError, TrainingError
 from slimspec.training.run_folder import RunFolder
 
-from .conftest import SPECS, cli_run as invoke, randomize
+from .conftest import SPECS, cli_run as invoke, one_line_error, randomize
 
 DATA = Path(__file__).parent / "data"
 
@@ -23,15 +23,6 @@ DATA = Path(__file__).parent / "data"
 def listing(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (hidden ones too) with its bytes."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def weights_file(path: Path, spec: str = "digits_mlp", seed: int = 0) -> Path:

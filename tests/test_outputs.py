@@ -15,7 +15,7 @@ from slimspec.errors import OutputConflictError, OutputExistsError
 from slimspec.utils.fileio import OutputTransaction, sha256_file
 from slimspec.weights import embedded_spec_text, read_weights
 
-from .conftest import SPECS, cli_run as invoke, randomize
+from .conftest import SPECS, cli_run as invoke, one_line_error, randomize
 
 
 def listing(folder: Path) -> dict[str, bytes]:
@@ -29,15 +29,6 @@ def weights(tmp_path) -> Path:
     path = tmp_path / "in.safetensors"
     slimspec.save_weights(model, model.spec, path)
     return path
-
-
-def one_line_error(result, *fragments: str) -> str:
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # ------------------------------------------------------------------ the transaction API

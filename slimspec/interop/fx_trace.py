@@ -27,6 +27,7 @@ from ..document import Spec, spec_from_text
 from ..errors import ModelImportError
 from ..ir.ops import OPS
 from ..nn.net import SpecNet
+from ..utils.text import listing
 from ..weights import nonfinite
 from ..specio.yamlio import format_spec
 from .fx_ops import SHAPE, Unsupported, callable_name, expressible, function_handler, method_handler, module_handler, mutates
@@ -316,8 +317,7 @@ def _state(module: nn.Module, trace: Trace, head: str, label: str) -> dict[str, 
             state[f"{new}.{key}"] = tensor.detach().cpu().clone()
     bad = nonfinite(state)
     if bad:
-        shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
-        raise ModelImportError(f"cannot import {label}: the weights hold NaN or inf values in {shown}")
+        raise ModelImportError(f"cannot import {label}: the weights hold NaN or inf values in {listing(bad, 8)}")
     return state
 
 

@@ -21,11 +21,13 @@ from ..interop.fx_trace import from_module
 from ..specio.yamlio import update_spec_text
 from ..utils.fileio import sha256_file
 from ..utils.progress import progress
+from ..utils.text import listing
+from ..weights import nonfinite
 from .criteria import Criterion, PruneError, ScoreContext, get_criterion
 from .options import PruneOptions
 from .policy import Decision, decide, fraction_search, keep_count, pattern_check
 from .provenance import provenance_block
-from .report import degenerate_notes, listing, slot_rows
+from .report import degenerate_notes, slot_rows
 from .result import PruneResult
 from .targets import TargetContext, get_target
 from .transplant import fold_gates, fold_removed_bias, transplant
@@ -78,7 +80,7 @@ def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str 
 
 def _check_finite(state: Mapping[str, torch.Tensor]) -> None:
     """Refuse weights holding NaN or inf (a diverged run): every score computed from them would lie."""
-    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    bad = nonfinite(state)
     if bad:
         raise PruneError(f"the weights hold NaN or inf values in {listing(bad, 8)} (a diverged run?); "
                          "prune a good checkpoint instead")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..ir import IR
 from ..utils.tables import format_table
+from ..utils.text import listing
 
 if TYPE_CHECKING:
     import torch
@@ -39,13 +40,6 @@ def prune_table(rows: list[SlotRow], changed_only: bool = False) -> str:
     shown = [r for r in rows if r.after != r.before] if changed_only else rows
     return format_table(["slot", "kind", "before", "after", "kept %"],
                         [[r.slot, r.kind, r.before, r.after, f"{r.kept_percent:.1f}"] for r in shown])
-
-
-def listing(paths: list[str], limit: int | None = 12) -> str:
-    """``a, b, c ... and N more``: the first ``limit`` paths, then how many were left out (``None``: all)."""
-    if limit is None or len(paths) <= limit:
-        return ", ".join(paths)
-    return ", ".join(paths[:limit]) + f" ... and {len(paths) - limit} more"
 
 
 def degenerate_notes(ir: IR, scores: Mapping[str, torch.Tensor], decision: Decision, min_channels: int) -> list[str]:
