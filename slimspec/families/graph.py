@@ -328,10 +328,6 @@ class Graph(Family):
                     item[key] = resized.cin[i]
         return new
 
-    def legacy_names(self, ir: IR) -> dict[str, str]:
-        """Module names of earlier releases -> today's (see :meth:`Family.legacy_names`)."""
-        return {}
-
 
 @register_family
 class Sequential(Graph):
@@ -341,7 +337,7 @@ class Sequential(Graph):
     with_from = False
 
     def legacy_names(self, ir: IR) -> dict[str, str]:
-        """Until 0.1's layer-vocabulary change a sequential gate was ``slots.<i>.gate``, named after the layer
+        """Before sequential became graph without ``from``, a sequential gate was ``slots.<i>.gate``, named after the layer
         that produces its slot; it is now ``gates.<j>``, named after the layer whose output it gates."""
         names: dict[str, str] = {}
         for node in ir.nodes_of("gate"):  # the producer of a gate's slot: the layer whose output axis starts it
