@@ -337,8 +337,8 @@ class Sequential(Graph):
     with_from = False
 
     def legacy_names(self, ir: IR) -> dict[str, str]:
-        """Before sequential became graph without ``from``, a sequential gate was ``slots.<i>.gate``, named after the layer
-        that produces its slot; it is now ``gates.<j>``, named after the layer whose output it gates."""
+        """Before sequential became graph without ``from``, a sequential gate was ``slots.<i>.gate``, named
+        after the layer producing its slot; it is now ``gates.<j>``, after the layer whose output it gates."""
         names: dict[str, str] = {}
         for node in ir.nodes_of("gate"):  # the producer of a gate's slot: the layer whose output axis starts it
             producer = next(n for n in ir.nodes if n.axis == node.axis and n.in_axis != n.axis and n.op != "gate")
