@@ -18,6 +18,7 @@ from .families import get_family
 from .ir import count_params
 from .nn import LAYER_SETS, SpecNet, init_weights
 from .nn.net import make_module
+from .utils.names import rename_prefix
 from .specio.limits import MAX_PARAMS, MAX_PARAMS_ENV
 from .weights import check_state_matches, embedded_spec_text, read_weights, save_weights as _save_weights
 
@@ -100,11 +101,10 @@ def migrate_names(spec: Spec, tensors: dict[str, torch.Tensor]) -> dict[str, tor
     """``tensors`` under today's module names, where they were saved under an earlier release's
     (:meth:`~slimspec.families.Family.legacy_names`: a ``sequential`` spec's gated or masked
     weights from before its gates were named ``gates.<i>``)."""
-    renames = get_family(spec.arch).legacy_names(spec.ir)
-    if not renames or not any(name.rsplit(".", 1)[0] in renames for name in tensors):
+    prefixes = {f"{old}.": f"{new}." for old, new in get_family(spec.arch).legacy_names(spec.ir).items()}
+    if not any(name.startswith(tuple(prefixes)) for name in tensors):
         return tensors
-    return {renames.get(name.rsplit(".", 1)[0], name.rsplit(".", 1)[0]) + "." + name.rsplit(".", 1)[1]: tensor
-            for name, tensor in tensors.items()}
+    return {rename_prefix(name, prefixes): tensor for name, tensor in tensors.items()}
 
 
 def build_from_state(spec: Spec | str | os.PathLike, tensors: dict[str, torch.Tensor], mode: str = "plain", *,

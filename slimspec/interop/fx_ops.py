@@ -13,7 +13,6 @@ user's source line.
 """
 from __future__ import annotations
 
-import importlib
 import operator
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..ir.ops import OPS, OpKind, table_version
+from ..utils.names import resolve_dotted
 
 if TYPE_CHECKING:
     from .fx_trace import Trace
@@ -275,16 +275,6 @@ def mutates(gm: fx.GraphModule, node: fx.Node) -> bool:
 
 
 # -- the tables, with the op table's simple kinds ---------------------------------------------------
-def _resolve(dotted: str) -> Any:
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def _resolve_or_none(dotted: str) -> Any:
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name, None)
-
-
 def callable_name(function: Any) -> str:
     """``F.relu``, ``torch.cat``, ``operator.add``: how a user wrote the call."""
     module = getattr(function, "__module__", None) or "builtin"
@@ -329,10 +319,10 @@ def _tables(version: int) -> tuple[dict[type, ModuleHandler], dict[Any, CallHand
     modules, functions, methods = {}, {}, {}
     for kind in OPS.values():
         for dotted in kind.imports.modules:
-            modules[_resolve(dotted)] = _module_from_table(kind)
+            modules[resolve_dotted(dotted)] = _module_from_table(kind)
         for dotted in kind.imports.functions:
-            functions[_resolve(dotted)] = _call_from_table(kind)
-            inplace = _resolve_or_none(f"{dotted}_")  # torch.relu_, F.relu_: the same kind, in place
+            functions[resolve_dotted(dotted)] = _call_from_table(kind)
+            inplace = resolve_dotted(f"{dotted}_", missing_ok=True)  # torch.relu_, F.relu_: the same kind, in place
             if inplace is not None:
                 functions[inplace] = _call_from_table(kind)
         for name in kind.imports.methods:

@@ -22,7 +22,6 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int =
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-
 class IRBuilder:
     """Accumulates slots and nodes for one network."""
 

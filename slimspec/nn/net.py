@@ -15,9 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import importlib
-from functools import lru_cache
-
 import torch
 from torch import nn
 
@@ -27,6 +24,7 @@ from ..ir.ops import OPS
 from .layers import LAYER_SETS, PlainLayers
 from .ops import ChannelSelect, GlobalAvgPool, ShortcutA
 from ..errors import SpecError, SpecIssue
+from ..utils.names import resolve_dotted
 from ..utils.progress import progress
 
 Factory = Callable[[IR, Node, PlainLayers], nn.Module]
@@ -42,13 +40,6 @@ def _pool(cls: type[nn.Module]) -> Factory:
     return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"), node.attr("padding"))
 
 
-@lru_cache(maxsize=None)
-def torch_class(dotted: str) -> type[nn.Module]:
-    """``"torch.nn.GELU"`` -> the class (the op table names torch classes; it never imports torch)."""
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 def make_module(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
     """The module of one IR node: its factory, else the torch class its op-table entry names."""
     if node.op in MODULE_FACTORIES:
@@ -56,7 +47,7 @@ def make_module(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
     kind = OPS[node.op]
     if kind.module is None:
         raise ValueError(f"op '{node.op}' has neither a module factory nor a torch module in the op table")
-    return torch_class(kind.module)(**{arg: node.attr(attr) for attr, arg in kind.module_args.items()})
+    return resolve_dotted(kind.module)(**{arg: node.attr(attr) for attr, arg in kind.module_args.items()})
 
 
 MODULE_FACTORIES: dict[str, Factory] = {
