@@ -113,7 +113,7 @@ def _fill(value: Any, node: dict, root: dict) -> Any:
 def normalize(family: Family, data: dict) -> dict:
     """A copy of schema-valid spec ``data`` with every default of the family's schema filled in."""
     root = _assembled(tuple(sorted(families())), table_version())[0]
-    return _fill(_fill(data, root, root), family.schema, root)
+    return _fill(_fill(data, root, root), root["$defs"][family.arch], root)  # the assembled, cached copy
 
 
 def to_ir(family: Family, data: dict, source: str | None = None) -> IR:
