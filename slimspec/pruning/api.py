@@ -30,7 +30,8 @@ from .provenance import provenance_block
 from .report import degenerate_notes, slot_rows
 from .result import PruneResult
 from .targets import TargetContext, get_target
-from .transplant import fold_gates, fold_removed_bias, transplant
+from .fold_bias import fold_removed_bias
+from .transplant import fold_gates, transplant
 from .unstructured import prune_weights
 
 
