@@ -33,6 +33,7 @@ class Family(ABC):
     arch: ClassVar[str]
     schema: ClassVar[dict]
     schema_defs: ClassVar[dict] = {}
+    requires_num_classes: ClassVar[bool] = True  # False: the family's schema says when (a graph with outputs)
 
     @abstractmethod
     def emit(self, b: IRBuilder, data: dict) -> None:

@@ -39,7 +39,13 @@ _FROM = {**_INDEX, "description": "Input: an earlier layer's index, or a negativ
                                   "layer; an offset one before layer 0 is the network input)."}
 _FROM_MANY = {"type": "array", "minItems": 2, "items": _INDEX, "title": "a list of two or more layer indices or offsets",
               "description": "The layers joined (indices or negative offsets)."}
-JOIN_ROLES = ("add", "concat")
+JOIN_ROLES = ("add", "mul", "concat")
+OUTPUT = -2  # a reader that is one of the spec's ``outputs``
+_OUTPUTS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": _INDEX,
+            "title": "a non-empty list of distinct layer indices",
+            "description": "Layers whose tensors the model returns (a tuple when more than one), instead of the "
+                           "implied final Linear(num_classes); an index, or a negative one counted from the end. "
+                           "Their channels are the model's interface: never pruned."}
 
 
 def _options_schema(kind: OpKind, with_from: bool) -> dict:
@@ -74,10 +80,13 @@ def layer_list_schema(arch: str, with_from: bool) -> tuple[dict, dict]:
     description = ("Layer list with inputs taken 'from' earlier layers (add, concat joins); " if with_from else
                    "Keras-style layer list (each layer reads the previous one); ")
     schema = {
-        "description": description + "the final Linear(num_classes) is implied.",
+        "description": description + "the final Linear(num_classes) is implied unless 'outputs' names the layers "
+                                     "the model returns.",
         "required": ["layers"],
         "properties": {"layers": {"type": "array", "minItems": 1, "items": {"$ref": f"#/$defs/{layer}"},
-                                  "title": "a non-empty list of layers"}},
+                                  "title": "a non-empty list of layers"},
+                       "outputs": _OUTPUTS},
+        "if": {"not": {"required": ["outputs"]}}, "then": {"required": ["num_classes"]},
     }
     defs = {layer: {
         "anyOf": [
@@ -136,7 +145,9 @@ class Plan:
     axes: dict[int, list[int]] = field(default_factory=dict)  # value -> producer keys, concatenated
     flat: dict[int, bool] = field(default_factory=dict)  # value is a vector (after flatten / linear)
     fixed: set[int] = field(default_factory=set)
+    streams: set[int] = field(default_factory=set)  # producer keys joined by an add (a residual stream)
     depthwise: set[int] = field(default_factory=set)
+    outputs: tuple[int, ...] = ()  # the layers the model returns; () = the implied classifier
     cin: dict[int, int] = field(default_factory=dict)
     readers: dict[int, list[int | None]] = field(default_factory=dict)  # None: the implied classifier
     _members: dict[int, list[int]] = field(default_factory=dict)  # slot root -> its producers (filled once)
@@ -156,14 +167,15 @@ class Plan:
         return sum(self.width[self.find(k)] for k in self.axes[value])
 
     def slot_kind(self, root: int) -> str:
-        """``fixed``, ``stream`` (several producers joined by adds) or ``channel``; call after the analysis."""
+        """``fixed``, ``stream`` (several producers joined by adds) or ``channel`` (one producer, or producers
+        coupled by ``mul`` only: a squeeze-excitation scale follows the map it scales); call after the analysis."""
         if not self._members:
             for key in self.width:
                 self._members.setdefault(self.find(key), []).append(key)
         members = self._members[root]
         if root == INPUT or any(k in self.fixed for k in members):
             return "fixed"
-        return "stream" if len(members) > 1 else "channel"
+        return "stream" if len(members) > 1 and any(k in self.streams for k in members) else "channel"
 
     def slot_name(self, key: int) -> str:
         root = self.find(key)
@@ -175,7 +187,7 @@ class Plan:
         if index not in self._pure:
             layer = self.layers[index]
             self._pure[index] = layer.op.transparent and all(
-                r is None or self.layers[r].mixes or self.pure(r) for r in self.readers.get(index, []))
+                r is None or (r >= 0 and (self.layers[r].mixes or self.pure(r))) for r in self.readers.get(index, []))
         return self._pure[index]
 
 
@@ -215,7 +227,7 @@ def layer_options(kind: str, value: Any) -> tuple[dict, bool]:
     return {**form.defaults(), **given}, short
 
 
-def analyze(layers: list, input_channels: int) -> Plan:
+def analyze(layers: list, input_channels: int, outputs: list[int] | None = None) -> Plan:
     """Resolve ``from``, channel widths and slot identity of a schema-valid layer list (torch-free)."""
     parsed: list[Layer] = []
     plan = Plan(parsed, input_channels)
@@ -234,15 +246,48 @@ def analyze(layers: list, input_channels: int) -> Plan:
         for v in inputs:
             plan.readers.setdefault(v, []).append(i)
         _ROLES[layer.role](plan, layer)
-    plan.readers.setdefault(len(parsed) - 1, []).append(None)
+    if outputs is None:
+        plan.readers.setdefault(len(parsed) - 1, []).append(None)
+    else:
+        _outputs(plan, outputs)
     return plan
+
+
+def _outputs(plan: Plan, refs: list[int]) -> None:
+    """Resolve ``outputs``; their channels are fixed (the model's interface), and every layer must reach one."""
+    count, resolved = len(plan.layers), []
+    for k, ref in enumerate(refs):
+        index = count + ref if ref < 0 else ref
+        if not 0 <= index < count:
+            _issue(plan.issues, f"outputs[{k}]", f"{ref} is not a layer: there are {count} layers "
+                                                 f"(0..{count - 1}, or -1..-{count} from the end)")
+            continue
+        if index in resolved:
+            _issue(plan.issues, f"outputs[{k}]", f"layer {index} is listed twice")
+            continue
+        resolved.append(index)
+        plan.readers.setdefault(index, []).append(OUTPUT)
+        plan.fixed.update(plan.axes[index])
+    plan.outputs = tuple(resolved)
+    if len(resolved) == len(refs):
+        for layer in plan.layers:
+            if not plan.readers.get(layer.index):
+                _issue(plan.issues, layer.at, "computes nothing the outputs use (not read by a later layer and not "
+                                              "in outputs)")
 
 
 def _map(plan: Plan, layer: Layer) -> None:
     i, x, form = layer.index, layer.inputs[0], layer.op.layer
-    plan.axes[i], plan.flat[i] = list(plan.axes[x]), plan.flat[x] or form.flattens  # type: ignore[union-attr]
-    if form.spatial and plan.flat[x]:  # type: ignore[union-attr]
+    assert form is not None
+    plan.axes[i], plan.flat[i] = list(plan.axes[x]), plan.flat[x] or form.flattens
+    if form.spatial and plan.flat[x]:
         _issue(plan.issues, layer.at, f"{layer.kind} after flatten/linear: the input is no longer a feature map")
+    if form.whole_axis:  # statistics over every channel: removing one changes the others
+        plan.fixed.update(plan.axes[x])
+    groups = layer.opts.get("groups")
+    if layer.kind == "groupnorm" and plan.channels(x) % int(groups):
+        _issue(plan.issues, f"{layer.at}.groupnorm", f"groups {groups} does not divide the input width "
+                                                      f"{plan.channels(x)}")
 
 
 def _produce(plan: Plan, layer: Layer) -> None:
@@ -265,21 +310,45 @@ def _produce(plan: Plan, layer: Layer) -> None:
         plan.fixed.update([*plan.axes[x], i])  # grouped channels cannot be removed one by one
 
 
+def _couple(plan: Plan, layer: Layer, first: int, v: int) -> bool:
+    """Unify the channel axes of ``first`` and ``v`` (equal widths); ``False`` (and an issue) when they differ."""
+    a, b = plan.axes[first], plan.axes[v]
+    widths_a = [plan.width[plan.find(k)] for k in a]
+    widths_b = [plan.width[plan.find(k)] for k in b]
+    if sum(widths_a) != sum(widths_b) or plan.flat[first] != plan.flat[v]:
+        _issue(plan.issues, f"{layer.at}.{layer.kind}.from", f"{layer.kind}: {_describe(first)} has {sum(widths_a)} "
+                                                             f"channels, {_describe(v)} has {sum(widths_b)}")
+        return False
+    if widths_a == widths_b:
+        for ka, kb in zip(a, b):
+            plan.union(ka, kb)
+    else:  # the same width split differently (e.g. a concat added to a conv): keep all of it
+        plan.fixed.update(a + b)
+    return True
+
+
 def _add(plan: Plan, layer: Layer) -> None:
     _map(plan, layer)
     first = layer.inputs[0]
     for v in layer.inputs[1:]:
-        a, b = plan.axes[first], plan.axes[v]
-        widths_a = [plan.width[plan.find(k)] for k in a]
-        widths_b = [plan.width[plan.find(k)] for k in b]
-        if sum(widths_a) != sum(widths_b) or plan.flat[first] != plan.flat[v]:
-            _issue(plan.issues, f"{layer.at}.add.from", f"add: {_describe(first)} has {sum(widths_a)} channels, "
-                                                        f"{_describe(v)} has {sum(widths_b)}")
-        elif widths_a == widths_b:
-            for ka, kb in zip(a, b):
-                plan.union(ka, kb)
-        else:  # the same width split differently (e.g. a concat added to a conv): keep all of it
-            plan.fixed.update(a + b)
+        if _couple(plan, layer, first, v):
+            plan.streams.update(plan.axes[first] + plan.axes[v])
+
+
+def _mul(plan: Plan, layer: Layer) -> None:
+    """Two inputs, broadcast: equal widths couple (a squeeze-excitation scale and the map it scales); a one-channel
+    input (a spatial attention map) scales every channel of the other."""
+    _map(plan, layer)
+    if len(layer.inputs) != 2:
+        _issue(plan.issues, f"{layer.at}.mul.from", f"mul takes exactly 2 inputs, got {len(layer.inputs)}")
+        return
+    a, b = layer.inputs
+    widths = plan.channels(a), plan.channels(b)
+    if widths[0] != widths[1] and 1 in widths:
+        plan.axes[layer.index] = list(plan.axes[b if widths[0] == 1 else a])
+        plan.fixed.update(plan.axes[a if widths[0] == 1 else b])
+    else:
+        _couple(plan, layer, a, b)
 
 
 def _concat(plan: Plan, layer: Layer) -> None:
@@ -289,7 +358,7 @@ def _concat(plan: Plan, layer: Layer) -> None:
     plan.axes[layer.index] = [k for v in layer.inputs for k in plan.axes[v]]
 
 
-_ROLES = {"map": _map, "produce": _produce, "add": _add, "concat": _concat}
+_ROLES = {"map": _map, "produce": _produce, "add": _add, "mul": _mul, "concat": _concat}
 
 
 # -- the families -------------------------------------------------------------------------------
@@ -297,6 +366,7 @@ _ROLES = {"map": _map, "produce": _produce, "add": _add, "concat": _concat}
 class Graph(Family):
     arch = "graph"
     with_from: ClassVar[bool] = True
+    requires_num_classes = False
 
     @property
     def schema(self) -> dict:  # type: ignore[override]
@@ -307,20 +377,20 @@ class Graph(Family):
         return layer_list_schema(self.arch, self.with_from)[1]
 
     def emit(self, b: IRBuilder, data: dict) -> None:
-        plan = analyze(data["layers"], b.input_shape[0])
+        plan = analyze(data["layers"], b.input_shape[0], data.get("outputs"))
         if plan.issues:
             raise SpecError(plan.issues)
         _Emitter(b, plan).run()
 
     def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping) -> dict:
         new = copy_data(data)
-        plan = analyze(new["layers"], ir.input_shape[0])
+        plan = analyze(new["layers"], ir.input_shape[0], new.get("outputs"))
         for key in plan.width:
             if key == INPUT or key in plan.depthwise:
                 continue
             layer, path = plan.layers[key], plan.slot_name(key)
             _set_option(new["layers"], layer, "out", sizes.get(path, ir.slots[path].size))
-        resized = analyze(new["layers"], ir.input_shape[0])
+        resized = analyze(new["layers"], ir.input_shape[0], new.get("outputs"))
         for i in plan.depthwise:  # a depthwise conv follows its input's width
             item = new["layers"][i]["conv"]
             for key in ("out", "groups"):
@@ -395,6 +465,9 @@ class _Emitter:
             self.values[layer.index] = self.emit(layer)
             if self.plan.pure(layer.index):
                 self.gated.add(layer.index)
+        if self.plan.outputs:
+            self.b.outputs = [self.values[i] for i in self.plan.outputs]
+            return
         last = len(self.plan.layers) - 1
         self.b.classifier(self.read(last, None))
 

@@ -42,8 +42,10 @@ def _assembled(archs: tuple[str, ...], ops_version: int) -> tuple[dict, Any]:
                 raise ValueError(f"family {arch}: schema definition {name!r} is already defined")
             root["$defs"][name] = definition
         root["$defs"][arch] = family.schema
-        branches.append({"if": {"properties": {"arch": {"const": arch}}, "required": ["arch"]},
-                         "then": {"$ref": f"#/$defs/{arch}"}})
+        then: dict = {"$ref": f"#/$defs/{arch}"}
+        if family.requires_num_classes:
+            then["required"] = ["num_classes"]
+        branches.append({"if": {"properties": {"arch": {"const": arch}}, "required": ["arch"]}, "then": then})
     root["allOf"] = branches
     # top-level keys are checked by _unknown_top_keys: the validator skips the published schema's
     # unevaluatedProperties, which would walk the whole document a second time
@@ -118,7 +120,7 @@ def normalize(family: Family, data: dict) -> dict:
 
 def to_ir(family: Family, data: dict, source: str | None = None) -> IR:
     """The IR of schema-valid spec ``data`` of ``family`` (defaults filled in first)."""
-    b = IRBuilder(family.arch, str(data.get("name", family.arch)), data["input"], data["num_classes"], data)
+    b = IRBuilder(family.arch, str(data.get("name", family.arch)), data["input"], data.get("num_classes"), data)
     try:
         family.emit(b, normalize(family, data))
     except SpecError as exc:

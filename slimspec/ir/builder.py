@@ -13,22 +13,44 @@ from typing import Any
 
 from ..errors import SpecError, SpecIssue
 from .graph import IR, Axis, Node, Slot
-from .ops import OPS
+from .ops import OPS, Pair, pair, square
 
 INPUT = "input"
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False) -> int:
+    """torch's output size; with ``ceil`` (a pool's ceil_mode) a last window must start inside the input or
+    its left padding."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if ceil and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def _spatial_out(hw: tuple[int, int], kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = 1,
+                 ceil: bool = False) -> tuple[int, int]:
+    k, s, p, d = pair(kernel), pair(stride), pair(padding), pair(dilation)
+    return (_conv_out(hw[0], k[0], s[0], p[0], d[0], ceil), _conv_out(hw[1], k[1], s[1], p[1], d[1], ceil))
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def _size(value: Pair) -> str:
+    h, w = pair(value)
+    return f"{h}x{w}"
 
 
 class IRBuilder:
     """Accumulates slots and nodes for one network."""
 
-    def __init__(self, arch: str, name: str, input_shape: Sequence[int], num_classes: int, data: dict):
+    def __init__(self, arch: str, name: str, input_shape: Sequence[int], num_classes: int | None, data: dict):
         self.arch, self.name, self.data = arch, name, data
         self.input_shape = tuple(int(v) for v in input_shape)
-        self.num_classes = int(num_classes)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.outputs: list[str] = []  # the nodes the network returns; empty: its last node
         self.slots: dict[str, Slot] = {}
         self.nodes: dict[str, Node] = {}
         self.issues: list[SpecIssue] = []
@@ -80,18 +102,20 @@ class IRBuilder:
         return sum(self.slots[s].size for s in axis.segments) * axis.repeat
 
     def _node(self, name: str, op: str, inputs: tuple[str, ...], shape: tuple[int, ...], axis: Axis,
-              at: str, in_axis: Axis | None = None, **attrs: Any) -> str:
+              at: str, in_axis: Axis | None = None, /, **attrs: Any) -> str:
         return self._emit(Node(name, op, inputs, shape, axis, in_axis, MappingProxyType(attrs), at))
 
-    def conv(self, name: str, x: str, out: Axis, kernel: int, stride: int = 1, padding: int = 0,
-             bias: bool = False, at: str = "", groups: int = 1, dilation: int = 1) -> str:
+    def conv(self, name: str, x: str, out: Axis, kernel: Pair, stride: Pair = 1, padding: Pair = 0,
+             bias: bool = False, at: str = "", groups: int = 1, dilation: Pair = 1) -> str:
+        """A convolution; ``kernel``, ``stride``, ``padding`` and ``dilation`` are an int or an ``(h, w)`` pair."""
         c, h, w = self._spatial(x, name, at)
-        oh, ow = _conv_out(h, kernel, stride, padding, dilation), _conv_out(w, kernel, stride, padding, dilation)
+        oh, ow = _spatial_out((h, w), kernel, stride, padding, dilation)
         if oh < 1 or ow < 1:
-            self.issue(at, f"a {kernel}x{kernel} convolution does not fit its {h}x{w} input")
+            self.issue(at, f"a {_size(kernel)} convolution does not fit its {h}x{w} input")
             oh, ow = max(oh, 1), max(ow, 1)
         return self._node(name, "conv", (x,), (self.axis_size(out), oh, ow), out, at, self.axis(x),
-                          kernel=kernel, stride=stride, padding=padding, bias=bias, groups=groups, dilation=dilation)
+                          kernel=square(kernel), stride=square(stride), padding=square(padding), bias=bias,
+                          groups=groups, dilation=square(dilation))
 
     def bn(self, name: str, x: str, at: str = "", eps: float | None = None) -> str:
         """BatchNorm; ``eps`` defaults to the bn layer form's schema default (torch's)."""
@@ -101,16 +125,30 @@ class IRBuilder:
     def relu(self, name: str, x: str, at: str = "") -> str:
         return self.elementwise(name, x, "relu", at=at)
 
-    def elementwise(self, name: str, x: str, op: str, at: str = "", **attrs: Any) -> str:
-        """An op of the table that keeps its input's shape and channel axis (activations, dropout, identity)."""
-        if op not in OPS or not OPS[op].identity or OPS[op].layer is None:
-            raise ValueError(f"{name}: '{op}' is not an element-wise layer kind of the op table")
-        return self._node(name, op, (x,), self.shape(x), self.axis(x), at, **attrs)
+    def elementwise(self, name: str, x: str, op: str, /, at: str = "", **attrs: Any) -> str:
+        """An op of the table that keeps its input's shape and channel axis (activations, dropout, a per-channel
+        scale or norm): a layer kind whose role is ``map``."""
+        form = OPS[op].layer if op in OPS else None
+        if form is None or form.role != "map":
+            raise ValueError(f"{name}: '{op}' is not a shape-keeping layer kind of the op table")
+        return self._node(name, op, (x,), self.shape(x), self.axis(x), at, None, **attrs)
 
-    def adaptive_avgpool(self, name: str, x: str, size: int, at: str = "") -> str:
-        """Adaptive average pool to ``size`` x ``size`` (torch's ``AdaptiveAvgPool2d``)."""
+    def adaptive_avgpool(self, name: str, x: str, size: Pair, at: str = "") -> str:
+        """Adaptive average pool to ``size`` (an int or ``(h, w)``; torch's ``AdaptiveAvgPool2d``)."""
         c, _, _ = self._spatial(x, name, at)
-        return self._node(name, "adaptive_avgpool", (x,), (c, size, size), self.axis(x), at, size=size)
+        return self._node(name, "adaptive_avgpool", (x,), (c, *pair(size)), self.axis(x), at, size=square(size))
+
+    def upsample(self, name: str, x: str, scale: int, mode: str = "nearest", at: str = "") -> str:
+        """Upsampling by an integer factor (``nn.Upsample(scale_factor=scale, mode=mode)``)."""
+        c, h, w = self._spatial(x, name, at)
+        return self._node(name, "upsample", (x,), (c, h * scale, w * scale), self.axis(x), at, scale=scale, mode=mode)
+
+    def zeropad(self, name: str, x: str, padding: Sequence[int], at: str = "") -> str:
+        """Zero padding ``(left, right, top, bottom)`` (``nn.ZeroPad2d``)."""
+        c, h, w = self._spatial(x, name, at)
+        left, right, top, bottom = (int(v) for v in padding)
+        return self._node(name, "zeropad", (x,), (c, h + top + bottom, w + left + right), self.axis(x), at,
+                          padding=(left, right, top, bottom))
 
     def gate(self, name: str, x: str, at: str = "", **attrs: Any) -> str:
         """A per-channel op on a prunable slot: identity (plain), mask (masked) or gate (gated).
@@ -125,17 +163,18 @@ class IRBuilder:
         self.add_slot(slot, 1, "block")
         return self._node(name, "blockgate", (x,), self.shape(x), self.axis(x), at, self.axis(x), slot=slot)
 
-    def pool(self, name: str, x: str, kind: str, kernel: int, stride: int | None = None, padding: int = 0,
-             at: str = "", **attrs: Any) -> str:
-        """A pooling op of the table (``kind``); ``stride`` defaults to the kernel; ``attrs`` are kind-specific."""
+    def pool(self, name: str, x: str, kind: str, kernel: Pair, stride: Pair | None = None, padding: Pair = 0,
+             at: str = "", ceil: bool = False, **attrs: Any) -> str:
+        """A pooling op of the table (``kind``); ``stride`` defaults to the kernel; ``ceil`` is torch's ceil_mode;
+        ``attrs`` are kind-specific."""
         stride = kernel if stride is None else stride
         c, h, w = self._spatial(x, name, at)
-        oh, ow = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
+        oh, ow = _spatial_out((h, w), kernel, stride, padding, ceil=ceil)
         if oh < 1 or ow < 1:
-            self.issue(at, f"{kind} {kernel}x{kernel} would shrink a {h}x{w} feature map below 1x1")
+            self.issue(at, f"{kind} {_size(kernel)} would shrink a {h}x{w} feature map below 1x1")
             oh, ow = max(oh, 1), max(ow, 1)
-        return self._node(name, kind, (x,), (c, oh, ow), self.axis(x), at, kernel=kernel, stride=stride,
-                          padding=padding, **attrs)
+        return self._node(name, kind, (x,), (c, oh, ow), self.axis(x), at, kernel=square(kernel),
+                          stride=square(stride), padding=square(padding), ceil=ceil, **attrs)
 
     def gap(self, name: str, x: str, at: str = "") -> str:
         """Global average pool and flatten: (C, H, W) -> (C,)."""
@@ -159,6 +198,17 @@ class IRBuilder:
         if self.shape(a) != self.shape(b):
             self.issue(at, f"residual shapes differ: {self.shape(a)} vs {self.shape(b)}")
         return self._node(name, "add", (a, b), self.shape(a), self.axis(a), at)
+
+    def mul(self, name: str, xs: Sequence[str], at: str = "") -> str:
+        """``xs[0] * xs[1]`` with broadcasting: a squeeze-excitation scale (C, 1, 1) times its (C, H, W) input, or a
+        spatial attention map (1, H, W) times every channel. The output has the wider input's channel axis."""
+        a, b = xs
+        shape_a, shape_b = self.shape(a), self.shape(b)
+        if len(shape_a) != len(shape_b) or any(p != q and 1 not in (p, q) for p, q in zip(shape_a, shape_b)):
+            self.issue(at, f"mul: shapes {_shape(shape_a)} and {_shape(shape_b)} do not broadcast")
+        shape = tuple(max(p, q) for p, q in zip(shape_a, shape_b))
+        wide = b if shape_b[0] > shape_a[0] else a
+        return self._node(name, "mul", (a, b), shape, self.axis(wide), at)
 
     def add_all(self, name: str, xs: Sequence[str], at: str = "") -> str:
         """``xs[0] + xs[1] + ...`` as a chain of adds, the last one named ``name``."""
@@ -197,12 +247,17 @@ class IRBuilder:
         return shape  # type: ignore[return-value]
 
     def classifier(self, x: str, name: str = "fc", at: str = "num_classes") -> str:
+        if self.num_classes is None:
+            raise ValueError(f"{name}: a classifier needs num_classes")
         if "#classes" not in self.slots:
             self.add_slot("#classes", self.num_classes, "fixed")
-        return self.linear(name, x, Axis(("#classes",)), bias=True, at=at)
+        fc = self.linear(name, x, Axis(("#classes",)), bias=True, at=at)
+        self.outputs = [fc]
+        return fc
 
     def finish(self, source: str | None = None) -> IR:
         if self.issues:
             raise SpecError(self.issues, source)
-        return IR(self.arch, self.name, self.input_shape, self.num_classes, dict(self.slots),
-                  list(self.nodes.values()), self.data)
+        nodes = list(self.nodes.values())
+        return IR(self.arch, self.name, self.input_shape, self.num_classes, dict(self.slots), nodes, self.data,
+                  tuple(self.outputs) or (nodes[-1].name,))

@@ -75,13 +75,16 @@ class IR:
     arch: str
     name: str
     input_shape: tuple[int, int, int]
-    num_classes: int
+    num_classes: int | None  # None: a network without a classifier (``outputs:``)
     slots: dict[str, Slot]
     nodes: list[Node]
     data: dict  # the spec data the IR was resolved from
+    outputs: tuple[str, ...] = ()  # the nodes the network returns, in order (a tuple when more than one)
 
     def __post_init__(self) -> None:
         self._by_name = {node.name: node for node in self.nodes}
+        if not self.outputs:
+            self.outputs = (self.nodes[-1].name,)
 
     def node(self, name: str) -> Node:
         return self._by_name[name]
@@ -107,4 +110,5 @@ class IR:
 
     @property
     def output(self) -> Node:
-        return self.nodes[-1]
+        """The (last) node the network returns."""
+        return self.node(self.outputs[-1])

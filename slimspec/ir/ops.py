@@ -31,10 +31,13 @@ if TYPE_CHECKING:
     from .builder import IRBuilder
 
 AxisName = str | None
+Pair = int | tuple[int, int] | list[int]  # a kernel, stride or padding: square, or (h, w)
 TensorDims = Mapping[str, tuple[AxisName, ...]]
 Emit = Callable[["IRBuilder", str, str, Sequence[str], Mapping[str, Any], str, "Axis | None"], str]
 # (builder, op, node name, input node names, options with defaults, spec path, output axis) -> node name
-ROLES = ("map", "produce", "add", "concat")
+ROLES = ("map", "produce", "add", "mul", "concat")
+CONST_OPS: Mapping[str, str] = MappingProxyType({  # a ``const`` layer's op -> the Python operator it applies
+    "add": "operator.add", "sub": "operator.sub", "mul": "operator.mul", "div": "operator.truediv"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,11 @@ class LayerForm:
     """How a kind is written as a layer of ``arch: sequential`` / ``graph``.
 
     ``role``: ``map`` keeps its input's channel axis; ``produce`` makes a new slot of width
-    ``out`` (a prunable width); ``add`` unifies its inputs' axes; ``concat`` composes them.
+    ``out`` (a prunable width); ``add`` unifies its inputs' axes (a residual stream); ``mul``
+    unifies them too, broadcasting (a squeeze-excitation scale couples its channels to the map it
+    scales, without making a stream); ``concat`` composes them. ``whole_axis``: computes across
+    all channels of its input (a LayerNorm's statistics), so no channel of it can be removed
+    without changing the others: its input's slots are fixed.
     """
 
     options: Mapping[str, dict] = field(default_factory=dict)  # option -> JSON Schema (with its "default")
@@ -85,6 +92,7 @@ class LayerForm:
     role: str = "map"
     spatial: bool = False  # reads a feature map (C, H, W), not a vector
     flattens: bool = False  # its output is a vector (flatten, linear)
+    whole_axis: bool = False  # statistics over all input channels: its input's slots are fixed
     emit: Emit = _elementwise
 
     def defaults(self) -> dict[str, Any]:
@@ -120,20 +128,38 @@ class OpKind:
     imports: Imports = Imports()
 
 
+def pair(value: Pair) -> tuple[int, int]:
+    """``(h, w)`` of a square size or a pair."""
+    if isinstance(value, (tuple, list)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def square(value: Pair) -> int | tuple[int, int]:
+    """A size as the IR keeps it: an int when square (every square network keeps its ints), else ``(h, w)``."""
+    h, w = pair(value)
+    return h if h == w else (h, w)
+
+
+def _area(value: Pair) -> int:
+    h, w = pair(value)
+    return h * w
+
+
 # -- conv / linear ------------------------------------------------------------------------
 def _groups(node: Node) -> int:
     return int(node.attr("groups", 1))  # a linear has no groups
 
 
 def _conv_params(ir: IR, node: Node) -> int:
-    cin, cout, k = ir.axis_size(node.in_axis), node.shape[0], node.attr("kernel")
-    return cout * (cin // _groups(node)) * k * k + (cout if node.attr("bias") else 0)
+    cin, cout, area = ir.axis_size(node.in_axis), node.shape[0], _area(node.attr("kernel"))
+    return cout * (cin // _groups(node)) * area + (cout if node.attr("bias") else 0)
 
 
 def _conv_macs(ir: IR, node: Node) -> int:
-    cin, k = ir.axis_size(node.in_axis), node.attr("kernel")
+    cin, area = ir.axis_size(node.in_axis), _area(node.attr("kernel"))
     cout, h, w = node.shape
-    return cout * (cin // _groups(node)) * k * k * h * w
+    return cout * (cin // _groups(node)) * area * h * w
 
 
 _WEIGHTED: TensorDims = {"weight": ("out", "in"), "weight_mask": ("out", "in"), "bias": ("out",)}
@@ -185,6 +211,16 @@ def _select_sources(ir: IR, node: Node) -> Iterator[tuple[str, Source]]:
 # -- layer forms (JSON Schema fragments; "$defs" names are the spec schema's common ones) ------
 _POS, _NONNEG = {"$ref": "#/$defs/posint"}, {"$ref": "#/$defs/nonnegint"}
 _BIAS = {"type": "boolean", "title": "true or false", "default": True}
+
+
+def _or_pair(item: dict, title: str) -> dict:
+    return {"anyOf": [item, {"type": "array", "items": item, "minItems": 2, "maxItems": 2}],
+            "title": f"{title} or a pair [h, w] of them"}
+
+
+_SIZE, _PADDING = _or_pair(_POS, "a positive integer"), _or_pair(_NONNEG, "a non-negative integer")
+_EPS = {"type": "number", "exclusiveMinimum": 0, "default": 1e-5, "title": "a positive number",
+        "description": "Added to the variance (torch's eps)."}
 _WIDTH = {"type": "integer", "minimum": 1, "title": "a positive width"}
 
 
@@ -194,11 +230,13 @@ def _conv_emit(b: IRBuilder, op: str, name: str, xs: Sequence[str], o: Mapping[s
 
 
 _POOL = LayerForm(
-        {"kernel": _POS, "stride": {**_POS, "description": "Default: the kernel size."},
-         "padding": {**_NONNEG, "default": 0}}, ("kernel",), "kernel",
+        {"kernel": _SIZE, "stride": {**_SIZE, "description": "Default: the kernel size."},
+         "padding": {**_PADDING, "default": 0},
+         "ceil": {"type": "boolean", "default": False, "title": "true or false",
+                  "description": "Round the output size up (torch's ceil_mode)."}}, ("kernel",), "kernel",
         {"type": "integer", "minimum": 1, "title": "a positive kernel size"}, spatial=True,
         emit=lambda b, op, name, xs, o, at, out: b.pool(name, xs[0], op, o["kernel"], o.get("stride"), o["padding"],
-                                                     at=at))
+                                                     at=at, ceil=o["ceil"]))
 
 
 def _activation(name: str, module: str, functions: Sequence[str] = (), methods: Sequence[str] = (),
@@ -219,12 +257,22 @@ def _number(default: float, title: str, **bounds: float) -> dict:
     return {"type": "number", "default": default, "title": title, **bounds}
 
 
+_PADS = {"type": "array", "items": _NONNEG, "minItems": 4, "maxItems": 4,
+         "title": "a list [left, right, top, bottom] of 4 non-negative integers"}
+
+
+def _channel_params(ir: IR, node: Node) -> int:
+    return 2 * node.shape[0]  # a weight and a bias per channel
+
+
+_AFFINE: TensorDims = {"weight": ("out",), "bias": ("out",)}
+
 _OPS: tuple[OpKind, ...] = (
     OpKind("input", identity=True),
     OpKind("conv", _conv_params, _conv_macs, _conv_tensors, _weighted_sources, layer=LayerForm(
         {"out": {**_POS, "description": "Output channels (a prunable slot); may be omitted for a depthwise conv."},
-         "kernel": {**_POS, "default": 3}, "stride": {**_POS, "default": 1}, "padding": {**_NONNEG, "default": 0},
-         "dilation": {**_POS, "default": 1},
+         "kernel": {**_SIZE, "default": 3}, "stride": {**_SIZE, "default": 1}, "padding": {**_PADDING, "default": 0},
+         "dilation": {**_SIZE, "default": 1},
          "groups": {**_POS, "default": 1, "description": "Depthwise when groups = input width = out."},
          "bias": _BIAS}, (), "out", _WIDTH, role="produce", spatial=True, emit=_conv_emit)),
     OpKind("linear", _linear_params, _linear_macs, _static(_WEIGHTED), _weighted_sources, layer=LayerForm(
@@ -252,6 +300,21 @@ _OPS: tuple[OpKind, ...] = (
     _activation("elu", "torch.nn.ELU", ("torch.nn.functional.elu",), alpha=("alpha", _number(1.0, "a number"), 1)),
     _activation("hardtanh", "torch.nn.Hardtanh", ("torch.nn.functional.hardtanh",),
                 min=("min_val", _number(-1.0, "a number"), 1), max=("max_val", _number(1.0, "a number"), 2)),
+    OpKind("const", identity=True, module="slimspec.nn.ops.Const", module_args={"op": "op", "value": "value"},
+           layer=LayerForm({"op": {"enum": list(CONST_OPS), "title": f"one of {', '.join(CONST_OPS)}",
+                                   "description": "The operator applied: x <op> value."},
+                            "value": {"type": "number", "title": "a number"}}, ("op", "value"))),
+    OpKind("scale", lambda ir, n: n.shape[0], tensors=_static({"weight": ("out",)}), layer=LayerForm(bare=True)),
+    OpKind("droppath", identity=True, transparent=True, module="slimspec.nn.ops.DropPath",
+           module_args={"p": "p", "mode": "mode"},
+           layer=LayerForm({"p": {"$ref": "#/$defs/dropout", "description": "Drop probability in training."},
+                            "mode": {"enum": ["row", "batch"], "default": "row", "title": "'row' or 'batch'"}},
+                           ("p",), "p", {"$ref": "#/$defs/dropout", "title": "a number in [0, 1)"})),
+    OpKind("layernorm", _channel_params, tensors=_static(_AFFINE), layer=LayerForm(
+        {"eps": _EPS}, bare=True, whole_axis=True)),
+    OpKind("groupnorm", _channel_params, tensors=_static(_AFFINE), layer=LayerForm(
+        {"groups": _POS, "eps": _EPS}, ("groups",), "groups",
+        {"type": "integer", "minimum": 1, "title": "a positive number of groups"}, whole_axis=True)),
     OpKind("identity", identity=True, transparent=True, layer=LayerForm(bare=True), module="torch.nn.Identity",
            imports=Imports(("torch.nn.Identity",))),
     OpKind("dropout", identity=True, transparent=True, module="torch.nn.Dropout", module_args={"p": "p"},
@@ -265,14 +328,24 @@ _OPS: tuple[OpKind, ...] = (
     OpKind("avgpool", layer=_POOL),
     OpKind("gap"),
     OpKind("adaptive_avgpool", module="torch.nn.AdaptiveAvgPool2d", module_args={"size": "output_size"},
-           layer=LayerForm({"size": _POS}, ("size",), "size",
+           layer=LayerForm({"size": _SIZE}, ("size",), "size",
                            {"type": "integer", "minimum": 1, "title": "a positive output size"}, spatial=True,
                            emit=lambda b, op, name, xs, o, at, out: b.adaptive_avgpool(name, xs[0], o["size"], at=at))),
     OpKind("flatten", transparent=True, module="torch.nn.Flatten",
            layer=LayerForm(bare=True, flattens=True, emit=lambda b, op, name, xs, o, at, out: b.flatten(name, xs[0], at=at))),
+    OpKind("upsample", module="torch.nn.Upsample", module_args={"scale": "scale_factor", "mode": "mode"},
+           layer=LayerForm({"scale": {**_POS, "description": "Integer upsampling factor."},
+                            "mode": {"enum": ["nearest"], "default": "nearest", "title": "'nearest'"}},
+                           ("scale",), "scale", {"type": "integer", "minimum": 1, "title": "a positive integer factor"},
+                           spatial=True, emit=lambda b, op, name, xs, o, at, out: b.upsample(name, xs[0], o["scale"],
+                                                                                            o["mode"], at=at))),
+    OpKind("zeropad", module="torch.nn.ZeroPad2d", module_args={"padding": "padding"},
+           layer=LayerForm({"padding": _PADS}, ("padding",), "padding", _PADS, spatial=True,
+                           emit=lambda b, op, name, xs, o, at, out: b.zeropad(name, xs[0], o["padding"], at=at))),
     OpKind("pad"),
     OpKind("select", sources=_select_sources),
     OpKind("add", layer=LayerForm(role="add", emit=lambda b, op, name, xs, o, at, out: b.add_all(name, xs, at=at))),
+    OpKind("mul", layer=LayerForm(role="mul", emit=lambda b, op, name, xs, o, at, out: b.mul(name, xs, at=at))),
     OpKind("concat", layer=LayerForm(role="concat", emit=lambda b, op, name, xs, o, at, out: b.concat(name, xs, at=at))),
 )
 

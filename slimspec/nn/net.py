@@ -22,7 +22,7 @@ from ..document import Spec
 from ..ir import IR, Node
 from ..ir.ops import OPS
 from .layers import LAYER_SETS, PlainLayers
-from .ops import ChannelSelect, GlobalAvgPool, ShortcutA
+from .ops import ChannelLayerNorm, ChannelScale, ChannelSelect, GlobalAvgPool, ShortcutA
 from ..errors import SpecError, SpecIssue
 from ..utils.names import resolve_dotted
 from ..utils.progress import progress
@@ -37,7 +37,8 @@ def _bn(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
 
 
 def _pool(cls: type[nn.Module]) -> Factory:
-    return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"), node.attr("padding"))
+    return lambda ir, node, layers: cls(node.attr("kernel"), node.attr("stride"), node.attr("padding"),
+                                        ceil_mode=bool(node.attr("ceil", False)))
 
 
 def make_module(ir: IR, node: Node, layers: PlainLayers) -> nn.Module:
@@ -61,6 +62,9 @@ MODULE_FACTORIES: dict[str, Factory] = {
     "maxpool": _pool(nn.MaxPool2d),
     "avgpool": _pool(nn.AvgPool2d),
     "gap": lambda ir, n, layers: GlobalAvgPool(),
+    "scale": lambda ir, n, layers: ChannelScale(n.shape[0]),
+    "layernorm": lambda ir, n, layers: ChannelLayerNorm(n.shape[0], eps=n.attr("eps")),
+    "groupnorm": lambda ir, n, layers: nn.GroupNorm(n.attr("groups"), n.shape[0], eps=n.attr("eps")),
     "pad": lambda ir, n, layers: ShortcutA(n.attr("stride"), n.shape[0] - ir.axis_size(n.in_axis)),
     "select": lambda ir, n, layers: ChannelSelect(ir.slots[n.axis.segments[0]].index,
                                                   ir.slots[n.axis.segments[0]].base_size),
@@ -68,6 +72,7 @@ MODULE_FACTORIES: dict[str, Factory] = {
 
 FUNCTIONAL: dict[str, Callable[..., torch.Tensor]] = {
     "add": lambda a, b: a + b,
+    "mul": lambda a, b: a * b,
     "concat": lambda *xs: torch.cat(xs, dim=1),
 }
 
@@ -87,6 +92,9 @@ class SpecNet(nn.Module):
         self.spec, self.ir, self.mode = spec, ir, mode
         layers = LAYER_SETS[mode](binary_gates)
         last_use = {name: i for i, node in enumerate(ir.nodes) for name in node.inputs}
+        for name in ir.outputs:  # returned: kept to the end
+            last_use[name] = len(ir.nodes)
+        self._outputs = ir.outputs
         self._program: list[tuple[str, Callable, tuple[str, ...], tuple[str, ...]]] = []
         nodes = progress(ir.nodes[1:], desc=f"building {ir.name}", unit="layer",
                          enabled=len(ir.nodes) > PROGRESS_FROM)  # torch makes ~3,000 modules a second
@@ -108,15 +116,16 @@ class SpecNet(nn.Module):
             holder = holder._modules[part]  # type: ignore[assignment]
         holder.add_module(leaf, module)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The spec's output: one tensor, or a tuple in ``outputs`` order when the spec lists several."""
         values: dict[str, torch.Tensor] = {"input": x}
-        out = x
         for name, fn, inputs, frees in self._program:
-            out = fn(*(values[i] for i in inputs))
-            values[name] = out
+            values[name] = fn(*(values[i] for i in inputs))
             for dead in frees:
                 del values[dead]
-        return out
+        if len(self._outputs) == 1:
+            return values[self._outputs[0]]
+        return tuple(values[name] for name in self._outputs)
 
     def extra_repr(self) -> str:
         return f"spec={self.ir.name!r}, arch={self.ir.arch!r}, mode={self.mode!r}"

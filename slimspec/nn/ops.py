@@ -5,6 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ir.ops import CONST_OPS
+from ..utils.names import resolve_dotted
+
 
 class GlobalAvgPool(nn.Module):
     """(N, C, H, W) -> (N, C)."""
@@ -46,3 +49,61 @@ class ChannelSelect(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.index.numel()} of {self.base_size}"
+
+
+class Const(nn.Module):
+    """``x <op> value`` with a constant: ``F.relu6(x + 3) / 6``'s two halves, normalisation by constants."""
+
+    def __init__(self, op: str, value: float):
+        super().__init__()
+        self.op, self.value = op, value
+        self._apply_op = resolve_dotted(CONST_OPS[op])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._apply_op(x, self.value)
+
+    def extra_repr(self) -> str:
+        return f"x {self.op} {self.value}"
+
+
+class ChannelScale(nn.Module):
+    """A learnable per-channel multiplier (ConvNeXt's layer scale, Liu et al. 2022; CaiT's LayerScale)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(-1, *([1] * (x.dim() - 2)))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): in training, zero whole samples (``row``) or the whole batch
+    (``batch``) with probability ``p`` and rescale the rest, as torchvision's ``StochasticDepth``; identity in eval."""
+
+    def __init__(self, p: float, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        shape = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        noise = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        return x * noise.div_(survival) if survival > 0.0 else x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of an (N, C, H, W) map (ConvNeXt's LayerNorm2d, Liu et al.
+    2022), computed as torchvision's: channels last, ``F.layer_norm``, channels first; over a vector, plain."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            return super().forward(x)
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
