@@ -1,4 +1,5 @@
-"""``groups`` on sequential convolutions: depthwise convs share their input's slot, grouped convs fix theirs."""
+"""``groups`` on sequential convolutions: depthwise convs share their input's slot, grouped convs prune by groups
+(the same number of channels out of every group)."""
 from __future__ import annotations
 
 import pytest
@@ -59,9 +60,10 @@ def weights(tmp_path):
 def test_slots_counts_and_torch_equivalence():
     spec = spec_from_text(SPEC)
     kinds = {p: (s.size, s.kind) for p, s in spec.ir.slots.items() if not p.startswith("#")}
-    assert kinds == {"layers[0].conv.out": (16, "channel"), "layers[6].conv.out": (24, "fixed"),
-                     "layers[9].conv.out": (24, "fixed"), "layers[12].conv.out": (32, "channel"),
+    assert kinds == {"layers[0].conv.out": (16, "channel"), "layers[6].conv.out": (24, "channel"),
+                     "layers[9].conv.out": (24, "channel"), "layers[12].conv.out": (32, "channel"),
                      "layers[17].linear": (20, "channel")}
+    assert spec.ir.slots["layers[6].conv.out"].parts == spec.ir.slots["layers[9].conv.out"].parts == 4
     model = slimspec.build(spec)
     assert count_params(spec.ir) == sum(p.numel() for p in model.parameters()) == 13_526
     conv = lambda i: model.get_submodule(f"layers.{i}")  # noqa: E731
@@ -77,7 +79,12 @@ def test_pruned_equals_masked(weights, method):
     layers = yaml.safe_load(result.spec.text)["layers"]
     dw = layers[3]["conv"]
     assert dw["out"] == dw["groups"] == layers[0]["conv"]["out"] < 16  # the depthwise conv follows its input
-    assert layers[6]["conv"]["out"] == layers[9]["conv"]["out"] == 24  # grouped: fixed
+    grouped = layers[9]["conv"]
+    assert grouped["groups"] == 4  # pruned by groups: each keeps as many channels
+    for slot in ("layers[6].conv.out", "layers[9].conv.out"):
+        kept = result.decision.kept[slot]
+        assert len({sum(1 for k in kept if k // 6 == g) for g in range(4)}) == 1
+        assert len(kept) % 4 == 0
     assert_equivalent(path, result)
 
 

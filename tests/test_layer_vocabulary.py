@@ -36,12 +36,19 @@ def test_layer_lists_count_and_compute_what_they_did(key):
     if "error" in before:
         assert now == before
         return
-    for field in ("params", "macs", "plain_keys", "masked_keys", "gated_keys", "plain_out", "masked_out", "gated_out"):
-        assert now[field] == before[field], field
     spec = spec_from_text(yaml.safe_dump(entry["data"], sort_keys=False))
+    # grouped convs are pruned by groups since the every-CNN change: a gate now stands in front of them too
+    grouped = any(n.op == "conv" and n.attr("groups") > 1 and n.in_axis != n.axis for n in spec.ir.nodes)
+    for field in ("params", "macs", "plain_keys", "masked_keys", "gated_keys", "plain_out", "masked_out", "gated_out"):
+        if not (grouped and field in ("masked_keys", "gated_keys", "gated_out")):  # new gates: new random values
+            assert now[field] == before[field], field
     renames = get_family(spec.arch).legacy_names(spec.ir)
     for mode in ("masked", "gated"):  # the gates stand where they stood; old names map onto today's
-        assert sorted(renames.get(g, g) for g in before[f"{mode}_gates"]) == now[f"{mode}_gates"]
+        old = sorted(renames.get(g, g) for g in before[f"{mode}_gates"])
+        if grouped:
+            assert set(old) < set(now[f"{mode}_gates"])  # and more: around the grouped convs' now prunable slots
+        else:
+            assert old == now[f"{mode}_gates"]
 
 
 def test_sequential_weights_saved_with_old_gate_names_load(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 from slimspec.document import load_spec, stock_specs
 from slimspec.ir import IRBuilder
-from slimspec.ir.ops import OPS
+from slimspec.ir.ops import GROUP_IN, OPS
 from slimspec.nn.net import FUNCTIONAL, MODULE_FACTORIES
 from slimspec.utils.names import resolve_dotted
 
@@ -42,7 +42,7 @@ def test_grouped_conv_counts_and_tensor_dims():
     node = ir.node(name)
     assert OPS["conv"].params(ir, node) == 8 * 1 * 9
     assert OPS["conv"].macs(ir, node) == 8 * 9 * 16
-    assert OPS["conv"].tensors(node)["weight"] == ("out", None)
+    assert OPS["conv"].tensors(node)["weight"] == ("out", GROUP_IN)  # each filter reads its own group
 
 
 def test_slots_carry_their_stage_and_block():

@@ -13,7 +13,8 @@ Channels: each ``produce`` layer's ``out`` (conv, linear) is a slot (``layers[3]
 = ``out``) has no slot of its own: its channels are its input's. ``add`` couples its inputs into
 one axis (the producers' slots are unified; a slot written by several producers is a ``stream``
 slot, pruned only with ``prune_stream``, like a ResNet's residual stream), ``concat`` composes
-axes. A grouped (not depthwise) conv fixes the slots it reads and writes.
+axes. A grouped (not depthwise) conv's input and output slots are its groups' equal parts
+(``Slot.parts``): pruning keeps as many channels in each part, so ``groups`` stays.
 
 Gates (masks in ``masked`` mode, SSS gates in ``gated`` mode) sit in front of the layers that mix
 channels (conv with ``groups: 1``, linear, the classifier), named ``gates.<layer index>`` after the
@@ -22,6 +23,7 @@ from it; they fold into those layers' input columns.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -127,10 +129,6 @@ class Layer:
     def slot_path(self) -> str:
         return f"{self.at}.{self.kind}" if self.short else f"{self.at}.{self.kind}.out"
 
-    @property
-    def mixes(self) -> bool:
-        """Computes each output channel from all input channels (a gate goes in front)."""
-        return self.role == "produce" and int(self.opts.get("groups", 1)) == 1
 
 
 @dataclass
@@ -145,6 +143,8 @@ class Plan:
     axes: dict[int, list[int]] = field(default_factory=dict)  # value -> producer keys, concatenated
     flat: dict[int, bool] = field(default_factory=dict)  # value is a vector (after flatten / linear)
     fixed: set[int] = field(default_factory=set)
+    grouped: list[tuple[int, int]] = field(default_factory=list)  # (grouped conv layer, groups): parts to resolve
+    parts: dict[int, int] = field(default_factory=dict)  # slot root -> equal parts (a grouped conv's groups)
     streams: set[int] = field(default_factory=set)  # producer keys joined by an add (a residual stream)
     depthwise: set[int] = field(default_factory=set)
     outputs: tuple[int, ...] = ()  # the layers the model returns; () = the implied classifier
@@ -177,6 +177,11 @@ class Plan:
             return "fixed"
         return "stream" if len(members) > 1 and any(k in self.streams for k in members) else "channel"
 
+    def mixes(self, index: int) -> bool:
+        """Computes each output channel from several input channels (a conv or linear, grouped too, not
+        depthwise): a gate goes in front."""
+        return self.layers[index].role == "produce" and index not in self.depthwise
+
     def slot_name(self, key: int) -> str:
         root = self.find(key)
         return "#input" if root == INPUT else self.layers[root].slot_path
@@ -187,7 +192,7 @@ class Plan:
         if index not in self._pure:
             layer = self.layers[index]
             self._pure[index] = layer.op.transparent and all(
-                r is None or (r >= 0 and (self.layers[r].mixes or self.pure(r))) for r in self.readers.get(index, []))
+                r is None or (r >= 0 and (self.mixes(r) or self.pure(r))) for r in self.readers.get(index, []))
         return self._pure[index]
 
 
@@ -250,7 +255,30 @@ def analyze(layers: list, input_channels: int, outputs: list[int] | None = None)
         plan.readers.setdefault(len(parsed) - 1, []).append(None)
     else:
         _outputs(plan, outputs)
+    _resolve_parts(plan)
     return plan
+
+
+def _resolve_parts(plan: Plan) -> None:
+    """A grouped conv's input and output slots are its groups' equal parts (after every union is known).
+
+    A slot several grouped convs read or write gets the least common multiple of their groups; an input
+    made of several slots (a concatenation), or a width the parts do not divide, stays fixed.
+    """
+    needs: dict[int, int] = {}
+    for i, groups in plan.grouped:
+        layer = plan.layers[i]
+        for keys in (plan.axes[layer.inputs[0]], [i]):
+            if len(keys) != 1:
+                plan.fixed.update(keys)
+                continue
+            root = plan.find(keys[0])
+            needs[root] = math.lcm(needs.get(root, 1), groups)
+    for root, parts in needs.items():
+        if plan.width[root] % parts:
+            plan.fixed.add(root)
+        else:
+            plan.parts[root] = parts
 
 
 def _outputs(plan: Plan, refs: list[int]) -> None:
@@ -282,12 +310,12 @@ def _map(plan: Plan, layer: Layer) -> None:
     plan.axes[i], plan.flat[i] = list(plan.axes[x]), plan.flat[x] or form.flattens
     if form.spatial and plan.flat[x]:
         _issue(plan.issues, layer.at, f"{layer.kind} after flatten/linear: the input is no longer a feature map")
-    if form.whole_axis:  # statistics over every channel: removing one changes the others
+    if form.fixes_channels:  # statistics over every channel, or positions interleaved
         plan.fixed.update(plan.axes[x])
     groups = layer.opts.get("groups")
-    if layer.kind == "groupnorm" and plan.channels(x) % int(groups):
-        _issue(plan.issues, f"{layer.at}.groupnorm", f"groups {groups} does not divide the input width "
-                                                      f"{plan.channels(x)}")
+    if form.role == "map" and groups is not None and plan.channels(x) % int(groups):
+        _issue(plan.issues, f"{layer.at}.{layer.kind}", f"groups {groups} does not divide the input width "
+                                                         f"{plan.channels(x)}")
 
 
 def _produce(plan: Plan, layer: Layer) -> None:
@@ -307,7 +335,7 @@ def _produce(plan: Plan, layer: Layer) -> None:
         for what, width in (("the input width", cin), ("the out", out)):
             if width % groups:
                 _issue(plan.issues, f"{layer.at}.{layer.kind}.groups", f"groups {groups} does not divide {what} {width}")
-        plan.fixed.update([*plan.axes[x], i])  # grouped channels cannot be removed one by one
+        plan.grouped.append((i, groups))  # its input and output slots become `groups` equal parts
 
 
 def _couple(plan: Plan, layer: Layer, first: int, v: int) -> bool:
@@ -435,7 +463,7 @@ class _Emitter:
     def read(self, value: int, reader: Layer | None) -> str:
         """The tensor ``reader`` takes: the value itself, or the value through its gate."""
         ref = self.values[value]
-        if reader is not None and not (reader.mixes or self.plan.pure(reader.index)):
+        if reader is not None and not (self.plan.mixes(reader.index) or self.plan.pure(reader.index)):
             return ref
         if value in self.gated:
             return ref
@@ -457,7 +485,9 @@ class _Emitter:
             return self.b.axis(self.values[layer.inputs[0]])
         key = self.plan.find(layer.index)
         if key == layer.index:
-            self.b.add_slot(layer.slot_path, self.plan.width[key], self.plan.slot_kind(key))
+            kind = self.plan.slot_kind(key)
+            parts = self.plan.parts.get(key, 1) if kind != "fixed" else 1
+            self.b.add_slot(layer.slot_path, self.plan.width[key], kind, parts=parts)
         return Axis((self.plan.slot_name(layer.index),))
 
     def run(self) -> None:

@@ -60,12 +60,14 @@ class IRBuilder:
 
     # -- slots -----------------------------------------------------------------
     def add_slot(self, path: str, size: int, kind: str = "channel", index: Sequence[int] | None = None,
-                 base_size: int | None = None) -> Axis:
+                 base_size: int | None = None, parts: int = 1) -> Axis:
         """Register a slot and return the single-segment axis over it."""
         if path in self.slots:
             raise ValueError(f"duplicate slot {path}")
+        if size % parts:
+            raise ValueError(f"slot {path}: {parts} parts do not divide its {size} channels")
         self.slots[path] = Slot(path, int(size), kind, tuple(index) if index is not None else None, base_size,
-                                tuple(self._units))
+                                tuple(self._units), parts)
         return Axis((path,))
 
     @contextmanager

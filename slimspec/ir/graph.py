@@ -19,6 +19,10 @@ from typing import Any, Mapping
 class Slot:
     """A group of channels whose width is one value in the spec.
 
+    ``parts``: a slot a grouped convolution reads or writes is its ``groups`` equal parts, and
+    pruning keeps the same number of channels in every part (chosen by the criterion within
+    each part), so the pruned convolution keeps its ``groups``.
+
     ``kind``: ``channel`` (a conv/linear output width), ``select`` (a subset of an axis kept
     by a channel selection), ``stream`` (a residual stream width), ``block`` (a whole
     residual block, size 1, removable when its SSS block gate is zero), ``fixed`` (never
@@ -33,6 +37,7 @@ class Slot:
     index: tuple[int, ...] | None = None  # select slots: the kept positions of the selected axis
     base_size: int | None = None  # select slots: width of the axis selected from
     group: tuple[str, ...] = ()
+    parts: int = 1  # equal contiguous parts (a grouped conv's groups): pruning keeps as many channels in each
 
     @property
     def prunable(self) -> bool:

@@ -16,7 +16,8 @@ differently reads it:
 Adding an element-wise activation or a pool is one :func:`register_op` call (plus a factory in
 ``slimspec.nn`` when torch has no module for it); schema, builder, modules and importer pick
 it up. Axis names in ``tensors``: ``"out"`` is the node's output axis, ``"in"`` its input
-axis, ``None`` a dim that carries no channels (a depthwise conv's 1 input channel per group).
+axis, ``GROUP_IN`` a grouped conv's per-group input channels (a depthwise conv's 1), ``None`` a
+dim that carries no channels.
 """
 from __future__ import annotations
 
@@ -79,9 +80,10 @@ class LayerForm:
     ``role``: ``map`` keeps its input's channel axis; ``produce`` makes a new slot of width
     ``out`` (a prunable width); ``add`` unifies its inputs' axes (a residual stream); ``mul``
     unifies them too, broadcasting (a squeeze-excitation scale couples its channels to the map it
-    scales, without making a stream); ``concat`` composes them. ``whole_axis``: computes across
-    all channels of its input (a LayerNorm's statistics), so no channel of it can be removed
-    without changing the others: its input's slots are fixed.
+    scales, without making a stream); ``concat`` composes them. ``fixes_channels``: its output
+    channels depend on all its input channels' positions (a LayerNorm's statistics span them; a
+    channel shuffle interleaves them), so none can be removed without changing the others: its
+    input's slots are fixed.
     """
 
     options: Mapping[str, dict] = field(default_factory=dict)  # option -> JSON Schema (with its "default")
@@ -92,7 +94,7 @@ class LayerForm:
     role: str = "map"
     spatial: bool = False  # reads a feature map (C, H, W), not a vector
     flattens: bool = False  # its output is a vector (flatten, linear)
-    whole_axis: bool = False  # statistics over all input channels: its input's slots are fixed
+    fixes_channels: bool = False  # every input channel's position matters: its input's slots are fixed
     emit: Emit = _elementwise
 
     def defaults(self) -> dict[str, Any]:
@@ -162,12 +164,13 @@ def _conv_macs(ir: IR, node: Node) -> int:
     return cout * (cin // _groups(node)) * area * h * w
 
 
+GROUP_IN = "group_in"  # a grouped conv's input dim: each filter reads the kept channels of its own group
 _WEIGHTED: TensorDims = {"weight": ("out", "in"), "weight_mask": ("out", "in"), "bias": ("out",)}
-_GROUPED: TensorDims = {"weight": ("out", None), "weight_mask": ("out", None), "bias": ("out",)}
+_GROUPED: TensorDims = {"weight": ("out", GROUP_IN), "weight_mask": ("out", GROUP_IN), "bias": ("out",)}
 
 
 def _conv_tensors(node: Node) -> TensorDims:
-    """Grouped convolutions index only their output dim: each filter reads its own group."""
+    """A grouped convolution's filters each read their own group's input channels (``GROUP_IN``)."""
     return _GROUPED if _groups(node) > 1 else _WEIGHTED
 
 
@@ -311,10 +314,15 @@ _OPS: tuple[OpKind, ...] = (
                             "mode": {"enum": ["row", "batch"], "default": "row", "title": "'row' or 'batch'"}},
                            ("p",), "p", {"$ref": "#/$defs/dropout", "title": "a number in [0, 1)"})),
     OpKind("layernorm", _channel_params, tensors=_static(_AFFINE), layer=LayerForm(
-        {"eps": _EPS}, bare=True, whole_axis=True)),
+        {"eps": _EPS}, bare=True, fixes_channels=True)),
     OpKind("groupnorm", _channel_params, tensors=_static(_AFFINE), layer=LayerForm(
         {"groups": _POS, "eps": _EPS}, ("groups",), "groups",
-        {"type": "integer", "minimum": 1, "title": "a positive number of groups"}, whole_axis=True)),
+        {"type": "integer", "minimum": 1, "title": "a positive number of groups"}, fixes_channels=True)),
+    OpKind("shuffle", identity=True, module="slimspec.nn.ops.ChannelShuffle", module_args={"groups": "groups"},
+           layer=LayerForm({"groups": {**_POS, "description": "ShuffleNet's channel shuffle (Zhang et al. 2018): "
+                                                             "view (groups, C/groups), transpose, flatten."}},
+                           ("groups",), "groups", {"type": "integer", "minimum": 1, "title": "a positive number of groups"},
+                           spatial=True, fixes_channels=True)),
     OpKind("identity", identity=True, transparent=True, layer=LayerForm(bare=True), module="torch.nn.Identity",
            imports=Imports(("torch.nn.Identity",))),
     OpKind("dropout", identity=True, transparent=True, module="torch.nn.Dropout", module_args={"p": "p"},
@@ -328,8 +336,8 @@ _OPS: tuple[OpKind, ...] = (
     OpKind("avgpool", layer=_POOL),
     OpKind("gap"),
     OpKind("adaptive_avgpool", module="torch.nn.AdaptiveAvgPool2d", module_args={"size": "output_size"},
-           layer=LayerForm({"size": _SIZE}, ("size",), "size",
-                           {"type": "integer", "minimum": 1, "title": "a positive output size"}, spatial=True,
+           layer=LayerForm({"size": _SIZE}, ("size",), "size", {**_SIZE, "title": "a positive output size or a pair "
+                                                                                    "[h, w] of them"}, spatial=True,
                            emit=lambda b, op, name, xs, o, at, out: b.adaptive_avgpool(name, xs[0], o["size"], at=at))),
     OpKind("flatten", transparent=True, module="torch.nn.Flatten",
            layer=LayerForm(bare=True, flattens=True, emit=lambda b, op, name, xs, o, at, out: b.flatten(name, xs[0], at=at))),

@@ -107,3 +107,20 @@ class ChannelLayerNorm(nn.LayerNorm):
         x = x.permute(0, 2, 3, 1)
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle (Zhang et al. 2018; ShuffleNetV2, Ma et al. 2018): channels viewed as
+    (groups, C / groups), transposed, flattened back — torchvision's ``channel_shuffle``."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).contiguous()
+        return x.view(n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"

@@ -17,6 +17,9 @@ Conventions (documented in the README, tested):
 * ``min_channels`` (default 1) is applied last-but-one: a slot never keeps fewer than
   ``min(min_channels, width)`` channels; its best-scored channels are kept and the slot is
   reported as clamped. ``round_to`` then rounds each kept count up to a multiple.
+* A slot made of a grouped convolution's groups (``Slot.parts``) keeps the same number of
+  channels in every part — the count the policy chose, divided by the parts and rounded —
+  each part its own best-scored channels.
 * Slots matching ``exclude`` are untouched; ``overrides`` give a per-slot ratio (first match
   wins) and take those slots out of the global pool; residual stream slots are pruned only
   with ``prune_stream``.
@@ -180,9 +183,25 @@ def _finish(ir: IR, scores: Mapping[str, torch.Tensor], pruned: dict[str, set[in
                 clamped.append(path)
             best_dropped = sorted(drop, key=lambda i: (-float(scores[path][i]), i))
             keep += best_dropped[: want - len(keep)]
+        if slot.parts > 1 and drop:
+            keep = _equal_parts(slot.size, slot.parts, keep, scores[path], at_least=config.threshold is not None)
         kept[path] = tuple(sorted(keep))
     _keep_a_block_per_stage(ir, scores, kept)
     return Decision(kept, threshold, clamped)
+
+
+def _equal_parts(size: int, parts: int, keep: list[int], scores: torch.Tensor, at_least: bool) -> list[int]:
+    """As many channels as ``keep``, the same number in each of ``parts`` equal parts (a grouped conv's groups),
+    each part keeping its own best-scored channels (ties by position). ``at_least`` (a threshold): every part
+    keeps as many as the part that keeps most, so no channel scoring above the threshold goes."""
+    width = size // parts
+    counts = [sum(1 for i in keep if i // width == part) for part in range(parts)]
+    each = max(counts) if at_least else max(1, (2 * len(keep) + parts) // (2 * parts))  # the mean, half up
+    chosen: list[int] = []
+    for part in range(parts):
+        positions = range(part * width, (part + 1) * width)
+        chosen += sorted(positions, key=lambda i: (-float(scores[i]), i))[:each]
+    return chosen
 
 
 def _keep_a_block_per_stage(ir: IR, scores: Mapping[str, torch.Tensor], kept: dict[str, tuple[int, ...]]) -> None:

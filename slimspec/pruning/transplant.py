@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 
 from ..ir import IR, Axis, Node
-from ..ir.ops import OPS
+from ..ir.ops import GROUP_IN, OPS
 from ..utils.names import rename_prefix
 from .criteria.base import PruneError
 from .sources import axis_index, slot_sources
@@ -39,11 +39,31 @@ def transplant(old_ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str,
             for dim, which in enumerate(OPS[node.op].tensors(node).get(attr, ())):
                 if which is None:
                     continue
+                if which == GROUP_IN:
+                    tensor = _group_inputs(old_ir, node, kept, tensor, dim)
+                    continue
                 index = axis_index(old_ir, _axis(node, which), kept)
                 if index != list(range(tensor.shape[dim])):
                     tensor = tensor.index_select(dim, torch.tensor(index, dtype=torch.long))
         out[new_key] = tensor.clone()
     return out
+
+
+def _group_inputs(ir: IR, node: Node, kept: Mapping[str, tuple[int, ...]], tensor: torch.Tensor,
+                  dim: int) -> torch.Tensor:
+    """A grouped conv's per-group input dim (its output dim already indexed): each kept filter keeps the kept
+    input channels of its own group, as positions within that group (every group keeps as many: ``Slot.parts``)."""
+    groups = int(node.attr("groups"))
+    per_in, per_out = ir.axis_size(node.in_axis) // groups, node.shape[0] // groups  # type: ignore[arg-type]
+    kept_in = axis_index(ir, node.in_axis, kept)  # type: ignore[arg-type]
+    by_group = [[p - g * per_in for p in kept_in if p // per_in == g] for g in range(groups)]
+    rows = [by_group[p // per_out] for p in axis_index(ir, node.axis, kept)]  # a depthwise conv's removed
+    if all(columns == list(range(per_in)) for columns in rows):                # channels have no rows left
+        return tensor
+    if len({len(columns) for columns in rows}) != 1:
+        raise PruneError(f"transplant: {node.name}: its groups keep different numbers of input channels")
+    index = torch.tensor(rows, dtype=torch.long).view(len(rows), -1, *([1] * (tensor.dim() - 2)))
+    return torch.gather(tensor, dim, index.expand(-1, -1, *tensor.shape[2:]))
 
 
 def fold_gates(ir: IR, state: Mapping[str, torch.Tensor], binary: bool = False) -> dict[str, torch.Tensor]:
@@ -98,10 +118,12 @@ def fold_gates(ir: IR, state: Mapping[str, torch.Tensor], binary: bool = False) 
 def _fold_into_readers(ir: IR, name: str, gate: torch.Tensor, new: dict[str, torch.Tensor]) -> None:
     """Scale the input columns of every conv/linear reading gate ``name`` (through transparent ops)."""
     for reader in (n for n in ir.nodes if name in n.inputs):
-        if reader.op in ("conv", "linear") and int(reader.attr("groups", 1)) == 1:
+        if reader.op in ("conv", "linear"):
             weight = new[f"{reader.name}.weight"]
-            shape = (1, -1) + (1,) * (weight.dim() - 2)
-            new[f"{reader.name}.weight"] = weight * gate.view(shape).to(weight.dtype)
+            groups = int(reader.attr("groups", 1))  # filter r of group g reads input channels g*per .. (g+1)*per
+            columns = gate.view(groups, 1, -1).expand(-1, weight.shape[0] // groups, -1).reshape(weight.shape[0], -1)
+            new[f"{reader.name}.weight"] = weight * columns.view(*columns.shape, *(1,) * (weight.dim() - 2)).to(
+                weight.dtype)
         elif OPS[reader.op].transparent:  # flatten, dropout, identity: repeated per pixel after a flatten
             _fold_into_readers(ir, reader.name, gate.repeat_interleave(reader.axis.repeat // max(
                 ir.node(reader.inputs[0]).axis.repeat, 1)), new)
