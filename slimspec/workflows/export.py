@@ -30,12 +30,14 @@ from .deploy import load_deployable
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """How to write one format and how to run the written file without slimspec."""
+    """How to write one format and how to run the written file without slimspec; ``own``: a format that exports
+    itself (Darknet: a .cfg and its .weights, BN kept)."""
 
     name: str
     suffix: str
-    write: Callable[[torch.nn.Module, torch.Tensor, Path], None]
-    run: Callable[[Path, torch.Tensor], torch.Tensor]
+    write: Callable[[torch.nn.Module, torch.Tensor, Path], None] | None = None
+    run: Callable[[Path, torch.Tensor], torch.Tensor] | None = None
+    own: Callable[..., "ExportResult"] | None = None
 
 
 _FORMATS: Registry[ExportFormat] = Registry("export format", ExportError)
@@ -111,9 +113,27 @@ def _run_torchscript(path: Path, x: torch.Tensor) -> torch.Tensor:
         return torch.jit.load(str(path), map_location="cpu")(x)
 
 
+def _export_darknet(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, *, force: bool,
+                    check_batch: int, seed: int) -> ExportResult:
+    """OUT (.cfg) and its .weights beside it; BatchNorm is Darknet's own layer: never folded."""
+    from ..interop.darknet_export import check_darknet, write_darknet
+    from ..weights import read_metadata
+
+    with OutputTransaction(force=force) as outputs:
+        if isinstance(weights, (str, os.PathLike)):
+            outputs.check_inputs(weights)
+        reference, model = load_deployable(weights, fold_bn=False, seed=seed)
+        meta = read_metadata(weights) if isinstance(weights, (str, os.PathLike)) and str(weights).endswith(
+            ".safetensors") else None
+        cfg, _ = write_darknet(model, out, outputs, meta)
+    return ExportResult(cfg, "darknet", check_darknet(reference, cfg, check_batch=check_batch, seed=seed), [],
+                        check_batch)
+
+
 for _fmt in (ExportFormat("onnx", ".onnx", _write_onnx, _run_onnx),
              ExportFormat("pt2", ".pt2", _write_pt2, _run_pt2),
-             ExportFormat("torchscript", ".pt", _write_torchscript, _run_torchscript)):
+             ExportFormat("torchscript", ".pt", _write_torchscript, _run_torchscript),
+             ExportFormat("darknet", ".cfg", own=_export_darknet)):
     _FORMATS.add(_fmt.name, _fmt)
 
 
@@ -139,6 +159,9 @@ def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, 
     the dynamic axis) and compared with the unfolded PyTorch model.
     """
     fmt = _FORMATS.get(format or _format_for(out))
+    if fmt.own is not None:
+        return fmt.own(weights, out, force=force, check_batch=check_batch, seed=seed)
+    assert fmt.write is not None and fmt.run is not None
     if fmt.name == "onnx":
         for module in ("onnx", "onnxscript", "onnxruntime"):
             require(module, "ONNX export")
