@@ -208,6 +208,25 @@ class NoHead(Erf):
         return self.conv(x).mean((2, 3))
 
 
+class Pyramid(Erf):
+    """Two feature maps out (a detector's neck), the second read through a bias-free Linear too."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.proj = nn.Linear(6, 5, bias=False)
+
+    def forward(self, x):
+        a = torch.relu(self.conv(x))
+        b = self.down(a)
+        return a, b, self.proj(b.mean((2, 3)))
+
+
+class ReturnsInput(Erf):
+    def forward(self, x):
+        return x, self.conv(x)
+
+
 def test_unsupported_node_is_named_with_its_line():
     line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "torch.erf(self.conv" in text)
     assert _error(Erf()).startswith(f"cannot import Erf: torch.erf at test_fx_import.py:{line} "
@@ -233,20 +252,58 @@ class WithSE(Erf):
         return self.fc(self.se(self.conv(x)).mean((2, 3)))
 
 
+class ErfGate(SqueezeExcite):
+    def forward(self, x):
+        return x * torch.erf(self.fc(x.mean((2, 3), keepdim=True)))
+
+
+class WithErfGate(WithSE):
+    def __init__(self):
+        super().__init__()
+        self.se = ErfGate()
+
+
 def test_unsupported_node_inside_a_submodule_names_the_submodule():
-    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "return x * torch.sigmoid" in text)
-    assert _error(WithSE()).startswith(f"cannot import WithSE: operator.mul in 'se' (SqueezeExcite) at "
-                                       f"test_fx_import.py:{line} (return x * torch.sigmoid(")
+    line = next(i for i, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "return x * torch.erf" in text)
+    assert _error(WithErfGate()).startswith(f"cannot import WithErfGate: torch.erf in 'se' (ErfGate) at "
+                                            f"test_fx_import.py:{line} (return x * torch.erf(")
+
+
+def test_squeeze_excitation_imports_as_a_mul_join():
+    module = randomize(WithSE())
+    spec, model = from_module(module, SHAPE)
+    assert spec.arch == "graph"
+    assert {"mul": {"from": [0, -1]}} in spec.data["layers"]
+    assert_same(module, model)
 
 
 @pytest.mark.parametrize("module, expected", [
     (Shared(), r"tensor\.__getitem__\(\)|operator\.getitem"),
     (Branchy(), r"cannot trace Branchy with torch.fx: symbolically traced variables cannot be used as inputs to "
                 r"control flow"),
-    (NoHead(), r"cannot import NoHead: its output must be a single tensor from a final nn.Linear"),
+    (ReturnsInput(), r"cannot import ReturnsInput: its output must be a tensor or a tuple of tensors computed by "
+                     r"the network"),
 ])
 def test_inexpressible_modules_are_refused_in_one_line(module, expected):
     assert re.search(expected, _error(module))
+
+
+def test_outputs_other_than_a_final_linear_are_the_specs_outputs():
+    """No implied classifier: the returned tensors are ``outputs`` (a tuple comes back as a tuple)."""
+    module = randomize(NoHead())
+    spec, model = from_module(module, SHAPE)
+    assert spec.data["outputs"] == [2] and "num_classes" not in spec.data
+    assert count_params(spec.ir) == sum(p.numel() for p in module.conv.parameters())
+    assert_same(module, model)
+    module = randomize(Pyramid())
+    spec, model = from_module(module, SHAPE)
+    kinds = [next(iter(item)) if isinstance(item, dict) else item for item in spec.data["layers"]]
+    assert kinds == ["conv", "relu", "conv", "adaptive_avgpool", "flatten", "linear"]
+    assert spec.data["outputs"] == [1, 2, 5]
+    x = torch.randn(2, *SHAPE)
+    with torch.no_grad():
+        for got, want in zip(model.eval()(x), module(x), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 def test_shared_weights_are_refused():

@@ -22,7 +22,7 @@ from ..errors import ModelImportError
 from ..weights import WeightsError, read_state_dict, state_problems, with_module_metadata
 from .fx_trace import import_module
 
-__all__ = ["import_python", "load_factory"]
+__all__ = ["import_python", "load_factory", "load_state_dict_file"]
 
 
 def load_factory(reference: str) -> nn.Module:
@@ -129,16 +129,17 @@ def import_python(reference: str, input_shape: Sequence[int], *, name: str | Non
     with seeded(seed):
         module = load_factory(reference)
     if state_dict is not None:
-        _load_state_dict(module, state_dict)
+        load_state_dict_file(module, state_dict, type(module).__name__)
     default = re.sub(r"[^A-Za-z0-9_.-]+", "_", reference.partition(":")[0].rsplit(".", 1)[-1]).lower()
     return import_module(module, shape, name=name or default, source=f"python:{reference}")
 
 
-def _load_state_dict(module: nn.Module, path: str | os.PathLike) -> None:
-    """Load a state dict strictly; a misfit names its missing, unexpected and mis-shaped keys."""
+def load_state_dict_file(module: nn.Module, path: str | os.PathLike, what: str) -> None:
+    """Load a state dict file into ``module`` (``what`` it is, for messages) strictly; a misfit names its missing,
+    unexpected and mis-shaped keys."""
     state = read_state_dict(path)
     try:
         module.load_state_dict(with_module_metadata(state, module))
     except (RuntimeError, TypeError, AttributeError, ValueError, KeyError) as exc:  # the module's own loading hooks too
         problems = state_problems(module.state_dict(), state, "module") or [" ".join(str(exc).split())[:300]]
-        raise WeightsError(f"{path}: does not fit {type(module).__name__}: " + " | ".join(problems)) from None
+        raise WeightsError(f"{path}: does not fit {what}: " + " | ".join(problems)) from None

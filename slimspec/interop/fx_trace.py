@@ -30,9 +30,14 @@ from ..nn.net import SpecNet
 from ..utils.text import listing
 from ..weights import nonfinite
 from ..specio.yamlio import format_spec
-from .fx_ops import SHAPE, Unsupported, callable_name, expressible, function_handler, method_handler, module_handler, mutates
+from .fx_ops import (SHAPE, Unsupported, callable_name, channels_last, expressible, function_handler, method_handler,
+                     module_handler, mutates)
+from .fx_values import Layout, Param, shape_of
 
 INPUT = -1
+JOINS = ("add", "mul", "concat")  # roles whose layers read a list ``from``
+Source = str | dict[str, tuple[str, tuple[int, ...] | None]]
+# a layer's weights: its module's path, or spec key -> (path of a parameter or buffer, the shape the spec stores)
 _TORCH_DIR = re.compile(r"[/\\]torch[/\\]")  # torch's own frames (torchvision's are the model's code)
 
 
@@ -42,16 +47,31 @@ class Trace:
 
     root: nn.Module
     layers: list[tuple[str, dict, tuple[int, ...]]] = field(default_factory=list)  # kind, options, inputs
-    sources: dict[int, str] = field(default_factory=dict)  # layer index -> module path in the user's model
-    values: dict[fx.Node, Any] = field(default_factory=dict)  # fx node -> layer index, INPUT or SHAPE
+    sources: dict[int, Source] = field(default_factory=dict)  # layer index -> where its weights are in the model
+    values: dict[fx.Node, Any] = field(default_factory=dict)  # fx node -> layer index, INPUT, SHAPE, Param, Layout
     used_modules: dict[str, int] = field(default_factory=dict)
     modules: dict[int, str] = field(default_factory=dict)  # layer index -> module path (for comments)
 
-    def add(self, node: fx.Node, kind: str, opts: dict, inputs: Sequence[fx.Node], module: str | None = None) -> int:
-        """A layer computing ``node`` from ``inputs``."""
-        index = self.append(kind, opts, tuple(self.value(node, x) for x in inputs), node)
+    def add(self, node: fx.Node, kind: str, opts: dict, inputs: Sequence[fx.Node], module: str | None = None, *,
+            source: Source | None = None, last_ok: bool = False) -> int:
+        """A layer computing ``node`` from ``inputs``; ``source``: where its weights are (``module``: a module's).
+
+        ``last_ok``: the layer treats each channel alike, so it may read channels-last inputs (all of them
+        then), and its output is channels-last too.
+        """
+        last = [isinstance(self.values.get(x), Layout) and self.values[x].form == "last" for x in inputs]
+        if any(last) and not (last_ok and all(last)):
+            raise Unsupported(node, "reads a channels-last tensor (between permute(0, 2, 3, 1) and permute(0, 3, 1, "
+                                    "2) only per-channel layers are expressible: LayerNorm, Linear, activations, "
+                                    "dropout, scales)")
+        refs = tuple(self.values[x].index if is_last else self.value(node, x) for x, is_last in zip(inputs, last))
+        index = self.append(kind, opts, refs, node)
+        if any(last):
+            self.values[node] = Layout("last", index)
         if module is not None:
             self.sources[index] = module
+        if source is not None:
+            self.sources[index] = source
         return index
 
     def append(self, kind: str, opts: dict, refs: tuple[int, ...], node: fx.Node) -> int:
@@ -61,9 +81,15 @@ class Trace:
         return len(self.layers) - 1
 
     def value(self, user: fx.Node, arg: Any) -> int:
-        if not isinstance(arg, fx.Node) or arg not in self.values or self.values[arg] == SHAPE:
+        """The layer whose output ``arg`` is (INPUT for the image); anything else is refused."""
+        value = self.values.get(arg) if isinstance(arg, fx.Node) else None
+        if isinstance(value, Layout) and value.form == "last":
+            raise Unsupported(user, "reads a channels-last tensor (between permute(0, 2, 3, 1) and permute(0, 3, 1, 2) "
+                                    "only per-channel layers are expressible: LayerNorm, Linear, activations, dropout, "
+                                    "scales)")
+        if not isinstance(value, int) or isinstance(value, bool):
             raise Unsupported(user, "takes an input that is not a feature tensor of the network")
-        return self.values[arg]
+        return value
 
 
 # -- where a node comes from ----------------------------------------------------------------------
@@ -124,20 +150,53 @@ class _Shapes(fx.Interpreter):
 def _module(trace: Trace, node: fx.Node) -> None:
     module = trace.root.get_submodule(node.target)
     kind, opts = module_handler(node, module)(node, module)
+    x = node.args[0]
+    last = isinstance(trace.values.get(x), Layout) and trace.values[x].form == "last"
+    reshapes: dict[str, tuple[int, ...]] = {}
+    if last:
+        kind, opts, reshapes = channels_last(node, module, kind, opts)
+    elif kind == "layernorm" and len(shape_of(x) or ()) != 2:
+        raise Unsupported(node, "normalizes the last dim of a channels-first map (permute it to channels-last first)")
     has_weights = any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(False))
     if has_weights and node.target in trace.used_modules:
         raise Unsupported(node, "is called a second time (shared weights are not expressible)")
     trace.used_modules[node.target] = len(trace.layers)
     trace.modules[len(trace.layers)] = node.target
-    trace.add(node, kind, opts, [node.args[0]], module=node.target if has_weights else None)
+    source: Source | None = None
+    if has_weights and reshapes:
+        source = {key: (f"{node.target}.{key}", reshapes.get(key)) for key in module.state_dict()}
+    trace.add(node, kind, opts, [x], module=node.target if has_weights and not reshapes else None, source=source,
+              last_ok=last)
+
+
+def _sizes_only(trace: Trace, node: fx.Node) -> bool:
+    """A call computing a size from sizes (``C // groups``, ``x.ndim == 4``, ``torch._assert(...)``): a size too."""
+    found: list[Any] = []
+    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(trace.values.get(n)) or n)
+    if found and all(value == SHAPE for value in found):
+        trace.values[node] = SHAPE
+        return True
+    return False
 
 
 def _function(trace: Trace, node: fx.Node) -> None:
-    function_handler(node)(trace, node)
+    if not _sizes_only(trace, node):
+        function_handler(node)(trace, node)
 
 
 def _method(trace: Trace, node: fx.Node) -> None:
-    method_handler(node)(trace, node)
+    if not _sizes_only(trace, node):
+        method_handler(node)(trace, node)
+
+
+def _attribute(trace: Trace, node: fx.Node) -> None:
+    """A parameter or buffer the module's code reads itself (a layer scale, a functional norm's weights)."""
+    value = trace.root
+    for part in str(node.target).split("."):
+        value = getattr(value, part, None)
+    if not isinstance(value, torch.Tensor):
+        raise Unsupported(node, "reads an attribute that is not a tensor of the module")
+    trace.values[node] = Param(str(node.target), tuple(value.shape))
 
 
 # -- tracing --------------------------------------------------------------------------------------
@@ -163,7 +222,7 @@ def _traced(module: nn.Module, example: torch.Tensor, label: str) -> tuple[fx.Gr
 
 def _read(gm: fx.GraphModule, label: str) -> tuple[Trace, fx.Node]:
     trace = Trace(gm)
-    handlers = {"call_module": _module, "call_function": _function, "call_method": _method}
+    handlers = {"call_module": _module, "call_function": _function, "call_method": _method, "get_attr": _attribute}
     output: fx.Node | None = None
     try:
         for node in gm.graph.nodes:
@@ -176,7 +235,8 @@ def _read(gm: fx.GraphModule, label: str) -> tuple[Trace, fx.Node]:
             elif node.op in handlers:
                 handlers[node.op](trace, node)
                 target = node.args[0] if node.args else None
-                if mutates(gm, node) and isinstance(target, fx.Node) and isinstance(trace.values.get(target), int):
+                if mutates(gm, node) and isinstance(target, fx.Node) and \
+                        isinstance(trace.values.get(target), (int, Layout)):
                     trace.values[target] = trace.values[node]  # later readers of the tensor see the new values
             else:
                 raise Unsupported(node, "is not expressible in a slimspec spec")
@@ -187,25 +247,43 @@ def _read(gm: fx.GraphModule, label: str) -> tuple[Trace, fx.Node]:
     return trace, output
 
 
-def _classifier(trace: Trace, output: fx.Node, label: str) -> tuple[int, str]:
-    """Take the final nn.Linear off the layer list: ``(num_classes, its module path)``."""
+def _classifier(trace: Trace, output: fx.Node) -> tuple[int, str] | None:
+    """Take a final nn.Linear with a bias, read by nothing else, off the layer list as the implied classifier:
+    ``(num_classes, its module path)``; None when the output is something else (see :func:`_outputs`)."""
     result = output.args[0]
     last = trace.values.get(result) if isinstance(result, fx.Node) else None
-    if not isinstance(last, int) or last < 0 or trace.layers[last][0] != "linear":
-        raise ModelImportError(f"cannot import {label}: its output must be a single tensor from a final nn.Linear "
-                               "(the classifier a spec implies)")
+    if not isinstance(last, int) or last < 0 or trace.layers[last][0] != "linear" or last not in trace.sources:
+        return None
     kind, opts, inputs = trace.layers[last]
-    if opts.get("bias") is False:
-        raise ModelImportError(f"cannot import {label}: the final nn.Linear has no bias (a spec's classifier has one)")
-    if any(last in refs for _, _, refs in trace.layers[last + 1:]):
-        raise ModelImportError(f"cannot import {label}: the final nn.Linear's output is also used inside the network")
+    if opts.get("bias") is False or any(last in refs for _, _, refs in trace.layers[last + 1:]):
+        return None
     del trace.layers[last:]  # anything after it computed nothing the output uses
     source = trace.sources.pop(last)
+    assert isinstance(source, str)
     trace.sources = {i: path for i, path in trace.sources.items() if i < last}
     feeding = inputs[0]
     if feeding != len(trace.layers) - 1:  # the classifier reads the last layer: route its input there
         trace.layers.append(("identity", {}, (feeding,)))
     return int(opts["out"]), source
+
+
+def _outputs(trace: Trace, output: fx.Node, label: str) -> list[int]:
+    """The layers a model returns when its output is not one final classifier (a conv head, a tuple of maps)."""
+    result = output.args[0]
+    nodes = list(result) if isinstance(result, (tuple, list)) else [result]
+    indices = []
+    for node in nodes:
+        value = trace.values.get(node) if isinstance(node, fx.Node) else None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ModelImportError(f"cannot import {label}: its output must be a tensor or a tuple of tensors computed "
+                                   "by the network")
+        indices.append(value)
+    if len(set(indices)) != len(indices):
+        raise ModelImportError(f"cannot import {label}: it returns the same tensor twice")
+    last = max(indices)
+    del trace.layers[last + 1:]  # computed nothing the outputs use
+    trace.sources = {i: path for i, path in trace.sources.items() if i <= last}
+    return indices
 
 
 # -- spec data --------------------------------------------------------------------------------------
@@ -233,17 +311,25 @@ def _ref(index: int, target: int) -> int:
     return target if target >= 0 else -(index + 1)
 
 
-def _data(trace: Trace, name: str, input_shape: Sequence[int], num_classes: int) -> dict:
-    chain = _is_chain(trace.layers)
+def _data(trace: Trace, name: str, input_shape: Sequence[int], num_classes: int | None,
+          outputs: list[int] | None) -> dict:
+    """The spec's data: ``num_classes`` for an implied classifier, else ``outputs`` (a ``graph``)."""
+    chain = _is_chain(trace.layers) and outputs is None
     layers = []
     for i, (kind, opts, inputs) in enumerate(trace.layers):
-        if OPS[kind].layer.role in ("add", "concat"):  # type: ignore[union-attr]
-            layers.append({kind: {"from": [_ref(i, t) for t in inputs]}})
+        if len(inputs) > 1 or OPS[kind].layer.role in JOINS:  # type: ignore[union-attr]
+            layers.append({kind: {**opts, "from": [_ref(i, t) for t in inputs]}})
         else:
             ref = _ref(i, inputs[0])
             layers.append(_entry(kind, opts, None if ref == -1 else ref))
-    return {"slimspec": 1, "name": name, "arch": "sequential" if chain else "graph",
-            "input": [int(v) for v in input_shape], "num_classes": num_classes, "layers": layers}
+    data = {"slimspec": 1, "name": name, "arch": "sequential" if chain else "graph",
+            "input": [int(v) for v in input_shape]}
+    if outputs is None:
+        data["num_classes"] = num_classes
+    data["layers"] = layers
+    if outputs is not None:
+        data["outputs"] = outputs
+    return data
 
 
 def _numbered(text: str, labels: dict[int, str]) -> str:
@@ -291,8 +377,10 @@ def _import(module: nn.Module, input_shape: Sequence[int], name: str | None, sou
         example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
         gm, expected = _traced(module, example, label)
         trace, output = _read(gm, label)
-        num_classes, head = _classifier(trace, output, label)
-        data = _data(trace, name or _spec_name(module), shape, num_classes)
+        classifier = _classifier(trace, output)
+        outputs = _outputs(trace, output, label) if classifier is None else None
+        num_classes, head = classifier if classifier is not None else (None, None)
+        data = _data(trace, name or _spec_name(module), shape, num_classes, outputs)
         labels = {i: path for i, path in trace.modules.items() if i < len(trace.layers)}
         spec = spec_from_text(_numbered(format_spec(data), labels), source or f"python:{label}")
         state = _state(module, trace, head, label)
@@ -302,19 +390,33 @@ def _import(module: nn.Module, input_shape: Sequence[int], name: str | None, sou
     return spec, state, model
 
 
-def _state(module: nn.Module, trace: Trace, head: str, label: str) -> dict[str, torch.Tensor]:
+def _tensors(module: nn.Module, prefix: str, source: Source) -> list[tuple[str, str, torch.Tensor]]:
+    """``(spec key, path in the module, tensor as the spec stores it)`` of one layer's weights."""
+    if isinstance(source, str):
+        return [(f"{prefix}.{key}", f"{source}.{key}", tensor)
+                for key, tensor in module.get_submodule(source).state_dict(keep_vars=True).items()]
+    found = []
+    for key, (path, shape) in source.items():
+        owner, _, leaf = path.rpartition(".")
+        tensor = getattr(module.get_submodule(owner) if owner else module, leaf)
+        found.append((f"{prefix}.{key}", path, tensor if shape is None else tensor.reshape(shape)))
+    return found
+
+
+def _state(module: nn.Module, trace: Trace, head: str | None, label: str) -> dict[str, torch.Tensor]:
     """The module's tensors under the spec's module names: refused when two layers share one (tied weights) or
     when one holds NaN or inf (every later score and output would lie)."""
     state: dict[str, torch.Tensor] = {}
     owners: dict[int, str] = {}
-    for new, old in [*((f"layers.{i}", path) for i, path in sorted(trace.sources.items())), ("fc", head)]:
-        for key, tensor in module.get_submodule(old).state_dict(keep_vars=True).items():
-            if tensor.numel() and tensor.data_ptr() in owners:
-                raise ModelImportError(f"cannot import {label}: '{old}.{key}' is the same tensor as "
-                                       f"'{owners[tensor.data_ptr()]}' (tied weights are not expressible in a spec)")
-            if tensor.numel():
-                owners[tensor.data_ptr()] = f"{old}.{key}"
-            state[f"{new}.{key}"] = tensor.detach().cpu().clone()
+    layers = [(f"layers.{i}", source) for i, source in sorted(trace.sources.items())]
+    for new, old, tensor in [item for prefix, source in [*layers, *([("fc", head)] if head else [])]
+                             for item in _tensors(module, prefix, source)]:
+        if tensor.numel() and tensor.data_ptr() in owners and owners[tensor.data_ptr()] != old:
+            raise ModelImportError(f"cannot import {label}: '{old}' is the same tensor as "
+                                   f"'{owners[tensor.data_ptr()]}' (tied weights are not expressible in a spec)")
+        if tensor.numel():
+            owners[tensor.data_ptr()] = old
+        state[new] = tensor.detach().cpu().clone()
     bad = nonfinite(state)
     if bad:
         raise ModelImportError(f"cannot import {label}: the weights hold NaN or inf values in {listing(bad, 8)}")
@@ -328,11 +430,14 @@ def _check(spec: Spec, state: dict[str, torch.Tensor], example: torch.Tensor, ex
         model = SpecNet(spec)
     model.load_state_dict(state, strict=True, assign=True)  # shares storage: callers keep either state or model
     actual = model.eval()(example)
-    scale = max(1.0, float(expected.abs().max())) if isinstance(expected, torch.Tensor) else 1.0
-    if not isinstance(expected, torch.Tensor) or expected.shape != actual.shape or \
-            float((expected - actual).abs().max()) > 1e-4 * scale:
-        raise ModelImportError(f"cannot import {label}: the spec's model does not compute what the module computes "
-                               "(an operation with a behaviour torch.fx does not show)")
+    pairs = list(zip(expected, actual)) if isinstance(expected, (tuple, list)) and isinstance(actual, (tuple, list)) \
+        and len(expected) == len(actual) else [(expected, actual)]
+    for want, got in pairs:
+        scale = max(1.0, float(want.abs().max())) if isinstance(want, torch.Tensor) else 1.0
+        if not isinstance(want, torch.Tensor) or not isinstance(got, torch.Tensor) or want.shape != got.shape or \
+                float((want - got).abs().max()) > 1e-4 * scale:
+            raise ModelImportError(f"cannot import {label}: the spec's model does not compute what the module "
+                                   "computes (an operation with a behaviour torch.fx does not show)")
     return model
 
 

@@ -1,10 +1,11 @@
-"""Import torchvision ResNets and VGGs as slimspec specs plus weights.
+"""Import torchvision's classification models as slimspec specs plus weights.
 
-The spec is read off the model's own structure (block types, counts and inner widths; conv
-widths, pools and classifier widths), so a torchvision model — randomly initialized, with
-torchvision's pretrained weights, or loaded from a local ``.pth`` state dict — becomes a
-reviewable spec whose built model computes exactly what the torchvision model computes.
-Grouped convolutions (ResNeXt) are not expressible in spec format 1 and are refused.
+ResNets, VGGs and MobileNetV2 are read off the model's own structure (block types, counts and
+inner widths; conv widths, pools and classifier widths) into their families' specs; every other
+CNN (and these, at an input their family cannot take) is traced with torch.fx into a ``graph``
+spec. Either way a torchvision model — randomly initialized, with torchvision's pretrained
+weights, or loaded from a local ``.pth`` state dict — becomes a reviewable spec whose built model
+computes exactly what the torchvision model computes. Vision transformers are refused in one line.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from ..document import Spec
-from ..errors import ModelImportError
+from ..errors import ModelImportError, SpecError
 from ..utils.names import rename_prefix
 from ..weights import WeightsError, read_state_dict, state_problems, with_module_metadata
 
@@ -175,11 +176,24 @@ def _check_download(name: str, url: str) -> None:
                                f"({exc.strerror or exc}); fetch {url} elsewhere and pass --state-dict FILE") from None
 
 
+TRANSFORMERS = ("vit_", "swin_", "maxvit_")  # torchvision's vision transformers, by name (refused before they are made)
+
+
+def refuse_transformer(model: nn.Module | None, source: str, name: str = "") -> None:
+    """One line for a vision transformer (attention blocks): a spec expresses CNNs."""
+    attention = name.startswith(TRANSFORMERS) or model is not None and any(
+        isinstance(m, nn.MultiheadAttention) or type(m).__name__.endswith("Attention") for m in model.modules())
+    if attention:
+        raise ModelImportError(f"{source}: is a vision transformer (attention blocks are not expressible in a spec; "
+                               "slimspec imports CNNs)")
+
+
 def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
     import torchvision
 
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise ModelImportError(f"torchvision has no classification model '{name}'")
+    refuse_transformer(None, f"torchvision:{name}", name)
     factory = getattr(torchvision.models, name)
     if not pretrained:
         return factory(weights=None)
@@ -194,6 +208,15 @@ def _torchvision_model(name: str, pretrained: bool) -> nn.Module:
 
 def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
     return next(((path, m) for path, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def check_channels(model: nn.Module, shape: tuple[int, int, int], source: str) -> None:
+    """The input's channels are what the model's first convolution takes, else one line saying so."""
+    first = _first_conv(model)
+    if first is not None and first[1].in_channels != shape[0]:
+        raise ModelImportError(f"{source}: the input {','.join(map(str, shape))} has {shape[0]} channel(s), but the "
+                               f"model's first convolution {first[0]} takes {first[1].in_channels} "
+                               f"(e.g. {first[1].in_channels},{shape[1]},{shape[2]})")
 
 
 def _head_hint(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
@@ -231,11 +254,7 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
             model = _torchvision_model(name, pretrained)
         if num_classes is not None:
             replace_head(model, int(num_classes), name)
-    first = _first_conv(model)
-    if first is not None and first[1].in_channels != shape[0]:
-        raise ModelImportError(f"{source}: the input {','.join(map(str, shape))} has {shape[0]} channel(s), but the "
-                               f"model's first convolution {first[0]} takes {first[1].in_channels} "
-                               f"(e.g. {first[1].in_channels},{shape[1]},{shape[2]})")
+    check_channels(model, shape, source)
     if state_dict is not None:
         state = read_state_dict(state_dict)
         try:
@@ -244,20 +263,31 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
             problems = state_problems(model.state_dict(), state, "model") or [" ".join(str(exc).split())[:300]]
             hint = _head_hint(model, state) if num_classes is None else ""
             raise WeightsError(f"{state_dict}: does not fit torchvision's {name}: {' | '.join(problems)}{hint}") from None
+    refuse_transformer(model, source, name)
     importer = _importer(name)
-    if importer is None:
-        from .fx_trace import import_module
+    if importer is not None:
+        family = _family_spec(importer, model, name, shape, spec_name, source)
+        if family is not None:
+            return family
+    from .fx_trace import import_module
 
-        return import_module(model, shape, name=spec_name or name, source=source)
+    return import_module(model, shape, name=spec_name or name, source=source)
+
+
+def _family_spec(importer: ImportFn, model: nn.Module, name: str, shape: tuple[int, int, int],
+                 spec_name: str | None, source: str) -> tuple[Spec, dict[str, torch.Tensor]] | None:
+    """The family's spec, or None where it is not the model at this input (VGG's classifier after a 7x7
+    adaptive pool of a smaller map): the model is traced instead."""
+    from ..ir import count_params
+
     data, renames = importer(model, name)
     data["input"] = list(shape)
     if spec_name:
         data["name"] = spec_name
-    spec = Spec.from_data(data, source)
-    from ..ir import count_params
-
-    expected = sum(p.numel() for p in model.parameters())
-    if count_params(spec.ir) != expected:
-        raise ModelImportError(f"{source}: the spec has {count_params(spec.ir):,} parameters, the model "
-                               f"{expected:,} (input {list(shape)} does not give the feature map its classifier expects)")
+    try:
+        spec = Spec.from_data(data, source)
+    except SpecError:  # the family's spec does not fit this input: the trace says where the model does not
+        return None
+    if count_params(spec.ir) != sum(p.numel() for p in model.parameters()):
+        return None
     return spec, _rename(model.state_dict(), renames)
