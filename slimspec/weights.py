@@ -12,11 +12,15 @@ process; :func:`weights_writer` rewrites the header with the metadata keys sorte
 from __future__ import annotations
 
 import json
+import math
+import mmap
 import os
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -31,41 +35,114 @@ FORMAT_KEY = "slimspec.format"
 FORMAT_VERSION = "1"
 
 
-def _state_dict(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
-    # safetensors needs contiguous, unshared CPU tensors
-    return {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state.items()}
+# safetensors' dtype names (the header's "dtype"); every dtype a slimspec state holds
+DTYPE_NAMES: dict[torch.dtype, str] = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+DTYPES: dict[str, torch.dtype] = {name: dtype for dtype, name in DTYPE_NAMES.items()}
 
 
-def _metadata(spec_text: str, metadata: Mapping[str, object] | None) -> dict[str, str]:
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor's dtype and shape: all a safetensors header says of it."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def meta(self) -> torch.Tensor:
+        """A tensor of this dtype and shape on the meta device (no memory), for shape checks."""
+        return torch.empty(self.shape, dtype=self.dtype, device="meta")
+
+
+def weights_metadata(spec_text: str, metadata: Mapping[str, object] | None = None) -> dict[str, str]:
+    """The metadata a weights file of ``spec_text`` carries (format, spec, its sha256, then ``metadata``)."""
     meta = {FORMAT_KEY: FORMAT_VERSION, SPEC_KEY: spec_text, SPEC_HASH_KEY: sha256_bytes(spec_text)}
     for key, value in (metadata or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return meta
 
 
-def _deterministic_header(raw: bytes) -> tuple[bytes, memoryview]:
-    """Split safetensors bytes into a canonical header (metadata keys sorted) and the data."""
-    size = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + size])
-    meta = header.pop("__metadata__", None)
-    canonical = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | header
+def data_order(infos: Mapping[str, TensorInfo]) -> list[str]:
+    """The order safetensors lays tensors out in (dtype, then name), asked of safetensors itself.
+
+    It serializes empty stand-ins of the same names and dtypes, so the order is the library's
+    own whatever its version: a streamed file is byte-identical to one ``save`` writes.
+    """
+    probe = save({name: torch.empty(0, dtype=info.dtype) for name, info in infos.items()})
+    size = int.from_bytes(probe[:8], "little")
+    header = json.loads(probe[8: 8 + size])
+    header.pop("__metadata__", None)
+    return list(header)
+
+
+def _canonical(header: Mapping[str, object]) -> bytes:
+    """Header JSON with the metadata keys sorted, padded to 8 bytes, length-prefixed."""
+    meta = header.get("__metadata__")
+    body = {k: v for k, v in header.items() if k != "__metadata__"}
+    canonical = ({"__metadata__": dict(sorted(meta.items()))} if meta else {}) | body  # type: ignore[union-attr]
     text = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     text += b" " * (-len(text) % 8)  # keep the tensor data 8-byte aligned, as safetensors does
-    return len(text).to_bytes(8, "little") + text, memoryview(raw)[8 + size :]
+    return len(text).to_bytes(8, "little") + text
+
+
+def safetensors_header(infos: Mapping[str, TensorInfo], metadata: Mapping[str, str]) -> tuple[bytes, list[str]]:
+    """``(header bytes, tensor order)`` of the canonical file holding tensors shaped as ``infos``."""
+    order = data_order(infos)
+    entries: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name in order:
+        info = infos[name]
+        entries[name] = {"dtype": DTYPE_NAMES[info.dtype], "shape": list(info.shape),
+                         "data_offsets": [offset, offset + info.nbytes]}
+        offset += info.nbytes
+    return _canonical(entries), order
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The raw little-endian bytes of a CPU tensor, without a copy when it is contiguous."""
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+
+
+def stream_safetensors(handle: BinaryIO, infos: Mapping[str, TensorInfo], metadata: Mapping[str, str],
+                       tensor_of: Callable[[str], torch.Tensor | memoryview]) -> None:
+    """Write a canonical safetensors file: the header first, then each tensor as ``tensor_of(name)`` gives it.
+
+    One tensor is asked for at a time and written at once, so the writer never holds a second
+    copy of the state; a tensor whose bytes do not match its declared size is a bug and raises.
+    """
+    header, order = safetensors_header(infos, metadata)
+    handle.write(header)
+    for name in order:
+        value = tensor_of(name)
+        data = value if isinstance(value, memoryview) else tensor_bytes(value)
+        if data.nbytes != infos[name].nbytes:
+            raise WeightsError(f"{name}: {data.nbytes} bytes to write, the header says {infos[name].nbytes}")
+        handle.write(data)
+        del value, data
 
 
 def weights_writer(model_or_state: torch.nn.Module | Mapping[str, torch.Tensor], spec_text: str,
                    metadata: Mapping[str, object] | None = None) -> Writer:
-    """A ``writer(path)`` for :class:`~slimspec.utils.fileio.OutputTransaction` (byte-deterministic)."""
-    tensors = _state_dict(model_or_state)
-    meta = _metadata(spec_text, metadata)
+    """A ``writer(path)`` for :class:`~slimspec.utils.fileio.OutputTransaction` (byte-deterministic).
+
+    Streams each tensor's bytes into place after the header (no cloned state, no in-memory
+    file): writing needs no memory beyond the model's own tensors.
+    """
+    state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
+    tensors = {name: tensor.detach() for name, tensor in state.items()}
+    infos = {name: TensorInfo(t.dtype, tuple(t.shape)) for name, t in tensors.items()}
+    meta = weights_metadata(spec_text, metadata)
 
     def write(path: Path) -> None:
-        header, data = _deterministic_header(save(tensors, metadata=meta))
         with open(path, "xb") as handle:
-            handle.write(header)
-            handle.write(data)
+            stream_safetensors(handle, infos, meta, tensors.__getitem__)
 
     return write
 
@@ -103,6 +180,125 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             return dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{file}: not a readable safetensors file ({exc})") from None
+
+
+class MappedWeights(Mapping[str, torch.Tensor]):
+    """A safetensors file memory-mapped: its header parsed, each tensor read when asked for.
+
+    ``self[name]`` is a zero-copy view of the mapped file (cast to ``dtypes[name]`` where the
+    caller's network keeps another dtype); the pages of the previous tensor read are handed
+    back to the page cache first (``madvise(MADV_DONTNEED)``), so walking every tensor holds
+    about one of them in memory, not the file. ``renames`` maps the names a caller asks for to
+    the file's (weights saved under an earlier release's module names).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        note_input(self.path)
+        if not self.path.is_file():
+            raise WeightsError(f"{self.path}: no such weights file")
+        try:
+            with open(self.path, "rb") as handle:
+                size = int.from_bytes(handle.read(8), "little")
+                total = os.fstat(handle.fileno()).st_size
+                if size <= 0 or 8 + size > total:
+                    raise ValueError(f"header length {size} does not fit a file of {total} bytes")
+                header = json.loads(handle.read(size))
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"{self.path}: not a readable safetensors file ({exc})") from None
+        self.metadata: dict[str, str] = dict(header.pop("__metadata__", None) or {})
+        self._start = 8 + size
+        self._entries: dict[str, tuple[TensorInfo, int, int]] = {}
+        for name, entry in header.items():
+            try:
+                dtype, shape = DTYPES[entry["dtype"]], tuple(int(d) for d in entry["shape"])
+                begin, end = (self._start + int(o) for o in entry["data_offsets"])
+            except (KeyError, TypeError, ValueError):
+                raise WeightsError(f"{self.path}: not a readable safetensors file (tensor {name!r}: "
+                                   f"unsupported dtype or malformed entry)") from None
+            info = TensorInfo(dtype, shape)
+            if end - begin != info.nbytes or end > total or begin < self._start:
+                raise WeightsError(f"{self.path}: not a readable safetensors file (tensor {name!r}: offsets "
+                                   f"do not match its shape or the file)")
+            self._entries[name] = (info, begin, end)
+        self._renames: dict[str, str] = {}
+        self._dtypes: dict[str, torch.dtype] = {}
+        self._touched: tuple[int, int] | None = None
+
+    def expect(self, *, renames: Mapping[str, str] | None = None,
+               dtypes: Mapping[str, torch.dtype] | None = None) -> "MappedWeights":
+        """Serve the tensors under the names (``renames``: asked -> stored) and dtypes a network expects."""
+        self._renames = dict(renames or {})
+        self._dtypes = dict(dtypes or {})
+        return self
+
+    def _entry(self, name: str) -> tuple[TensorInfo, int, int]:
+        return self._entries[self._renames.get(name, name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._renames.get(name, name) in self._entries
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self:
+            raise KeyError(name)
+        tensor = self.view(name)
+        dtype = self._dtypes.get(name)
+        return tensor.to(dtype) if dtype is not None and dtype != tensor.dtype else tensor
+
+    def __iter__(self) -> Iterator[str]:
+        back = {old: new for new, old in self._renames.items()}
+        return (back.get(name, name) for name in self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def info(self, name: str) -> TensorInfo:
+        """Dtype and shape of ``name`` as stored (nothing is read)."""
+        return self._entry(name)[0]
+
+    def view(self, name: str) -> torch.Tensor:
+        """The stored tensor as a zero-copy view of the mapping (releasing the previous one's pages)."""
+        info, begin, end = self._entry(name)
+        self.release()
+        self._touched = (begin, end)
+        if info.nbytes == 0:
+            return torch.empty(info.shape, dtype=info.dtype)
+        if begin % info.dtype.itemsize:  # unaligned (not written by safetensors): copy the bytes
+            return torch.frombuffer(bytearray(self._map[begin:end]), dtype=info.dtype).reshape(info.shape)
+        return torch.frombuffer(self._map, dtype=info.dtype, count=info.nbytes // info.dtype.itemsize,
+                                offset=begin).reshape(info.shape)
+
+    def raw(self, name: str) -> memoryview:
+        """The stored bytes of ``name`` (a view of the mapping; its pages are released on the next read)."""
+        _, begin, end = self._entry(name)
+        self.release()
+        self._touched = (begin, end)
+        return memoryview(self._map)[begin:end]
+
+    def release(self) -> None:
+        """Give the pages of the last tensor read back to the page cache (views stay valid: they re-read)."""
+        if self._touched is None:
+            return
+        begin, end = self._touched
+        self._touched = None
+        page = mmap.PAGESIZE
+        start = begin - begin % page
+        if end > start and hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED, start, min(end - start, len(self._map) - start))
+
+    def close(self) -> None:
+        self._touched = None
+        try:
+            self._map.close()
+        except BufferError:  # a view is still alive: the mapping goes when it does
+            pass
+
+    def __enter__(self) -> "MappedWeights":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -157,8 +353,10 @@ def check_state_matches(
 
 def nonfinite(state: Mapping[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors holding NaN or inf."""
-    return [name for name, tensor in state.items()
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    def bad(tensor: torch.Tensor) -> bool:  # a finite sum proves every element finite (NaN and inf propagate);
+        return not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all())  # else look
+
+    return [name for name, tensor in state.items() if tensor.is_floating_point() and bad(tensor)]
 
 
 def load_state_into(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor], source: str = "<weights>") -> None:

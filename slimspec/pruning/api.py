@@ -130,6 +130,23 @@ def choose(parent: Spec, scores, options: PruneOptions, criterion, context: Targ
     return decide(ir, scores, policy), policy.ratio
 
 
+def from_file_reason(weights: object, criterion: Criterion, options: PruneOptions) -> str | None:
+    """Why this prune needs a model (None: it can run from the file)."""
+    if not isinstance(weights, (str, os.PathLike)):
+        return "the weights are a model, not a file"
+    if criterion.needs_model or criterion.reads_calibration:
+        return f"method '{criterion.name}' runs the model on data"
+    if not criterion.structured:
+        return f"method '{criterion.name}' masks single weights (it scores them all at once)"
+    if options.fold_bias:
+        return "fold_bias changes the readers of removed channels (it needs the whole state)"
+    return None
+
+
+def prunable_from_file(weights: object, criterion: Criterion, options: PruneOptions) -> bool:
+    return from_file_reason(weights, criterion, options) is None
+
+
 def _ignored_notes(options: PruneOptions, criterion: Criterion, source_mode: str) -> list[str]:
     """A warning for each option this prune would ignore (none is ignored silently)."""
     notes = []
@@ -141,10 +158,31 @@ def _ignored_notes(options: PruneOptions, criterion: Criterion, source_mode: str
     return notes
 
 
+def describe(parent: Spec, scores, options: PruneOptions, criterion: Criterion, weights_sha: str | None,
+             notes: list[str]) -> tuple[Spec, Decision, tuple[int, int], tuple[int, int], list[str]]:
+    """Decide on ``scores`` and write the new spec (parent's form and layout, provenance block):
+    ``(new spec, decision, params before/after, MACs before/after, notes)``. Both prune paths share it."""
+    ir = parent.ir
+    context = TargetContext(options=dict(options.target_options))
+    decision, ratio = choose(parent, scores, options, criterion, context)
+    data, new_ir = _new_ir(parent, decision)
+    params, macs = (count_params(ir), count_params(new_ir)), (count_macs(ir), count_macs(new_ir))
+    data["pruned"] = provenance_block(parent, options, decision, scope=options.scope or criterion.default_scope,
+                                      weights_sha=weights_sha, params=params, macs=macs, ratio=ratio,
+                                      measured=context.provenance)
+    new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
+    return new_spec, decision, params, macs, notes + degenerate_notes(ir, scores, decision, options.min_channels)
+
+
 def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = None, *,
           spec: Spec | str | os.PathLike | None = None, plan: str | os.PathLike | Mapping | None = None,
-          input_shape: Sequence[int] | None = None, **overrides: Any) -> PruneResult:
+          input_shape: Sequence[int] | None = None, from_file: bool | None = None, **overrides: Any) -> PruneResult:
     """Prune trained weights with ``method`` and a ratio / target / threshold (or a plan file).
+
+    A weights file pruned by a data-free structured criterion (l1, slimming, gate, random,
+    attention-weight; without ``fold_bias``) is pruned from the file (:mod:`.filewise`): no
+    model is built, ``result.model`` is made on first access and ``result.save`` streams the
+    weights. ``from_file=False`` forces the model path, ``True`` refuses anything else.
 
     ``weights`` is a weights file, a model built by slimspec, or any ``nn.Module`` (traced into
     a spec first, see :func:`slimspec.from_module`; ``input_shape`` = ``(C, H, W)``, guessed
@@ -154,6 +192,12 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     """
     options = PruneOptions.resolve(plan, method=method, **overrides)
     criterion = get_criterion(options.method)
+    if from_file is not False and prunable_from_file(weights, criterion, options):
+        from .filewise import prune_file
+
+        return prune_file(weights, options, criterion, spec=spec)
+    if from_file:
+        raise PruneError(f"cannot prune from the file: {from_file_reason(weights, criterion, options)}")
     model, parent, state, weights_sha = _load_source(weights, spec, input_shape)
     _check_finite(state)
     ir = parent.ir
@@ -169,15 +213,7 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
 
     # 1. score, 2. decide, 3. write the new spec in the parent's form and layout
     scores = _checked_scores(criterion, ctx, options, parent)
-    context = TargetContext(options=dict(options.target_options))
-    decision, ratio = choose(parent, scores, options, criterion, context)
-    data, new_ir = _new_ir(parent, decision)
-    params, macs = (count_params(ir), count_params(new_ir)), (count_macs(ir), count_macs(new_ir))
-    data["pruned"] = provenance_block(parent, options, decision, scope=options.scope or criterion.default_scope,
-                                      weights_sha=weights_sha, params=params, macs=macs, ratio=ratio,
-                                      measured=context.provenance)
-    new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
-    notes = ignored + degenerate_notes(ir, scores, decision, options.min_channels)
+    new_spec, decision, params, macs, notes = describe(parent, scores, options, criterion, weights_sha, ignored)
 
     # 4. transplant: gates folded into their BN first; optionally the removed channels' bias
     source_mode = getattr(model, "mode", "plain")

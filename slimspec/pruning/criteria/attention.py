@@ -32,6 +32,7 @@ class Attention(Criterion):
     name = "attention"
     default_scope = "global"
     reads_calibration = True
+    needs_model = True
 
     @torch.no_grad()
     def score(self, ctx: ScoreContext) -> Scores:

@@ -23,7 +23,7 @@ from ..sources import Source, slot_sources
 class ScoreContext:
     ir: IR
     state: Mapping[str, torch.Tensor]
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None when pruning from the file (criteria with ``needs_model`` False)
     calibration: Iterable[torch.Tensor] | None = None
     seed: int = 0
     sources: dict[str, list[Source]] = field(default_factory=dict)
@@ -50,6 +50,7 @@ class Criterion(ABC):
     needs_gates: ClassVar[bool] = False  # needs weights trained in gated mode
     reads_calibration: ClassVar[bool] = False  # scores from calibration batches (--data); others never load them
     uses_seed: ClassVar[bool] = False  # draws its scores from the seed (others read it only for calibration order)
+    needs_model: ClassVar[bool] = False  # runs the model (others read ``ctx.state`` alone: prunable from the file)
 
     @abstractmethod
     def score(self, ctx: ScoreContext) -> Scores:

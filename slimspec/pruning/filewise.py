@@ -1,0 +1,177 @@
+"""Prune from the file: a data-free criterion needs no ``nn.Module`` at all.
+
+The spec and its IR say which tensors each slot indexes, so l1, slimming, gate, random and
+attention-weight score straight from the weights file, memory-mapped
+(:class:`~slimspec.weights.MappedWeights`: one tensor's pages resident at a time), the policy
+decides on the IR, and the new file is the old tensors indexed by the kept channels, streamed
+into place one at a time after the header (:func:`~slimspec.weights.stream_safetensors`).
+Neither the source model, nor the pruned one, nor a copy of the state is ever held; the
+pruned model is built only when asked for (``result.model``) or for the exactness check
+(:func:`slimspec.pruning.exactness.check_exact`). The bytes are those of the model path
+(``prune(..., from_file=False)``): the same criteria on the same tensors, the same decision,
+and each tensor made by :func:`~slimspec.pruning.transplant.transplant` itself, one key at a
+time. Torch-Pruning, by contrast, builds and traces the model before it can prune anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
+
+import torch
+
+from ..document import Spec, load_spec, spec_from_text
+from ..errors import WeightsError
+from ..families import get_family
+from ..ir import IR
+from ..ir.ops import OPS
+from ..model import build_from_state, check_size, load_model, migrate_names, mode_of_state
+from ..nn import SpecNet
+from ..weights import (MappedWeights, TensorInfo, embedded_spec_text, state_problems, stream_safetensors,
+                       weights_metadata)
+from .api import _check_finite, _checked_scores, _ignored_notes, _sizes, describe
+from .criteria import Criterion, ScoreContext
+from .options import PruneOptions
+from .policy import pattern_check
+from .report import slot_rows
+from .result import Deferred, PruneResult
+from .sources import slot_sources
+from .transplant import fold_gates, transplant
+
+
+class _Hasher(threading.Thread):
+    """The file's sha256 (for the provenance), computed beside the scoring (hashlib drops the GIL)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(daemon=True)
+        self.path, self.digest, self.error = path, "", None
+
+    def run(self) -> None:
+        try:
+            digest = hashlib.sha256()
+            with open(self.path, "rb", buffering=0) as handle:
+                buffer = bytearray(1 << 22)
+                view = memoryview(buffer)
+                while size := handle.readinto(buffer):
+                    digest.update(view[:size])
+            self.digest = digest.hexdigest()
+        except OSError as exc:
+            self.error = exc
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest
+
+
+def _source_mode(spec: Spec, names: Iterable[str]) -> str:
+    """The mode the weights were saved from (as :func:`slimspec.load_model` finds it)."""
+    names = list(names)
+    ir = spec.ir
+    for name in names:
+        prefix = name.rsplit(".", 1)[0]
+        if name.endswith(".weight") and prefix in ir and ir.node(prefix).op == "gate":
+            return "gated"
+    return mode_of_state(dict.fromkeys(names))  # type: ignore[arg-type]
+
+
+def open_source(weights: str | os.PathLike, spec: Spec | str | os.PathLike | None = None
+                ) -> tuple[Spec, MappedWeights, str, bool]:
+    """``(spec, mapped state, source mode, binary gates)``: checked against the spec as ``load_model`` checks
+    the tensors (names and shapes, from the header alone), without building or loading anything."""
+    mapped = MappedWeights(weights)
+    metadata = mapped.metadata
+    parent = load_spec(spec) if spec is not None else spec_from_text(embedded_spec_text(metadata, weights),
+                                                                     f"{weights}#spec")
+    renames = migrate_names(parent, {name: name for name in mapped})  # today's name -> the file's
+    mode = _source_mode(parent, renames)
+    binary = metadata.get("slimspec.binary_gates") == "true"
+    check_size(parent)
+    with torch.device("meta"):
+        expected = SpecNet(parent, mode, binary_gates=binary).state_dict()
+    problems = state_problems(expected, {name: mapped.info(old).meta() for name, old in renames.items()})
+    if problems:
+        raise WeightsError(f"{weights}: weights do not fit the spec: " + " | ".join(problems))
+    mapped.expect(renames={k: v for k, v in renames.items() if k != v},
+                  dtypes={name: tensor.dtype for name, tensor in expected.items()})
+    return parent, mapped, mode, binary
+
+
+def _gate_touched(ir: IR, state: Mapping[str, torch.Tensor]) -> set[str]:
+    """Every tensor :func:`fold_gates` may read or change (a superset): all but conv/linear weights, plus the
+    weights of the layers a gate folds into (its slot's producers, its readers, a block gate's branch end)."""
+    weighted = {n.name for n in ir.nodes_of("conv", "linear")}
+    keys = {key for key in state if key.rsplit(".", 1)[0] not in weighted or not key.endswith("weight")}
+    sources = slot_sources(ir)
+    layers: set[str] = set()
+    for node in ir.nodes_of("blockgate"):
+        layers.add(node.inputs[0])
+    for node in ir.nodes_of("gate"):
+        for slot, _ in ir.axis_offsets(node.axis):
+            layers.update(s.node for s in sources.get(slot, []) if s.kind == "producer")
+        frontier = [node.name]
+        while frontier:  # readers, through transparent ops (flatten, dropout, identity)
+            name = frontier.pop()
+            for reader in (n for n in ir.nodes if name in n.inputs):
+                if reader.op in ("conv", "linear"):
+                    layers.add(reader.name)
+                elif OPS[reader.op].transparent:
+                    frontier.append(reader.name)
+    return keys | {f"{layer}.weight" for layer in layers if f"{layer}.weight" in state}
+
+
+def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Criterion, *,
+               spec: Spec | str | os.PathLike | None = None) -> PruneResult:
+    """:func:`slimspec.prune` for a weights file and a data-free structured criterion, from the file."""
+    hasher = _Hasher(weights)
+    parent, mapped, source_mode, binary = open_source(weights, spec)
+    hasher.start()
+    try:
+        _check_finite(mapped)
+        ir = parent.ir
+        pattern_check(ir, options.exclude, "exclude")
+        pattern_check(ir, list(options.overrides), "overrides")
+        ignored = _ignored_notes(options, criterion, source_mode)
+        scores = _checked_scores(criterion, ScoreContext(ir, mapped, None, None, options.seed), options, parent)
+    finally:
+        weights_sha = hasher.result()
+    mapped.release()
+    new_spec, decision, params, macs, notes = describe(parent, scores, options, criterion, weights_sha, ignored)
+
+    state: Mapping[str, torch.Tensor] = mapped
+    if source_mode == "gated":  # gates folded into what they scale: only those tensors are copied
+        touched = _gate_touched(ir, mapped)
+        folded = fold_gates(ir, {key: mapped[key].clone() for key in touched}, binary=options.binary_gates or binary)
+        mapped.release()
+        state = ChainMap(folded, mapped)  # type: ignore[arg-type]
+    renames = get_family(parent.arch).renames(parent.data, ir, _sizes(decision))
+    mode = "masked" if source_mode == "masked" else "plain"
+    with torch.device("meta"):  # the pruned network's tensor names, shapes and dtypes, without allocating it
+        expected = SpecNet(new_spec, mode).state_dict()
+    infos = {name: TensorInfo(tensor.dtype, tuple(tensor.shape)) for name, tensor in expected.items()}
+
+    def tensor(name: str) -> torch.Tensor:
+        """One tensor of the pruned network: transplant's own indexing, one key at a time."""
+        value = transplant(ir, state, decision.kept, {name}, renames)[name]
+        mapped.release()
+        if tuple(value.shape) != infos[name].shape:
+            raise WeightsError(f"transplant: weights do not fit the spec: shape mismatch {name} "
+                               f"{tuple(value.shape)} vs spec {infos[name].shape}")
+        return value.to(infos[name].dtype)
+
+    def writer():
+        meta = weights_metadata(new_spec.text)
+
+        def write(path) -> None:
+            with open(path, "xb") as handle:
+                stream_safetensors(handle, infos, meta, tensor)
+        return write
+
+    def pruned_model() -> torch.nn.Module:
+        return build_from_state(new_spec, {name: tensor(name) for name in infos}, mode, source="transplant")
+
+    return PruneResult(new_spec, Deferred(pruned_model), parent, slot_rows(ir, decision.kept), decision, options,
+                       params, macs, notes, Deferred(lambda: load_model(weights, spec)[0]), {}, writer)

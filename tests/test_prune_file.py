@@ -1,0 +1,188 @@
+"""Pruning from the file (no model built) writes the same bytes as the model path, on every stock spec.
+
+Every data-free structured criterion (l1, slimming, random, attention-weight; gate and sss on
+gated weights) runs both ways — ``prune(..., from_file=True)`` streams the new file from the
+memory-mapped source, ``from_file=False`` loads the model and transplants its state — and the
+two weights files and specs must be identical byte for byte (or both prunes refused with the
+same message). Small specs run in the default suite, the large ones under ``-m slow``.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save
+
+import slimspec
+from slimspec.errors import PruneError, WeightsError
+from slimspec.ir import count_params
+from slimspec.pruning.api import prune
+from slimspec.pruning.criteria import criteria
+from slimspec.weights import MappedWeights, weights_metadata, weights_writer
+
+from .conftest import ALL_SPECS, randomize
+
+DATA_FREE = sorted(name for name, c in criteria().items()
+                   if c.structured and not c.needs_model and not c.reads_calibration and not c.needs_gates)
+GATED = sorted(name for name, c in criteria().items() if c.needs_gates)
+SMALL_PARAMS = 1_200_000  # specs up to this size run in the default suite
+
+
+def _sized(names):
+    return [name if count_params(slimspec.load_spec(name).ir) <= SMALL_PARAMS
+            else pytest.param(name, marks=pytest.mark.slow) for name in names]
+
+
+@pytest.fixture(scope="module")
+def weights_of(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    made = {}
+
+    def make(name: str, mode: str = "plain"):
+        if (name, mode) not in made:
+            model = randomize(slimspec.build(name, mode, seed=0), 0)
+            path = folder / f"{name}_{mode}.safetensors"
+            slimspec.save_weights(model, model.spec, path)
+            made[name, mode] = path
+        return made[name, mode]
+
+    return make
+
+
+def outcome(weights, method, folder, from_file, **options):
+    """``(spec bytes, weights bytes)`` of one prune, or the error it raised."""
+    try:
+        result = prune(weights, method, from_file=from_file, **options)
+    except (PruneError, WeightsError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    assert result.model_built is not from_file  # the file path builds nothing unless asked
+    spec_path, weights_path = result.save(folder / f"{method}_{from_file}.yaml")
+    assert result.model_built is not from_file  # ... not even to save
+    return spec_path.read_bytes(), weights_path.read_bytes()
+
+
+def assert_same(weights, method, folder, **options):
+    from_file = outcome(weights, method, folder, True, **options)
+    assert from_file == outcome(weights, method, folder, False, **options)
+    return from_file
+
+
+@pytest.mark.parametrize("name", _sized(ALL_SPECS))
+@pytest.mark.parametrize("method", DATA_FREE)
+def test_file_and_model_paths_write_the_same_bytes(weights_of, tmp_path, name, method):
+    result = assert_same(weights_of(name), method, tmp_path, ratio=0.4)
+    assert isinstance(result, tuple) or method == "slimming" and "found nothing to score" in result  # no BN
+
+
+@pytest.mark.parametrize("name", _sized(ALL_SPECS))
+@pytest.mark.parametrize("method", GATED)
+def test_gated_weights_same_bytes(weights_of, tmp_path, name, method):
+    weights = weights_of(name, "gated")
+    assert isinstance(assert_same(weights, method, tmp_path), tuple)  # gates at zero removed, the rest folded
+    assert isinstance(assert_same(weights, method, tmp_path / "ratio", ratio=0.3), tuple)
+
+
+@pytest.mark.parametrize("name", ["digits_resnet", "resnet20", "digits_preresnet"])
+def test_global_threshold_target_and_stream_same_bytes(weights_of, tmp_path, name):
+    weights = weights_of(name)
+    assert_same(weights, "slimming", tmp_path / "t", threshold=0.3)
+    assert_same(weights, "l1", tmp_path / "s", ratio=0.3, prune_stream=True, round_to=4)
+    assert_same(weights, "l1", tmp_path / "m", target="macs=0.5")
+
+
+def test_masked_source_same_bytes(tmp_path):
+    model = randomize(slimspec.build("digits_vgg", "masked", seed=0), 0)
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name.endswith("weight_mask"):
+                buffer[torch.rand(buffer.shape, generator=torch.Generator().manual_seed(3)) < 0.2] = 0
+    path = tmp_path / "masked.safetensors"
+    slimspec.save_weights(model, model.spec, path)
+    spec, weights = assert_same(path, "l1", tmp_path, ratio=0.5)
+    assert b"weight_mask" in weights
+
+
+def test_pruned_model_is_built_on_demand_and_equals_the_file(weights_of, tmp_path):
+    weights = weights_of("digits_resnet")
+    result = prune(weights, "l1", ratio=0.5)
+    assert not result.model_built and "PruneResult" in repr(result) and not result.model_built
+    _, written = result.save(tmp_path / "p.yaml")
+    model = result.model
+    assert result.model_built and result.model is model
+    loaded, _ = slimspec.load_model(written)
+    for key, tensor in loaded.state_dict().items():
+        assert torch.equal(model.state_dict()[key], tensor), key
+    original, _ = slimspec.load_model(weights)
+    assert all(torch.equal(a, b) for a, b in zip(result.source_model.state_dict().values(),
+                                                 original.state_dict().values()))
+
+
+def test_from_file_refuses_what_needs_a_model(weights_of):
+    weights = weights_of("digits_vgg")
+    with pytest.raises(PruneError, match="masks single weights"):
+        prune(weights, "magnitude", ratio=0.5, from_file=True)
+    with pytest.raises(PruneError, match="runs the model on data"):
+        prune(weights, "attention", ratio=0.5, calibration="digits", calibration_batches=1, from_file=True)
+    with pytest.raises(PruneError, match="needs the whole state"):
+        prune(weights, "slimming", ratio=0.5, fold_bias=True, from_file=True)
+
+
+def test_refusals_match_the_model_path(weights_of, tmp_path):
+    weights = weights_of("digits_vgg")
+    other = weights_of("digits_lenet")
+    spec = slimspec.load_spec("digits_lenet")
+    for kwargs in ({"spec": spec},):  # weights that do not fit the spec: the same located line
+        a = outcome(weights, "l1", tmp_path, True, ratio=0.5, **kwargs)
+        assert a == outcome(weights, "l1", tmp_path, False, ratio=0.5, **kwargs)
+        assert a.startswith("WeightsError") and "weights do not fit the spec" in a
+    model, loaded = slimspec.load_model(other)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    bad = tmp_path / "nan.safetensors"
+    slimspec.save_weights(model, loaded, bad)
+    a = outcome(bad, "l1", tmp_path, True, ratio=0.5)
+    assert a == outcome(bad, "l1", tmp_path, False, ratio=0.5) and "NaN or inf" in a
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x10\x00\x00\x00\x00\x00\x00\x00{}",
+                                     b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":{}}"])
+def test_unreadable_files_are_one_line(tmp_path, payload):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(payload)
+    with pytest.raises(WeightsError, match="not a readable safetensors file"):
+        MappedWeights(path)
+
+
+def test_mapped_tensors_equal_the_loaded_ones_and_release_their_pages(weights_of):
+    from safetensors.torch import load_file
+
+    path = weights_of("resnet20")
+    with MappedWeights(path) as mapped:
+        loaded = load_file(path)
+        assert sorted(mapped) == sorted(loaded) and len(mapped) == len(loaded)
+        for name in loaded:
+            assert torch.equal(mapped[name], loaded[name]) and mapped.info(name).shape == tuple(loaded[name].shape)
+        views = [mapped.view(name) for name in loaded]  # views stay valid after their pages are released
+        mapped.release()
+        assert all(torch.equal(v, loaded[n]) for v, n in zip(views, loaded))
+
+
+def test_streamed_writer_matches_safetensors_own_bytes(tmp_path):
+    """The streaming writer's file is safetensors' own serialization, with the metadata keys sorted."""
+    g = torch.Generator().manual_seed(0)
+    state = {"b.weight": torch.randn(3, 4, generator=g), "a.count": torch.tensor(7), "z.half": torch.randn(5).half(),
+             "m.mask": torch.rand(6, generator=g) > 0.5, "e.empty": torch.empty(0), "i.idx": torch.arange(4),
+             "f.bf": torch.randn(3, generator=g).bfloat16(), "d.double": torch.randn(2, dtype=torch.float64)}
+    meta = weights_metadata("name: x\n", {"z": "last", "a": {"k": 1}})
+    raw = save(state, metadata=meta)
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps({"__metadata__": header.pop("__metadata__")} | header, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    expected = len(text).to_bytes(8, "little") + text + raw[8 + size:]
+    path = tmp_path / "w.safetensors"
+    weights_writer(state, "name: x\n", {"z": "last", "a": {"k": 1}})(path)
+    assert path.read_bytes() == expected
