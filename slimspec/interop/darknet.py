@@ -295,10 +295,10 @@ def cfg_spec_text(sections: list[Section], name: str, source: str,
     if not ctx.outputs:
         raise ModelImportError(f"{source}: no [yolo] section: a Darknet detector returns its [yolo] heads' inputs")
     net_text = option_text({k: v for k, v in net.options.items() if k not in _NET_INPUT})
-    lines = ["slimspec: 1", f"name: {_scalar(name)}", "arch: graph", f"input: {_flow(list(input_shape))}",
-             f"# Imported from the Darknet cfg {Path(source).name}. Comments keep what `slimspec export --format",
+    lines = [f"# Imported from the Darknet cfg {Path(source).name}. Comments keep what `slimspec export --format",
              "# darknet` writes back: the cfg's layer numbers, its [net] options and its [yolo] heads (on outputs).",
-             *_wrapped("# [net] ", net_text), "layers:"]
+             *_wrapped("# [net] ", net_text),
+             "slimspec: 1", f"name: {_scalar(name)}", "arch: graph", f"input: {_flow(list(input_shape))}", "layers:"]
     lines += [_commented(f"  - {_item(item)}", comment) for item, comment in ctx.layers]
     lines += ["outputs:"] + [_commented(f"  - {graph}", comment) for graph, comment in ctx.outputs]
     return "\n".join(lines) + "\n"
