@@ -1,6 +1,7 @@
 """The ``slimspec`` command: a thin layer over the Python API."""
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
@@ -9,15 +10,28 @@ from .. import __version__
 from .deploy_cmds import bench, export
 from .errors import guarded, pipe_closed
 from .interop_cmds import import_model
-from .plot_cmds import plot
 from .prune_cmds import prune, sensitivity
 from .spec_cmds import build, diff, git_setup, info, schema, textconv, validate
 from .train_cmds import register as register_training
 
 
+# commands whose module is imported only when they run or help lists them: `plot` reads the plotting and
+# training-run modules, which `slimspec prune` (and every other command) never needs
+LAZY_COMMANDS = {"plot": "plot_cmds:plot"}
+
+
 class SlimspecGroup(click.Group):
     """The command group: every subcommand's exit codes follow :mod:`slimspec.cli.errors` (0 ok, 1 bad
     input, 2 usage, 70 a bug, 141 stdout closed), whether or not the command maps its own errors."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            module, _, attr = LAZY_COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(f".{module}", __package__), attr))
+        return super().get_command(ctx, name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:  # --help | head
@@ -49,7 +63,6 @@ for command in (validate, info, build, schema, diff, textconv, git_setup, prune,
 register_training(cli)
 cli.add_command(export)
 cli.add_command(bench)
-cli.add_command(plot)
 
 
 def main() -> None:

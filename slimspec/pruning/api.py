@@ -17,7 +17,6 @@ from ..families import get_family, to_ir
 from ..ir import IR, count_macs, count_params
 from ..model import build_from_state, load_model
 from ..nn import SpecNet
-from ..interop.fx_trace import from_module
 from ..specio.yamlio import update_spec_text
 from ..utils.fileio import sha256_file
 from ..utils.progress import progress
@@ -72,6 +71,8 @@ def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str 
     if isinstance(weights, SpecNet) or (isinstance(weights, torch.nn.Module) and spec is not None):
         model, parent = weights, load_spec(spec if spec is not None else weights.spec)  # type: ignore[union-attr]
     elif isinstance(weights, torch.nn.Module):  # your own nn.Module: traced into a spec first
+        from ..interop.fx_trace import from_module  # torch.fx: imported only for a module
+
         parent, model = from_module(weights, input_shape)
     else:
         model, parent = load_model(weights, spec)
