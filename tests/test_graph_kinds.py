@@ -272,3 +272,47 @@ def test_a_pruned_spec_changes_only_widths():
                for key in (a[next(iter(a))] if isinstance(a, dict) and isinstance(a[next(iter(a))], dict) else {"out": 0})
                if isinstance(a, dict) and (not isinstance(a[next(iter(a))], dict) or a[next(iter(a))][key] != b[next(iter(b))][key])}
     assert changed and {key for _, key in changed} == {"out"}
+
+
+DETECTOR = """\
+slimspec: 1
+name: det
+arch: graph
+input: [3, 16, 16]
+layers:
+  - conv: {out: 8, padding: 1}
+  - bn
+  - leaky_relu: {slope: 0.1}
+  - conv: {out: 6, kernel: 1}    # 3 a head
+  - upsample: {scale: 2, from: 2}
+  - conv: {out: 6, kernel: 1}    # 5 a head
+outputs: [3, 5]
+"""
+
+
+def test_a_spec_with_outputs_through_the_cli(tmp_path):
+    from .conftest import cli_run, one_line_error
+
+    path = tmp_path / "det.yaml"
+    path.write_text(DETECTOR)
+    info = cli_run("info", path)
+    assert info.exit_code == 0 and "outputs layers.3 6x16x16, layers.5 6x32x32" in info.output
+    built = cli_run("build", path, "--out", tmp_path / "det.safetensors")
+    assert built.exit_code == 0 and "forward [1, 6, 16, 16], [1, 6, 32, 32] ok" in built.output
+    refused = cli_run("train", path, "--data", "digits", "--epochs", "1", "--out", tmp_path / "run")
+    assert refused.exit_code == 1 and not (tmp_path / "run").exists()
+    one_line_error(refused, "returns its 'outputs' (layers.3, layers.5), not class scores")
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt2"])
+def test_several_outputs_export_and_run_back(tmp_path, suffix):
+    if suffix == ".onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+    from slimspec.workflows.export import export
+
+    spec = spec_from_text(DETECTOR, "det.yaml")
+    weights = tmp_path / "det.safetensors"
+    slimspec.save_weights(_model(spec), spec, weights)
+    result = export(weights, tmp_path / f"det{suffix}")
+    assert result.max_abs_diff < 1e-4

@@ -65,7 +65,9 @@ def info(spec: str, as_json: bool) -> None:
     rows = [[r["name"], r["op"], "x".join(map(str, r["shape"])), r["slot"], f"{r['params']:,}", f"{r['macs']:,}"]
             for r in summary["layers"]]
     click.echo(format_table(["layer", "op", "output", "slot", "params", "MACs"], rows, "llllrr"))
-    click.echo(f"\n{summary['name']} ({summary['arch']}), input {summary['input']}, {summary['num_classes']} classes")
+    returns = (f"{summary['num_classes']} classes" if summary["num_classes"] is not None else "outputs " + ", ".join(
+        f"{o['name']} {'x'.join(map(str, o['shape']))}" for o in summary["outputs"]))
+    click.echo(f"\n{summary['name']} ({summary['arch']}), input {summary['input']}, {returns}")
     click.echo(f"params {summary['params']:,} ({human(summary['params'])})")
     click.echo(f"MACs   {summary['macs']:,} ({human(summary['macs'])})   [Li et al. 2017 count MACs]")
     click.echo(f"FLOPs  {summary['flops']:,} ({human(summary['flops'])})   [= 2 x MACs, Liu et al. 2017's convention]")

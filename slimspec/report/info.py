@@ -29,6 +29,7 @@ def info(spec: Spec | str | os.PathLike) -> dict[str, Any]:
         "arch": spec.arch,
         "input": list(ir.input_shape),
         "num_classes": ir.num_classes,
+        "outputs": [{"name": name, "shape": list(ir.node(name).shape)} for name in ir.outputs],
         "params": count_params(ir),
         "macs": macs,
         "flops": 2 * macs,

@@ -31,7 +31,8 @@ def model_summary(model: Any, spec: Spec) -> str:
     total = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() for b in model.buffers())
     lines = [format_table(["layer", "type", "output", "params"], rows, "llrr"), ""]
-    lines.append(f"model: {spec.name} ({spec.arch}), mode {model.mode}, forward {list(output.shape)} ok")
+    shapes = ", ".join(str(list(t.shape)) for t in (output if isinstance(output, tuple) else (output,)))
+    lines.append(f"model: {spec.name} ({spec.arch}), mode {model.mode}, forward {shapes} ok")
     lines.append(f"parameters: {total:,} ({human(total)}); buffers: {buffers:,}")
     analytic = count_params(spec.ir)
     if model.mode != "gated":

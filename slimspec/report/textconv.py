@@ -32,7 +32,7 @@ def _slot_line(slot, width: int) -> str:
 def textconv(spec: Spec) -> str:
     ir = spec.ir
     lines = [f"name: {spec.name}", f"arch: {spec.arch}", f"input: {list(ir.input_shape)}",
-             f"num_classes: {ir.num_classes}",
+             *([f"num_classes: {ir.num_classes}"] if ir.num_classes is not None else []),
              f"params: {count_params(ir):,}", f"macs: {count_macs(ir):,}"]
     for key, value in spec.data.items():
         if key not in ("slimspec", "name", "arch", "input", "num_classes", "pruned", *WIDTH_KEYS):

@@ -170,6 +170,10 @@ def _run(spec: Spec, folder: RunFolder, record: dict[str, Any], config: TrainCon
                 data = record["data"]
                 dataset = get_dataset(data, data_dir=record.get("data_dir"), download=download,
                                       input_shape=spec.ir.input_shape, seed=config.seed)
+                if spec.ir.num_classes is None:
+                    raise TrainingError(f"spec {spec.name} returns its 'outputs' ({', '.join(spec.ir.outputs)}), not "
+                                        "class scores: train trains classifiers (train a detector with its own loss "
+                                        "on slimspec.build(spec))")
                 if dataset.num_classes != spec.ir.num_classes:
                     raise TrainingError(f"{data} has {dataset.num_classes} classes but spec {spec.name} has "
                                         f"num_classes: {spec.ir.num_classes}")

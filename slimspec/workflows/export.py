@@ -53,9 +53,10 @@ def _write_onnx(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
+def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
     session = ort_session(str(path))
-    return torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    outputs = tuple(torch.from_numpy(array) for array in session.run(None, {"input": x.numpy()}))
+    return outputs[0] if len(outputs) == 1 else outputs
 
 
 def _write_pt2(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
@@ -178,8 +179,15 @@ def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, 
     with torch.no_grad():
         expected = reference(x)
         got = fmt.run(target, x)
-    diff = float((got.float() - expected).abs().max())
-    return ExportResult(target, fmt.name, diff, folded, check_batch)
+    return ExportResult(target, fmt.name, max_difference(got, expected), folded, check_batch)
+
+
+def max_difference(got: torch.Tensor | tuple, expected: torch.Tensor | tuple) -> float:
+    """The largest absolute difference between two outputs (a tensor, or a tuple of them: a spec's ``outputs``)."""
+    got, expected = (t if isinstance(t, (tuple, list)) else (t,) for t in (got, expected))
+    if len(got) != len(expected):
+        raise ExportError(f"the exported model returns {len(got)} tensors, the model {len(expected)}")
+    return max(float((a.float() - b).abs().max()) for a, b in zip(got, expected))
 
 
 def _format_for(out: str | os.PathLike) -> str:
