@@ -310,9 +310,7 @@ def _batch_norm_call(trace: Trace, node: fx.Node) -> None:
     source = _params(trace, node, {"running_mean": arg(node, 1, "running_mean"), "running_var": arg(node, 2, "running_var"),
                                    "weight": arg(node, 3, "weight"), "bias": arg(node, 4, "bias")})
     owner = source["running_mean"][0].rpartition(".")[0]
-    counter = f"{owner}.num_batches_tracked" if owner else "num_batches_tracked"
-    if counter in dict(trace.root.named_buffers()):
-        source["num_batches_tracked"] = (counter, None)
+    source["num_batches_tracked"] = (f"{owner}.num_batches_tracked" if owner else "num_batches_tracked", None)
     trace.add(node, "bn", _without_defaults("bn", {"eps": float(arg(node, 7, "eps", 1e-5))}), [node.args[0]],
               source=source)
 

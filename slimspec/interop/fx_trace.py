@@ -30,7 +30,7 @@ from ..nn.net import SpecNet
 from ..utils.text import listing
 from ..weights import nonfinite
 from ..specio.yamlio import format_spec
-from .fx_ops import (SHAPE, Unsupported, callable_name, channels_last, expressible, function_handler, method_handler,
+from .fx_ops import (SHAPE, SUBCLASSES_OK, Unsupported, callable_name, channels_last, expressible, function_handler, method_handler,
                      module_handler, mutates)
 from .fx_values import Layout, Param, shape_of
 
@@ -98,6 +98,10 @@ class _LocatingTracer(fx.Tracer):
 
     (fx's own ``record_stack_traces`` costs seconds on first use; walking the frames is cheap.)
     """
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        """torch's modules, and subclasses that compute what their torch class computes (timm's ``Linear``)."""
+        return super().is_leaf_module(m, module_qualified_name) or isinstance(m, SUBCLASSES_OK)
 
     def create_node(self, *args: Any, **kwargs: Any) -> fx.Node:
         node = super().create_node(*args, **kwargs)
@@ -398,7 +402,9 @@ def _tensors(module: nn.Module, prefix: str, source: Source) -> list[tuple[str, 
     found = []
     for key, (path, shape) in source.items():
         owner, _, leaf = path.rpartition(".")
-        tensor = getattr(module.get_submodule(owner) if owner else module, leaf)
+        tensor = getattr(module.get_submodule(owner) if owner else module, leaf, None)
+        if tensor is None and key == "num_batches_tracked":  # F.batch_norm on buffers of no BatchNorm: a new count
+            tensor = torch.tensor(0, dtype=torch.long)
         found.append((f"{prefix}.{key}", path, tensor if shape is None else tensor.reshape(shape)))
     return found
 

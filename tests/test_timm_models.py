@@ -1,0 +1,82 @@
+"""timm's CNNs (``slimspec import timm:NAME``): each imports exactly and prunes like torchvision's.
+
+timm is an optional extra: without it these tests skip. Models are made offline
+(``timm.create_model(name, pretrained=False)``), with trained-looking BatchNorm statistics, and checked
+as in tests/test_torchvision_models.py: timm's parameter count, timm's output (relative 1e-5), and
+``-m l1 --target macs=0.7`` pruning equal to the masked original.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slimspec.errors import ModelImportError
+
+from .conftest import cli_run, one_line_error, randomize
+from .test_torchvision_models import check_model
+
+TIMM_MODELS = ["convnext_atto", "densenet121", "efficientnet_b0", "ghostnet_100", "mobilenetv3_large_100",
+               "regnety_008", "resnet50d"]
+FAST = {"convnext_atto", "efficientnet_b0", "ghostnet_100", "mobilenetv3_large_100"}
+# models that import exactly but whose pruning is refused, and why (a limit outside the importer)
+TIMM_PRUNE_LIMITS = {"ghostnet_100": "a depthwise conv reading a concat of a map and its own depthwise copy is "
+                                     "resized from stale widths when the pruned spec is written"}
+# models refused, with the first construct a spec cannot express
+TIMM_REFUSED = {"rexnet_100": "adds the shortcut to the first channels of a wider map, x[:, 0:16] + shortcut "
+                              "(a channel slice that is not an equal chunk)"}
+SHAPE = (3, 64, 64)
+
+
+def make(name: str):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    return randomize(timm.create_model(name, pretrained=False))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST else [pytest.mark.slow]) for n in TIMM_MODELS])
+def test_timm_cnn_imports_exactly_and_prunes(name):
+    from slimspec.interop.timm_models import import_timm
+
+    model = make(name)
+    spec, state = import_timm(name, model=model, input_shape=SHAPE)
+    assert spec.arch == "graph" and spec.name == name
+    check_model(name, model, spec, state, SHAPE, TIMM_PRUNE_LIMITS)
+
+
+def test_refused_timm_models_name_their_node():
+    from slimspec.interop.timm_models import import_timm
+
+    with pytest.raises(ModelImportError, match=r"cannot import RexNet: operator\.getitem in 'features\.2' "
+                                               r"\(LinearBottleneck\) at rexnet\.py:\d+ \(x = torch\.cat\(\[x\[:, "
+                                               r"0:self\.in_channels\]") as info:
+        import_timm("rexnet_100", model=make("rexnet_100"), input_shape=SHAPE)
+    assert "takes channels 0:" in str(info.value)
+
+
+def test_cli_timm_source_with_a_state_dict(tmp_path):
+    """Weights only from a file (offline): the import's weights are the file's."""
+    import slimspec
+
+    model = make("efficientnet_b0")
+    with torch.no_grad():
+        model.classifier.bias.fill_(0.25)
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    result = cli_run("import", "timm:efficientnet_b0", "--state-dict", tmp_path / "w.pth", "--input", "3,32,32",
+                     "--out", tmp_path / "e.yaml")
+    assert result.exit_code == 0, result.output
+    assert "(graph, " in result.output
+    net = slimspec.load_model(tmp_path / "e.safetensors")[0]
+    assert torch.equal(net.state_dict()["fc.bias"], torch.full((1000,), 0.25))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), model.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_cli_timm_refusals(tmp_path):
+    pytest.importorskip("timm")
+    one_line_error(cli_run("import", "timm:nonet_9", "--out", tmp_path / "a.yaml"), "timm has no model 'nonet_9'")
+    one_line_error(cli_run("import", "timm:vit_tiny_patch16_224", "--out", tmp_path / "a.yaml"),
+                   "timm:vit_tiny_patch16_224: is a vision transformer")
+    result = cli_run("import", "timm:resnet18", "--pretrained", "--out", tmp_path / "a.yaml")
+    assert result.exit_code == 2 and "--state-dict" in result.output
+    assert not list(tmp_path.iterdir())
