@@ -343,18 +343,22 @@ def import_darknet(cfg: str | os.PathLike, *, weights: str | os.PathLike | None 
     ``.weights`` header (:data:`HEADER_KEY`), so an export writes the same bytes back.
     """
     from ..model import build
+    from ..nn import SpecNet
 
     sections = read_cfg(cfg)
     if name is not None and not name.strip():
         raise ModelImportError(f"{cfg}: the spec name is empty (leave it out for the cfg's name)")
     text = cfg_spec_text(sections, name or _safe_name(cfg), str(cfg), input_shape)
     spec = spec_from_text(text, f"darknet:{cfg}")
-    model = build(spec, seed=seed)
-    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     if weights is None:
-        return spec, state, {}
-    header, tensors = read_weights_file(weights, weights_layout(spec))
-    state.update(tensors)
+        model = build(spec, seed=seed)
+        return spec, {key: value.detach().clone() for key, value in model.state_dict().items()}, {}
+    header, state = read_weights_file(weights, weights_layout(spec))
+    with torch.device("meta"):  # the state's other keys (BN batch counters), without a random init
+        model = SpecNet(spec)
+    for key, value in model.state_dict().items():
+        if key not in state:
+            state[key] = torch.zeros(value.shape, dtype=value.dtype)
     return spec, state, {HEADER_KEY: header.text()}
 
 
