@@ -85,11 +85,11 @@ def test_every_op_builds_with_the_analytic_counts_and_shapes():
     assert count_macs(spec.ir) == macs + 24 * 2 * 2 * 16 + 16 * 5
 
 
-def test_grouped_convs_fix_the_slots_they_touch():
+def test_grouped_convs_make_the_slots_they_touch_their_groups():
     ir = spec_of(ALL_OPS).ir
-    assert ir.slots["layers[5].conv.out"].kind == "fixed"  # groups 4: grouped, not depthwise
-    assert ir.slots["layers[0].conv.out"].kind == "fixed"  # read by it (through the depthwise conv)
-    assert ir.slots["layers[18].linear"].kind == "channel"
+    assert ir.slots["layers[5].conv.out"].parts == 4  # groups 4: grouped, not depthwise
+    assert ir.slots["layers[0].conv.out"].parts == 4  # read by it (through the depthwise conv)
+    assert ir.slots["layers[0].conv.out"].kind == ir.slots["layers[18].linear"].kind == "channel"
 
 
 @pytest.mark.parametrize("layers, expected", [

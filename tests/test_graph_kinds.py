@@ -316,3 +316,73 @@ def test_several_outputs_export_and_run_back(tmp_path, suffix):
     slimspec.save_weights(_model(spec), spec, weights)
     result = export(weights, tmp_path / f"det{suffix}")
     assert result.max_abs_diff < 1e-4
+
+
+C2F = """\
+  - conv: {out: 16, padding: 1}            # 0 cv1
+  - bn
+  - silu                                   # 2
+  - chunk: {parts: 2, index: 0}            # 3
+  - chunk: {parts: 2, index: 1, from: 2}   # 4
+  - conv: {out: 6, padding: 1}             # 5 bottleneck
+  - bn
+  - silu
+  - conv: {out: 8, padding: 1}             # 8 writes chunk 1's channels (the shortcut below)
+  - bn
+  - silu
+  - add: {from: [4, -1]}                   # 11
+  - concat: {from: [3, 4, 11]}             # 12
+  - conv: {out: 12, kernel: 1}             # 13 cv2
+  - bn
+  - silu
+  - adaptive_avgpool: 1
+  - flatten
+"""
+
+
+def test_chunks_are_views_of_their_parent_slot():
+    spec = _spec(C2F)
+    slots = spec.ir.slots
+    assert slots["layers[0].conv.out"].parts == 2 and slots["layers[0].conv.out"].kind == "stream"  # via the add
+    assert slots["layers[3].chunk"].view == ("layers[0].conv.out", 0, 2)
+    assert slots["layers[4].chunk"].view == ("layers[0].conv.out", 1, 2) and slots["layers[4].chunk"].kind == "view"
+    assert "layers[8].conv.out" not in slots  # the bottleneck's last conv writes chunk 1's channels
+    model, x = _model(spec), _x(spec)
+    m = dict(model.named_modules())
+    y = F.silu(m["layers.1"](m["layers.0"](x)))
+    a, b = y.chunk(2, 1)
+    z = b + F.silu(m["layers.9"](m["layers.8"](F.silu(m["layers.6"](m["layers.5"](b))))))
+    out = F.silu(m["layers.14"](m["layers.13"](torch.cat([a, b, z], 1)))).mean((2, 3))
+    torch.testing.assert_close(model(x), m["fc"](out))
+
+
+@pytest.mark.parametrize("options", [{"ratio": 0.5, "prune_stream": True}, {"ratio": 0.4, "scope": "layer",
+                                                                            "prune_stream": True}, {"ratio": 0.3}])
+def test_pruned_chunks_stay_equal_and_equal_their_masked_original(options):
+    spec = _spec(C2F)
+    model = _model(spec)
+    result = slimspec.prune(model, "l1", **options)
+    kept = result.decision.kept
+    parent = kept["layers[0].conv.out"]
+    assert len(kept["layers[3].chunk"]) == len(kept["layers[4].chunk"]) == len(parent) // 2
+    assert kept["layers[4].chunk"] == tuple(p - 8 for p in parent if p >= 8)
+    layers = result.spec.data["layers"]
+    assert layers[8]["conv"]["out"] == layers[0]["conv"]["out"] // 2
+    x = _x(spec)
+    torch.testing.assert_close(result.model.eval()(x), _masked_original(spec, model.state_dict(), kept)(x))
+
+
+@pytest.mark.parametrize("layers,message", [
+    ("  - conv: 6\n  - chunk: {parts: 2, index: 2}\n", r"layers\[1\]\.chunk\.index: part 2 of 2 does not exist"),
+    ("  - conv: 6\n  - chunk: {parts: 4, index: 0}\n", r"layers\[1\]\.chunk\.parts: 4 parts do not divide the input "
+                                                      r"width 6"),
+])
+def test_misused_chunks_are_refused(layers, message):
+    with pytest.raises(slimspec.SpecError, match=message):
+        _spec(layers, extra="num_classes: 2\n").ir
+
+
+def test_a_chunk_of_a_concatenation_is_kept_whole():
+    spec = _spec("  - conv: 4\n  - conv: {out: 4, from: -2}\n  - concat: {from: [0, 1]}\n"
+                 "  - chunk: {parts: 2, index: 1}\n  - adaptive_avgpool: 1\n", extra="num_classes: 2\n")
+    assert {s.kind for p, s in spec.ir.slots.items()} == {"fixed"}

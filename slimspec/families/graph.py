@@ -127,7 +127,7 @@ class Layer:
 
     @property
     def slot_path(self) -> str:
-        return f"{self.at}.{self.kind}" if self.short else f"{self.at}.{self.kind}.out"
+        return f"{self.at}.{self.kind}" if self.short or self.role != "produce" else f"{self.at}.{self.kind}.out"
 
 
 
@@ -145,6 +145,9 @@ class Plan:
     fixed: set[int] = field(default_factory=set)
     grouped: list[tuple[int, int]] = field(default_factory=list)  # (grouped conv layer, groups): parts to resolve
     parts: dict[int, int] = field(default_factory=dict)  # slot root -> equal parts (a grouped conv's groups)
+    chunks: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # chunk layer -> (input key, index, parts)
+    views: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # view slot root -> (parent root, index, parts)
+    streamed: set[int] = field(default_factory=set)  # parent roots one of whose views is in a residual stream
     streams: set[int] = field(default_factory=set)  # producer keys joined by an add (a residual stream)
     depthwise: set[int] = field(default_factory=set)
     outputs: tuple[int, ...] = ()  # the layers the model returns; () = the implied classifier
@@ -175,7 +178,10 @@ class Plan:
         members = self._members[root]
         if root == INPUT or any(k in self.fixed for k in members):
             return "fixed"
-        return "stream" if len(members) > 1 and any(k in self.streams for k in members) else "channel"
+        if root in self.views:
+            return "fixed" if self.slot_kind(self.views[root][0]) == "fixed" else "view"
+        streams = len(members) > 1 and any(k in self.streams for k in members)
+        return "stream" if streams or root in self.streamed else "channel"
 
     def mixes(self, index: int) -> bool:
         """Computes each output channel from several input channels (a conv or linear, grouped too, not
@@ -260,25 +266,39 @@ def analyze(layers: list, input_channels: int, outputs: list[int] | None = None)
 
 
 def _resolve_parts(plan: Plan) -> None:
-    """A grouped conv's input and output slots are its groups' equal parts (after every union is known).
+    """Equal parts and views, once every union is known.
 
-    A slot several grouped convs read or write gets the least common multiple of their groups; an input
-    made of several slots (a concatenation), or a width the parts do not divide, stays fixed.
+    A grouped conv's input and output slots are its groups' equal parts; a chunked slot its chunks'. A slot
+    several of them split gets the least common multiple; an input made of several slots (a concatenation),
+    or a width the parts do not divide, stays fixed. Each chunk's slot is a view of its part of the parent;
+    a view that is also part of another parent, or that must stay whole (an output), fixes the parent.
     """
+    for i, (key, index, parts) in plan.chunks.items():
+        view, parent = plan.find(i), plan.find(key)
+        if view == parent or plan.views.setdefault(view, (parent, index, parts)) != (parent, index, parts):
+            plan.fixed.update([i, key])
     needs: dict[int, int] = {}
-    for i, groups in plan.grouped:
-        layer = plan.layers[i]
-        for keys in (plan.axes[layer.inputs[0]], [i]):
-            if len(keys) != 1:
-                plan.fixed.update(keys)
-                continue
-            root = plan.find(keys[0])
-            needs[root] = math.lcm(needs.get(root, 1), groups)
+    splits = [(keys, groups) for i, groups in plan.grouped for keys in (plan.axes[plan.layers[i].inputs[0]], [i])]
+    splits += [([key], parts) for key, _, parts in plan.chunks.values()]
+    for keys, parts in splits:
+        roots = [plan.find(k) for k in keys]
+        if len(keys) != 1 or roots[0] in plan.views:  # a concatenation; a chunk split again: kept whole
+            plan.fixed.update(keys + [plan.views[r][0] for r in roots if r in plan.views])
+            continue
+        needs[roots[0]] = math.lcm(needs.get(roots[0], 1), parts)
     for root, parts in needs.items():
         if plan.width[root] % parts:
             plan.fixed.add(root)
         else:
             plan.parts[root] = parts
+    members: dict[int, list[int]] = {}
+    for key in plan.width:
+        members.setdefault(plan.find(key), []).append(key)
+    for view, (parent, _, _) in plan.views.items():
+        if any(k in plan.fixed for k in members[view]):
+            plan.fixed.add(parent)
+        if len(members[view]) > 1 and any(k in plan.streams for k in members[view]):
+            plan.streamed.add(parent)
 
 
 def _outputs(plan: Plan, refs: list[int]) -> None:
@@ -355,6 +375,28 @@ def _couple(plan: Plan, layer: Layer, first: int, v: int) -> bool:
     return True
 
 
+def _part(plan: Plan, layer: Layer) -> None:
+    """A chunk: part ``index`` of ``parts`` equal parts of its input's channels, a view of the input's slot."""
+    _map(plan, layer)
+    i, x = layer.index, layer.inputs[0]
+    parts, index, width = int(layer.opts["parts"]), int(layer.opts["index"]), plan.channels(x)
+    ok = True
+    if index >= parts:
+        _issue(plan.issues, f"{layer.at}.chunk.index", f"part {index} of {parts} does not exist (0..{parts - 1})")
+        ok = False
+    if width % parts:
+        _issue(plan.issues, f"{layer.at}.chunk.parts", f"{parts} parts do not divide the input width {width}")
+        ok = False
+    plan.width[i], plan.axes[i] = max(width // parts, 1), [i]
+    if ok and len(plan.axes[x]) == 1:
+        plan.chunks[i] = (plan.axes[x][0], index, parts)
+        first = next((c for c, spec in plan.chunks.items() if c != i and spec == plan.chunks[i]), None)
+        if first is not None:  # the same part twice: one slot
+            plan.union(first, i)
+    else:  # a part of a concatenation: its boundaries would move when a joined slot is pruned
+        plan.fixed.update([*plan.axes[x], i])
+
+
 def _add(plan: Plan, layer: Layer) -> None:
     _map(plan, layer)
     first = layer.inputs[0]
@@ -386,7 +428,7 @@ def _concat(plan: Plan, layer: Layer) -> None:
     plan.axes[layer.index] = [k for v in layer.inputs for k in plan.axes[v]]
 
 
-_ROLES = {"map": _map, "produce": _produce, "add": _add, "mul": _mul, "concat": _concat}
+_ROLES = {"map": _map, "produce": _produce, "part": _part, "add": _add, "mul": _mul, "concat": _concat}
 
 
 # -- the families -------------------------------------------------------------------------------
@@ -414,7 +456,7 @@ class Graph(Family):
         new = copy_data(data)
         plan = analyze(new["layers"], ir.input_shape[0], new.get("outputs"))
         for key in plan.width:
-            if key == INPUT or key in plan.depthwise:
+            if key == INPUT or key in plan.depthwise or plan.layers[key].role != "produce":
                 continue
             layer, path = plan.layers[key], plan.slot_name(key)
             _set_option(new["layers"], layer, "out", sizes.get(path, ir.slots[path].size))
@@ -487,7 +529,11 @@ class _Emitter:
         if key == layer.index:
             kind = self.plan.slot_kind(key)
             parts = self.plan.parts.get(key, 1) if kind != "fixed" else 1
-            self.b.add_slot(layer.slot_path, self.plan.width[key], kind, parts=parts)
+            view = None
+            if kind == "view":
+                parent, index, count = self.plan.views[key]
+                view = (self.plan.slot_name(parent), index, count)
+            self.b.add_slot(layer.slot_path, self.plan.width[key], kind, parts=parts, view=view)
         return Axis((self.plan.slot_name(layer.index),))
 
     def run(self) -> None:
@@ -509,6 +555,8 @@ class _Emitter:
         if form.role == "produce":
             out = self.out_axis(layer)
             at = layer.at if layer.index in self.plan.depthwise else layer.slot_path
+        elif form.role == "part":
+            out = self.out_axis(layer)
         elif form.role in JOIN_ROLES:
             at = f"{layer.at}.{layer.kind}.from"
         return form.emit(self.b, layer.kind, f"layers.{layer.index}", refs, layer.opts, at, out)

@@ -60,14 +60,14 @@ class IRBuilder:
 
     # -- slots -----------------------------------------------------------------
     def add_slot(self, path: str, size: int, kind: str = "channel", index: Sequence[int] | None = None,
-                 base_size: int | None = None, parts: int = 1) -> Axis:
+                 base_size: int | None = None, parts: int = 1, view: tuple[str, int, int] | None = None) -> Axis:
         """Register a slot and return the single-segment axis over it."""
         if path in self.slots:
             raise ValueError(f"duplicate slot {path}")
         if size % parts:
             raise ValueError(f"slot {path}: {parts} parts do not divide its {size} channels")
         self.slots[path] = Slot(path, int(size), kind, tuple(index) if index is not None else None, base_size,
-                                tuple(self._units), parts)
+                                tuple(self._units), parts, view)
         return Axis((path,))
 
     @contextmanager
@@ -211,6 +211,15 @@ class IRBuilder:
         shape = tuple(max(p, q) for p, q in zip(shape_a, shape_b))
         wide = b if shape_b[0] > shape_a[0] else a
         return self._node(name, "mul", (a, b), shape, self.axis(wide), at)
+
+    def chunk(self, name: str, x: str, out: Axis, parts: int, index: int, at: str = "") -> str:
+        """Part ``index`` of ``parts`` equal parts of ``x``'s channels (``x.chunk(parts, dim=1)[index]``); ``out``
+        is the axis of that part."""
+        shape = self.shape(x)
+        if shape[0] % parts:
+            self.issue(at, f"chunk: {parts} parts do not divide {shape[0]} channels")
+        return self._node(name, "chunk", (x,), (self.axis_size(out), *shape[1:]), out, at, self.axis(x), parts=parts,
+                          index=index)
 
     def add_all(self, name: str, xs: Sequence[str], at: str = "") -> str:
         """``xs[0] + xs[1] + ...`` as a chain of adds, the last one named ``name``."""

@@ -36,7 +36,7 @@ Pair = int | tuple[int, int] | list[int]  # a kernel, stride or padding: square,
 TensorDims = Mapping[str, tuple[AxisName, ...]]
 Emit = Callable[["IRBuilder", str, str, Sequence[str], Mapping[str, Any], str, "Axis | None"], str]
 # (builder, op, node name, input node names, options with defaults, spec path, output axis) -> node name
-ROLES = ("map", "produce", "add", "mul", "concat")
+ROLES = ("map", "produce", "part", "add", "mul", "concat")
 CONST_OPS: Mapping[str, str] = MappingProxyType({  # a ``const`` layer's op -> the Python operator it applies
     "add": "operator.add", "sub": "operator.sub", "mul": "operator.mul", "div": "operator.truediv"})
 
@@ -78,7 +78,8 @@ class LayerForm:
     """How a kind is written as a layer of ``arch: sequential`` / ``graph``.
 
     ``role``: ``map`` keeps its input's channel axis; ``produce`` makes a new slot of width
-    ``out`` (a prunable width); ``add`` unifies its inputs' axes (a residual stream); ``mul``
+    ``out`` (a prunable width); ``part`` takes an equal part of its input's channels (a chunk: its slot is a view of
+    the input's); ``add`` unifies its inputs' axes (a residual stream); ``mul``
     unifies them too, broadcasting (a squeeze-excitation scale couples its channels to the map it
     scales, without making a stream); ``concat`` composes them. ``fixes_channels``: its output
     channels depend on all its input channels' positions (a LayerNorm's statistics span them; a
@@ -352,6 +353,11 @@ _OPS: tuple[OpKind, ...] = (
                            emit=lambda b, op, name, xs, o, at, out: b.zeropad(name, xs[0], o["padding"], at=at))),
     OpKind("pad"),
     OpKind("select", sources=_select_sources),
+    OpKind("chunk", module="slimspec.nn.ops.Chunk", module_args={"parts": "parts", "index": "index"},
+           layer=LayerForm({"parts": {**_POS, "description": "Equal parts the channels are split into (torch.chunk)."},
+                            "index": {**_NONNEG, "description": "Which part (0 is the first)."}}, ("parts", "index"),
+                           role="part", emit=lambda b, op, name, xs, o, at, out: b.chunk(name, xs[0], out, o["parts"],
+                                                                                       o["index"], at=at))),
     OpKind("add", layer=LayerForm(role="add", emit=lambda b, op, name, xs, o, at, out: b.add_all(name, xs, at=at))),
     OpKind("mul", layer=LayerForm(role="mul", emit=lambda b, op, name, xs, o, at, out: b.mul(name, xs, at=at))),
     OpKind("concat", layer=LayerForm(role="concat", emit=lambda b, op, name, xs, o, at, out: b.concat(name, xs, at=at))),

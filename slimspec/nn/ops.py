@@ -124,3 +124,17 @@ class ChannelShuffle(nn.Module):
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
+
+
+class Chunk(nn.Module):
+    """Part ``index`` of ``parts`` equal parts of the channels (``x.chunk(parts, dim=1)[index]``; YOLOv8's C2f)."""
+
+    def __init__(self, parts: int, index: int):
+        super().__init__()
+        self.parts, self.index = parts, index
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.chunk(self.parts, dim=1)[self.index]
+
+    def extra_repr(self) -> str:
+        return f"part {self.index} of {self.parts}"
