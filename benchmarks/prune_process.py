@@ -1,28 +1,67 @@
-"""The whole ``slimspec prune`` process vs a plain PyTorch script doing the same load-prune-save.
+"""The whole ``slimspec prune`` process vs Torch-Pruning and a plain PyTorch script doing the same prune.
 
-Both prune the same VGG-19 weights (random, with 70% of the BN gammas zeroed) by Network
-Slimming's global |gamma| threshold and write safetensors. The reference is what one writes
-by hand (or with Torch-Pruning): build a torchvision-style VGG, load the state dict, index
-every tensor by the kept channels, save. Each variant runs as its own process (python start
-and imports included), interleaved, several times; prints median wall time and the peak RSS
-growth over a process that only imports torch, as a multiple of the weights file's size.
+Cases: VGG-19 (stock spec, random weights with half the BN gammas zeroed, Network Slimming
+at 50%), and torchvision's resnet50 and wide_resnet101_2 imported with random weights
+(``slimspec import torchvision:NAME``: written to safetensors first), L1 at 30% (Li et al.,
+per layer). Every process loads the same safetensors file, prunes and writes safetensors:
 
-Run: ``python benchmarks/prune_process.py [--spec vgg19] [--repeat 3]``.
+* ``slimspec prune`` from the file (no model built; ``--check`` is off above 4M parameters);
+* a Torch-Pruning script (``torch_pruning``, the ``benchmark`` extra): build the model, load the
+  state dict, trace it (``DependencyGraph``), prune the same channels (chosen by slimspec's rule:
+  ``floor(n * (1 - r))`` kept per layer, or a global ratio, ties by position), save;
+* a plain torch script: build, load, index every tensor by hand, save.
+
+The channels and values are checked first (untimed): every tensor the scripts write equals
+slimspec's, and the logits of the pruned models agree. Then each process runs ``--repeat``
+times (median of 5 by default), alternating, as a whole process (python start-up and imports
+included); peak RSS is the child's ``getrusage`` maximum, reported over a base process that
+only imports torch and slimspec, as a multiple of the weights file.
+
+Run: ``python benchmarks/prune_process.py [--case vgg19,resnet50,wide_resnet101_2] [--repeat 5]``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-REFERENCE = r'''
-import sys, torch
+# shared by the two scripts: slimspec's channel choice (policy.py), written out by hand
+CHOICE = r'''
+import math, sys, torch
 from safetensors.torch import load_file, save_file
+
+def keep_count(width, ratio):
+    return int(math.floor(width * (1.0 - ratio) + 1e-9))
+
+def per_layer(scores, ratio):
+    """Each layer keeps its floor(n*(1-r)) best channels (lowest pruned first, ties: first position)."""
+    out = []
+    for s in scores:
+        order = sorted(range(len(s)), key=lambda i: (float(s[i]), i))
+        out.append(sorted(order[len(s) - keep_count(len(s), ratio):]))
+    return out
+
+def global_ratio(scores, ratio):
+    """One pool: N - floor(N*(1-r)) lowest go (ties: earlier layer, then position); a layer keeps >= 1."""
+    pool = sorted((float(v), layer, i) for layer, s in enumerate(scores) for i, v in enumerate(s))
+    total = len(pool)
+    gone = {(layer, i) for _, layer, i in pool[: total - keep_count(total, ratio)]}
+    out = []
+    for layer, s in enumerate(scores):
+        keep = [i for i in range(len(s)) if (layer, i) not in gone]
+        out.append(keep or [min(range(len(s)), key=lambda i: (-float(s[i]), i))])
+    return out
+
+src, dst, ratio, logits = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+'''
+
+VGG = r'''
 from torch import nn
-src, dst, ratio = sys.argv[1], sys.argv[2], float(sys.argv[3])
 cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512]
 
 def make(cfg):  # torchvision-style make_layers, as in network-slimming's vgg.py
@@ -35,102 +74,237 @@ def make(cfg):  # torchvision-style make_layers, as in network-slimming's vgg.py
             cin = v
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10))
 
-state = load_file(src)
-model = make(cfg)
-convs = [i for i, v in enumerate(cfg) if v != "M"]
-mapping = {}  # slimspec names -> Sequential names
-seq = 0
+names, seq = {}, 0  # slimspec names -> Sequential names
 for i, v in enumerate(cfg):
     if v == "M":
         seq += 1
         continue
-    mapping[f"features.{i}.conv.weight"] = f"{seq}.weight"
+    names[f"features.{i}.conv.weight"] = f"{seq}.weight"
     for k in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
-        mapping[f"features.{i}.bn.{k}"] = f"{seq + 1}.{k}"
+        names[f"features.{i}.bn.{k}"] = f"{seq + 1}.{k}"
     seq += 3
-mapping["fc.weight"], mapping["fc.bias"] = f"{seq + 2}.weight", f"{seq + 2}.bias"
-model.load_state_dict({mapping[k]: v for k, v in state.items() if k in mapping})
-sd = model.state_dict()
+names["fc.weight"], names["fc.bias"] = f"{seq + 2}.weight", f"{seq + 2}.bias"
+model = make(cfg)
+model.load_state_dict({names[k]: v for k, v in load_file(src).items()})
+model.eval()
 bns = [m for m in model if isinstance(m, nn.BatchNorm2d)]
-gammas = torch.cat([bn.weight.detach().abs() for bn in bns])
-threshold = gammas.sort().values[int(len(gammas) * ratio)]
-keep = [torch.nonzero(bn.weight.detach().abs() > threshold).flatten() for bn in bns]
-keep = [k if len(k) else bn.weight.detach().abs().argmax().view(1) for k, bn in zip(keep, bns)]
-names = [n for n, m in model.named_children() if isinstance(m, nn.Conv2d)]
-out, prev = {}, torch.arange(3)
-for name, kept in zip(names, keep):
-    bn = str(int(name) + 1)
-    out[name + ".weight"] = sd[name + ".weight"][kept][:, prev].clone()
-    for k in ("weight", "bias", "running_mean", "running_var"):
-        out[f"{bn}.{k}"] = sd[f"{bn}.{k}"][kept].clone()
-    prev = kept
-fc = [n for n, m in model.named_children() if isinstance(m, nn.Linear)][0]
-out[fc + ".weight"], out[fc + ".bias"] = sd[fc + ".weight"][:, prev].clone(), sd[fc + ".bias"].clone()
-save_file(out, dst)
+convs = [m for m in model if isinstance(m, nn.Conv2d)]
+keep = global_ratio([bn.weight.detach().abs() for bn in bns], ratio)  # Network Slimming: |gamma|, global
+shape = (2, 3, 32, 32)
+back = {v: k for k, v in names.items()}
+'''
+
+RESNET = r'''
+import torchvision
+arch = sys.argv[5]
+model = getattr(torchvision.models, arch)()
+RENAMES = (("stem.conv.", "conv1."), ("stem.bn.", "bn1."), (".shortcut.conv.", ".downsample.0."),
+           (".shortcut.bn.", ".downsample.1."))  # slimspec's resnet family names -> torchvision's
+
+def tv_name(key):
+    for ours, theirs in RENAMES:
+        key = key.replace(ours, theirs) if ours[0] == "." else theirs + key[len(ours):] if key.startswith(ours) else key
+    return key
+
+state = {tv_name(k): v for k, v in load_file(src).items()}
+model.load_state_dict(state)
+back = {k: ours for ours in load_file(src) for k in [tv_name(ours)]}
+model.eval()
+blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer]
+convs = [conv for b in blocks for conv in (b.conv1, b.conv2)]  # the inner widths slimspec prunes
+keep = per_layer([c.weight.detach().abs().flatten(1).sum(1) for c in convs], ratio)  # Li et al.: L1, per layer
+shape = (2, 3, 224, 224)
+'''
+
+TORCH_PRUNING = r'''
+import torch_pruning as tp
+graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(1, *shape[1:]))
+for conv, kept in zip(convs, keep):
+    removed = sorted(set(range(conv.out_channels)) - set(kept))
+    if removed:
+        graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=removed).prune()
+'''
+
+BY_HAND = r'''
+from torch import nn
+modules = list(model.modules())
+
+def index_out(conv, bn, kept):
+    idx = torch.tensor(kept)
+    conv.weight = nn.Parameter(conv.weight.data[idx].clone())
+    conv.out_channels = len(kept)
+    for name in ("weight", "bias"):
+        setattr(bn, name, nn.Parameter(getattr(bn, name).data[idx].clone()))
+    bn.running_mean, bn.running_var = bn.running_mean[idx].clone(), bn.running_var[idx].clone()
+    bn.num_features = len(kept)
+
+def index_in(layer, kept):
+    layer.weight = nn.Parameter(layer.weight.data[:, torch.tensor(kept)].clone())
+
+if "bns" in globals():  # VGG: each conv's BN follows it; the next conv (or the classifier) reads its channels
+    readers = convs[1:] + [m for m in modules if isinstance(m, nn.Linear)]
+    for conv, bn, reader, kept in zip(convs, bns, readers, keep):
+        index_out(conv, bn, kept)
+        index_in(reader, kept)
+else:  # bottleneck: conv1 -> bn1 -> conv2 -> bn2 -> conv3
+    for b, kept1, kept2 in zip(blocks, keep[0::2], keep[1::2]):
+        index_out(b.conv1, b.bn1, kept1)
+        index_in(b.conv2, kept1)
+        index_out(b.conv2, b.bn2, kept2)
+        index_in(b.conv3, kept2)
+'''
+
+SAVE = r'''
+state = {back.get(k, k): v.contiguous() for k, v in model.state_dict().items()}
+save_file(state, dst)
+if logits:
+    with torch.no_grad():
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        save_file({"logits": model(x)}, logits)
 '''
 
 
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    ratio: float
+    body: str
+    torchvision: bool = False
+
+
+CASES = {
+    "vgg19": Case("vgg19", "slimming", 0.5, VGG),
+    "resnet50": Case("resnet50", "l1", 0.3, RESNET, torchvision=True),
+    "wide_resnet101_2": Case("wide_resnet101_2", "l1", 0.3, RESNET, torchvision=True),
+}
+
+
 def measured(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd`` in a child that reports its own peak RSS through getrusage."""
-    wrapper = ("import resource, runpy, subprocess, sys, time\n"
+    """Run ``cmd`` in a child that reports its own wall time and peak RSS (MiB, getrusage)."""
+    wrapper = ("import resource, subprocess, sys, time\n"
                "t = time.perf_counter()\n"
                "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
                "w = time.perf_counter() - t\n"
-               "assert r.returncode == 0, r.stderr.decode()[-2000:]\n"
+               "assert r.returncode == 0, r.stderr.decode()[-3000:]\n"
                "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n")
     out = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
     if out.returncode:
-        raise SystemExit(f"{' '.join(cmd[:5])} failed:\n{out.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(cmd[:6])} failed:\n{out.stderr[-3000:]}")
     wall, rss = out.stdout.split()
     return float(wall), float(rss)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", default="vgg19")
-    parser.add_argument("--ratio", type=float, default=0.7)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+def make_weights(case: Case, folder: Path) -> Path:
+    """The case's weights file: a stock spec with zeroed gammas, or an imported torchvision model."""
+    if case.torchvision:
+        spec = folder / f"{case.name}.yaml"
+        subprocess.run([sys.executable, "-m", "slimspec", "import", f"torchvision:{case.name}", "--out", str(spec),
+                        "--force"], check=True, stdout=subprocess.DEVNULL)
+        return spec.with_suffix(".safetensors")
     import torch
 
     import slimspec
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        model = slimspec.build(args.spec, seed=0)
-        with torch.no_grad():
-            for module in model.modules():
-                if isinstance(module, torch.nn.BatchNorm2d):
-                    module.weight.copy_(torch.rand(module.num_features) + 0.1)
-                    module.weight[torch.rand(module.num_features) < args.ratio] = 0
-        weights = folder / "w.safetensors"
-        slimspec.save_weights(model, model.spec, weights)
-        size_mib = weights.stat().st_size / 2**20
-        (folder / "ref.py").write_text(REFERENCE)
-        variants = {
-            "import torch only": [sys.executable, "-c", "import torch, safetensors.torch"],
-            "slimspec prune": [sys.executable, "-m", "slimspec", "prune", str(weights), "--method", "slimming",
-                               "--ratio", str(args.ratio), "--out", str(folder / "p.yaml"), "--force"],
-            "plain torch script": [sys.executable, str(folder / "ref.py"), str(weights),
-                                   str(folder / "ref.safetensors"), str(args.ratio)],
-        }
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
-        for _ in range(args.repeat):
-            for name, cmd in variants.items():
-                samples[name].append(measured(cmd))
-    base_wall = statistics.median(w for w, _ in samples["import torch only"])
-    base_rss = statistics.median(r for _, r in samples["import torch only"])
-    print(f"{args.spec}: weights {size_mib:.1f} MiB; median of {args.repeat} interleaved runs per process")
-    print(f"{'process':22s} {'wall s':>7s} {'peak RSS MiB':>13s} {'RSS over torch import':>22s}")
-    for name in variants:
-        wall = statistics.median(w for w, _ in samples[name])
-        rss = statistics.median(r for _, r in samples[name])
-        growth = "" if name == "import torch only" else f"{(rss - base_rss) / size_mib:.2f}x weights"
-        print(f"{name:22s} {wall:7.2f} {rss:13.0f} {growth:>22s}")
-    prune_wall = statistics.median(w for w, _ in samples["slimspec prune"])
-    ref_wall = statistics.median(w for w, _ in samples["plain torch script"])
-    print(f"slimspec prune / plain script wall time: {prune_wall / ref_wall:.2f}x "
-          f"(over the torch import alone: {(prune_wall - base_wall) / (ref_wall - base_wall):.2f}x)")
+    model = slimspec.build(case.name, seed=0)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.copy_(torch.rand(module.num_features, generator=generator) + 0.1)
+                module.weight[torch.rand(module.num_features, generator=generator) < case.ratio] = 0
+    path = folder / f"{case.name}.safetensors"
+    slimspec.save_weights(model, model.spec, path)
+    return path
+
+
+def verify(case: Case, commands: dict[str, list[str]], folder: Path) -> str:
+    """Every tensor each script writes equals slimspec's, and the pruned models' logits agree."""
+    import torch
+    from safetensors.torch import load_file
+
+    import slimspec
+
+    subprocess.run(commands["slimspec prune"], check=True, stdout=subprocess.DEVNULL)
+    ours = load_file(folder / "slimspec.safetensors")
+    model, spec = slimspec.load_model(folder / "slimspec.safetensors")
+    x = torch.randn(2, *spec.ir.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.eval()(x)
+    lines = []
+    for name in ("Torch-Pruning script", "plain torch script"):
+        logits = folder / f"{name[:5]}.logits.safetensors"
+        cmd = list(commands[name])
+        cmd[5] = str(logits)  # argv: script src dst ratio LOGITS [arch]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        theirs = load_file(cmd[3])
+        differ = [k for k, v in theirs.items() if k not in ours or ours[k].shape != v.shape or not torch.equal(ours[k], v)]
+        if differ or set(ours) - set(theirs):
+            raise SystemExit(f"{case.name}: {name} keeps other channels than slimspec: {differ[:5]} "
+                             f"{sorted(set(ours) - set(theirs))[:5]}")
+        got = load_file(logits)["logits"]
+        worst = float((got - expected).abs().max())
+        if not torch.allclose(got, expected, atol=1e-4, rtol=1e-4):
+            raise SystemExit(f"{case.name}: {name}'s logits differ from slimspec's by {worst:.3g}")
+        lines.append(f"{name}: all {len(theirs)} tensors equal to slimspec's, logits within {worst:.2g}")
+    return "; ".join(lines)
+
+
+def run_case(case: Case, repeat: int, folder: Path) -> dict:
+    weights = make_weights(case, folder)
+    size_mib = weights.stat().st_size / 2**20
+    scripts = {"Torch-Pruning script": CHOICE + case.body + TORCH_PRUNING + SAVE,
+               "plain torch script": CHOICE + case.body + BY_HAND + SAVE}
+    commands = {"base (import torch, slimspec)": [sys.executable, "-c", "import torch, slimspec"],
+                "slimspec prune": [sys.executable, "-m", "slimspec", "prune", str(weights), "-m", case.method,
+                                   "--ratio", str(case.ratio), "--out", str(folder / "slimspec.yaml"), "--force"]}
+    for name, text in scripts.items():
+        script = folder / f"{name.split()[0]}.py"
+        script.write_text(text)
+        cmd = [sys.executable, str(script), str(weights), str(folder / f"{name.split()[0]}.safetensors"),
+               str(case.ratio)]
+        commands[name] = cmd + ["", case.name]  # no logits file while timed
+    checked = verify(case, commands, folder)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, cmd in commands.items():
+            samples[name].append(measured(cmd))
+    medians = {name: (statistics.median(w for w, _ in s), statistics.median(r for _, r in s))
+               for name, s in samples.items()}
+    return {"case": case.name, "method": case.method, "ratio": case.ratio, "weights_mib": size_mib,
+            "verified": checked, "repeat": repeat, "medians": medians, "samples": samples}
+
+
+def report(result: dict) -> str:
+    medians = result["medians"]
+    base_wall, base_rss = medians["base (import torch, slimspec)"]
+    lines = [f"{result['case']} ({result['method']} {result['ratio']:.0%}): weights {result['weights_mib']:.0f} MiB; "
+             f"median of {result['repeat']} alternating runs per process",
+             f"  {result['verified']}",
+             f"  {'process':32s} {'wall s':>7s} {'peak RSS MiB':>13s} {'over base':>10s} {'x weights':>10s}"]
+    for name, (wall, rss) in medians.items():
+        over = "" if name.startswith("base") else f"{rss - base_rss:10.0f} {(rss - base_rss) / result['weights_mib']:9.2f}x"
+        lines.append(f"  {name:32s} {wall:7.2f} {rss:13.0f} {over}")
+    ours, tp, plain = (medians[k][0] for k in ("slimspec prune", "Torch-Pruning script", "plain torch script"))
+    lines.append(f"  slimspec prune wall time: {ours / tp:.2f}x Torch-Pruning's, {ours / plain:.2f}x the plain script's")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", default=",".join(CASES), help=f"comma-separated: {', '.join(CASES)}")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = []
+    for name in args.case.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_case(CASES[name], args.repeat, Path(tmp))
+        results.append(result)
+        if not args.json:
+            print(report(result), flush=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -74,10 +74,11 @@ def criteria() -> dict[str, Criterion]:
     return _CRITERIA.items()
 
 
-def mean_over_sources(ctx: ScoreContext, kind: str, per_source) -> Scores:
-    """Score each slot by averaging ``per_source(tensor_positions)`` over its sources of ``kind``."""
+def mean_over_sources(ctx: ScoreContext, kind: str, per_source, slots: Iterable[str] | None = None) -> Scores:
+    """Score each slot (of ``slots``, default all) by averaging ``per_source(tensor_positions)`` over its
+    sources of ``kind``."""
     out: Scores = {}
-    for slot in ctx.ir.slots:
+    for slot in ctx.ir.slots if slots is None else slots:
         found = ctx.of_kind(slot, kind)
         if not found:
             continue
@@ -92,13 +93,19 @@ def weight_row_scores(ctx: ScoreContext, row_score) -> Scores:
     """Data-free scores from |W|: ``row_score(rows)`` maps a [channels, features] matrix to [channels].
 
     A slot is scored on the filters that produce it (rows = output channels); a slot no filter
-    produces (a channel selection) on the weights that read it (rows = input channels).
+    produces (a channel selection) on the weights that read it (rows = input channels). Each
+    weight is read and scored once per direction, whatever the number of slots it touches.
     """
-    def rows(src: Source, outputs: bool) -> torch.Tensor:
-        weight = ctx.state[f"{src.node}.weight"].float().abs()
-        matrix = weight.flatten(1) if outputs else weight.transpose(0, 1).flatten(1)
-        return row_score(matrix)[list(src.positions)]
+    cache: dict[tuple[str, bool], torch.Tensor] = {}
 
-    scores = mean_over_sources(ctx, "consumer", lambda src: rows(src, outputs=False))
+    def rows(src: Source, outputs: bool) -> torch.Tensor:
+        if (src.node, outputs) not in cache:
+            weight = ctx.state[f"{src.node}.weight"].float().abs()
+            matrix = weight.flatten(1) if outputs else weight.transpose(0, 1).flatten(1)
+            cache[src.node, outputs] = row_score(matrix)
+        return cache[src.node, outputs][list(src.positions)]
+
+    unproduced = [slot for slot in ctx.ir.slots if not ctx.of_kind(slot, "producer")]
+    scores = mean_over_sources(ctx, "consumer", lambda src: rows(src, outputs=False), unproduced)
     scores.update(mean_over_sources(ctx, "producer", lambda src: rows(src, outputs=True)))
     return {slot: scores[slot] for slot in ctx.ir.slots if slot in scores}
