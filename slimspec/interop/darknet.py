@@ -282,7 +282,8 @@ def cfg_spec_text(sections: list[Section], name: str, source: str,
     net = sections[0]
     where = net.where(source)
     if input_shape is None:
-        input_shape = (_int(net, "channels", 3, where), _int(net, "height", None, where), _int(net, "width", None, where))
+        input_shape = (_int(net, "channels", 3, where), _int(net, "height", None, where),
+                       _int(net, "width", None, where))
     ctx = _Import(source)
     for index, section in enumerate(sections[1:]):
         importer = _IMPORTERS.get(section.kind)

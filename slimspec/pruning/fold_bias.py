@@ -48,7 +48,8 @@ def channel_constant(ir: IR, bn: str, beta: torch.Tensor, readers: Mapping[str, 
         name = node.name
 
 
-def fold_removed_bias(ir: IR, state: Mapping[str, torch.Tensor], kept: Mapping[str, tuple[int, ...]]) -> tuple[dict[str, torch.Tensor], list[str]]:
+def fold_removed_bias(ir: IR, state: Mapping[str, torch.Tensor],
+                      kept: Mapping[str, tuple[int, ...]]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Fold the constant output of removed channels into the next layer (``--fold-bias``).
 
     A channel whose BN gamma is ~0 outputs the constant act(beta) (:func:`channel_constant`: the
