@@ -172,3 +172,58 @@ def test_readme_sensitivity(demo_run):
     result = cli_run(*args, "--threads", DEFAULT_THREADS)  # as a fresh process would run it
     assert result.exit_code == 0, result.output
     assert_shown(expected, result.stdout)
+
+
+# -- Detectors: import a Darknet cfg, prune, diff, export back (tests/data's yolov3-tiny.cfg, the test's weights) --
+@pytest.fixture(scope="module")
+def yolo_tiny_run(tmp_path_factory):
+    """The Detectors section's commands, run in a folder holding yolov3-tiny.cfg and random .weights (seed 0)."""
+    from .darknet_reference import Darknet, random_weights_file
+
+    work = tmp_path_factory.mktemp("detectors")
+    shutil.copy(ROOT / "tests" / "data" / "yolov3-tiny.cfg", work / "yolov3-tiny.cfg")
+    random_weights_file(Darknet(str(work / "yolov3-tiny.cfg")), str(work / "yolov3-tiny.weights"), seed=0)
+    import os
+    cwd = Path.cwd()
+    os.chdir(work)
+    try:
+        commands, _ = output_of(block("detectors"))
+        outputs = []
+        for command in commands:
+            result = cli_run(*command.split()[1:])
+            assert result.exit_code == 0, result.output
+            outputs.append(result.stdout)
+    finally:
+        os.chdir(cwd)
+    return work, commands, outputs
+
+
+def test_readme_detectors(yolo_tiny_run):
+    _, commands, outputs = yolo_tiny_run
+    parts = re.split(r"^\$ .*$", block("detectors"), flags=re.M)[1:]
+    assert len(parts) == len(outputs) == len(commands)
+    for part, output in zip(parts, outputs):
+        assert_shown(part, output)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_readme_detectors_diff(yolo_tiny_run):
+    work, _, _ = yolo_tiny_run
+    (command,), expected = output_of(block("detectors-diff"))
+    assert_shown(expected, "\n".join(_git(*command.split()[1:], cwd=work).splitlines()[4:]))
+
+
+def test_readme_detectors_cfg(yolo_tiny_run):
+    work, _, _ = yolo_tiny_run
+    (command,), expected = output_of(block("detectors-cfg"))
+    actual = subprocess.run(command.split(), cwd=work, capture_output=True, text=True, check=False).stdout
+    assert_shown(expected, "\n".join(actual.splitlines()[4:]))
+
+
+def test_readme_detectors_sizes(yolo_tiny_run):
+    work, _, _ = yolo_tiny_run
+    rows = [line.split() for line in block("detectors-sizes").splitlines()[2:]]
+    for name, params, macs, *_latency in rows:  # latency: machine-dependent
+        source = work / f"{name}.yaml" if (work / f"{name}.yaml").exists() else name  # else a stock spec
+        info = json.loads(cli_run("info", source, "--json").output)
+        assert (params, macs) == (f"{info['params']:,}", f"{info['macs']:,}")
