@@ -64,8 +64,8 @@ def test_resnext50_32x4d_is_exact():
     assert (spec.data["groups"], spec.data["width_per_group"]) == (32, 4)
     assert [st["blocks"] for st in spec.data["stages"]] == [3, 4, 6, 3]  # counts: inner widths are the default
     assert slimspec.info(spec)["params"] == 25_028_904
-    fixed = {p for p, slot in spec.ir.slots.items() if slot.kind == "fixed" and ".blocks[" in p}
-    assert len(fixed) == 2 * 16  # both inner widths of every grouped block
+    grouped = {p for p, slot in spec.ir.slots.items() if slot.parts == 32 and slot.kind == "channel" and ".blocks[" in p}
+    assert len(grouped) == 2 * 16  # both inner widths of every grouped block: its 32 groups' parts
     _assert_same(spec, state, reference, atol=1e-4)
 
 
@@ -177,13 +177,15 @@ def test_imported_mobilenet_v2_prunes_exactly(tmp_path):
     assert any(row.after < row.before for row in pruned.report if ".expand[" in row.slot)
 
 
-def test_imported_resnext_prunes_streams_exactly(tmp_path):
-    """Grouped inner widths are fixed; the streams prune, and the pruned model equals the masked original."""
+def test_imported_resnext_prunes_by_groups_and_streams_exactly(tmp_path):
+    """Grouped inner widths prune by groups (as many channels out of each of the 4), the streams too, and the
+    pruned model equals the masked original."""
     pruned = _import_and_prune("resnext", tmp_path)
     assert pruned.spec.data["groups"] == 4
     rows = {row.slot: row for row in pruned.report}
     assert any(rows[p].after < rows[p].before for p in rows if p.endswith(".width") or p == "stem")
-    assert all(rows[p].after == rows[p].before for p in rows if ".blocks[" in p)
+    inner = [rows[p] for p in rows if ".blocks[" in p]
+    assert any(row.after < row.before for row in inner) and all(row.after % 4 == 0 for row in inner)
 
 
 @pytest.mark.slow

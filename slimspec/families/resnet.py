@@ -13,8 +13,8 @@ wider stage's stream is the previous stream plus its zero-padded extra channels.
 
 ``groups`` > 1 makes the bottleneck's 3x3 conv grouped (ResNeXt, Xie et al. 2017), with the
 default inner width ``int(width / 4 * width_per_group / 64) * groups`` as torchvision's
-``base_width``. Removing single channels would break the groups, so a grouped block's inner
-widths are ``fixed`` slots: such a network is pruned through its streams (``prune_stream``).
+``base_width``. A grouped block's inner widths are its groups' equal parts (``Slot.parts``):
+pruning keeps as many channels in every group, so ``groups`` stays.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ SCHEMA: dict = {
         "groups": {
             "$ref": "#/$defs/posint",
             "default": 1,
-            "description": "Groups of each bottleneck's 3x3 conv (ResNeXt's cardinality); grouped inner widths are fixed."
+            "description": "Groups of each bottleneck's 3x3 conv (ResNeXt's cardinality); grouped inner widths prune by groups (as many channels out of each)."
         },
         "width_per_group": {
             "$ref": "#/$defs/posint",
@@ -205,12 +205,12 @@ class ResNet(Family):
             specs = [(1, 1), (3, stride)]  # stride on the 3x3 conv (ResNet v1.5)
         else:
             specs = [(3, stride)]
-        kind = "fixed" if groups > 1 else "channel"  # a grouped conv's channels go by whole groups only
         for j, ((kernel, st), width, slot) in enumerate(zip(specs, widths, slots), start=1):
+            parts = groups if groups > 1 and width % groups == 0 else 1  # pruned by groups: as many out of each
             if groups > 1 and width % groups:
                 b.issue(slot, f"{width} channels do not split into groups: {groups}")
-            y = b.conv(f"{name}.conv{j}", y, b.add_slot(slot, width, kind), kernel, st, kernel // 2, False, at=slot,
-                       groups=groups if j == 2 else 1)
+            y = b.conv(f"{name}.conv{j}", y, b.add_slot(slot, width, parts=parts), kernel, st, kernel // 2, False,
+                       at=slot, groups=groups if j == 2 else 1)
             y = b.bn(f"{name}.bn{j}", y, at=slot)
             y = b.relu(f"{name}.relu{j}", y, at=slot)
             y = b.gate(f"{name}.gate{j}", y, at=slot)
