@@ -427,3 +427,91 @@ def test_python_source_errors(tmp_path, monkeypatch, args, code, message):
     assert result.exit_code == code, result.output
     assert message in result.output
     assert not (tmp_path / "x.yaml").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+# -- the blocks of torchvision's and timm's CNNs, written by hand -----------------------------------
+class Blocks(nn.Module):
+    """Squeeze-excitation with a hand-written hardsigmoid, a ConvNeXt block (channels-last LayerNorm, Linear, GELU,
+    layer scale), ShuffleNet's chunk + channel shuffle, an equal split, GroupNorm, stochastic depth, a ceil-mode
+    pool, 1x7 / 7x1 convolutions and a tuple of outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.fc1, self.fc2 = nn.Conv2d(16, 8, 1), nn.Conv2d(8, 16, 1)
+        self.dw = nn.Conv2d(16, 16, 7, padding=3, groups=16)
+        self.norm = nn.LayerNorm(16, eps=1e-6)
+        self.pw1, self.act, self.pw2 = nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16)
+        self.gamma = nn.Parameter(torch.rand(16, 1, 1))
+        self.drop = torchvision.ops.StochasticDepth(0.1, "row")
+        self.branch = nn.Conv2d(8, 8, 1)
+        self.gn = nn.GroupNorm(4, 16)
+        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.wide = nn.Conv2d(16, 12, (1, 7), padding=(0, 3))
+        self.tall = nn.Conv2d(12, 12, (7, 1), padding=(3, 0))
+        self.head = nn.Conv2d(12, 5, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        s = self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True))))
+        x = x * (F.relu6(s + 3.0) / 6.0)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(self.act(self.pw1(self.norm(y)))).permute(0, 3, 1, 2)
+        x = x + self.drop(self.gamma * y)
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat((a, self.branch(b)), dim=1)
+        n, c, h, w = x.size()
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        p, q = torch.split(x, 8, dim=1)
+        x = self.gn(torch.cat([q, p], 1))
+        x = self.tall(self.wide(self.pool(x)))
+        return self.head(x), x
+
+
+def test_blocks_of_every_cnn_import_exactly_and_prune_to_their_masked_original():
+    module = randomize(Blocks())
+    shape = (3, 15, 15)
+    spec, model = from_module(module, shape)
+    kinds = {next(iter(item)) if isinstance(item, dict) else item for item in spec.data["layers"]}
+    assert {"mul", "const", "relu6", "layernorm", "scale", "droppath", "chunk", "shuffle", "groupnorm"} <= kinds
+    assert {"conv": {"out": 32, "kernel": 1}} in spec.data["layers"]  # the channels-last Linear
+    assert {"maxpool": {"kernel": 3, "stride": 2, "ceil": True}} in spec.data["layers"]
+    assert {"conv": {"out": 12, "kernel": [1, 7], "padding": [0, 3]}} in spec.data["layers"]
+    assert len(spec.data["outputs"]) == 2 and count_params(spec.ir) == sum(p.numel() for p in module.parameters())
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for got, want in zip(model.eval()(x), module(x), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    result = slimspec.prune(model, "l1", target={"macs": 0.7})
+    assert result.macs[1] < result.macs[0]
+    masked = masked_original(spec, model.state_dict(), result.decision)
+    with torch.no_grad():
+        for got, want in zip(result.model.eval()(x), masked(x), strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+class Transposed(Erf):
+    def forward(self, x):
+        return self.fc(self.conv(x).permute(0, 1, 3, 2).mean((2, 3)))
+
+
+class HalfSlice(Erf):
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(torch.cat([y[:, :3] * 2.0, y[:, 3:]], 1).mean((2, 3)))
+
+
+class LastPool(Erf):
+    def forward(self, x):
+        return self.fc(F.avg_pool2d(self.conv(x).permute(0, 2, 3, 1), 1).permute(0, 3, 1, 2).mean((2, 3)))
+
+
+@pytest.mark.parametrize("module, expected", [
+    (Transposed(), r"tensor\.permute\(\) at test_fx_import\.py:\d+ \(return self\.fc\(self\.conv\(x\)\.permute\(0, 1, "
+                   r"3, 2\).*permutes dims \(0, 1, 3, 2\)"),
+    (HalfSlice(), r"operator\.getitem at test_fx_import\.py:\d+ .* takes channels 0:3 of 4 \(only equal chunks"),
+    (LastPool(), r"F\.avg_pool2d at test_fx_import\.py:\d+ .* reads a channels-last tensor"),
+])
+def test_layouts_a_spec_cannot_express_are_refused_at_their_line(module, expected):
+    assert re.search(expected, _error(module))
