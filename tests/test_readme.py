@@ -227,3 +227,31 @@ def test_readme_detectors_sizes(yolo_tiny_run):
         source = work / f"{name}.yaml" if (work / f"{name}.yaml").exists() else name  # else a stock spec
         info = json.loads(cli_run("info", source, "--json").output)
         assert (params, macs) == (f"{info['params']:,}", f"{info['macs']:,}")
+
+
+def test_readme_every_cnn_spec():
+    """The README's block spec: the slots it describes, and a prune equal to its masked original."""
+    import torch
+
+    import slimspec
+    from slimspec.document import spec_from_text
+    from slimspec.nn.net import SpecNet
+    from slimspec.pruning.masking import apply_channel_masks
+
+    from .conftest import randomize
+
+    spec = spec_from_text(block("every-cnn-spec"), "README.md")
+    slots = spec.ir.slots
+    assert slots["layers[0].conv.out"].kind == "channel" and "layers[9].conv.out" not in slots
+    assert slots["layers[12].conv.out"].parts == slots["layers[15].conv.out"].parts == 4
+    assert slots["layers[18].chunk"].view == ("layers[15].conv.out", 0, 2)
+    model = randomize(SpecNet(spec)).eval()
+    result = slimspec.prune(model, "l1", ratio=0.5, scope="layer")
+    kept = result.decision.kept
+    assert len(kept["layers[12].conv.out"]) % 4 == 0 and len(kept["layers[15].conv.out"]) % 4 == 0
+    assert len(kept["layers[18].chunk"]) == len(kept["layers[19].chunk"]) == len(kept["layers[15].conv.out"]) // 2
+    masked = SpecNet(spec, "masked")
+    masked.load_state_dict(model.state_dict(), strict=False)
+    apply_channel_masks(masked, spec.ir, kept)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(result.model.eval()(x), masked.eval()(x))

@@ -2,19 +2,23 @@
 
 A ``graph`` layer may take its input ``from`` earlier layers: a layer index or a negative offset
 (``-1``, the previous layer, is the default; an offset reaching one before layer 0 is the network's
-input), as in the Ultralytics model YAML and Keras functional configs; ``add`` and ``concat`` take a
-list. ``sequential`` is the same family with every ``from`` implied (-1) — Keras's Sequential is a
-Functional model whose inbound edges are implicit — so it has no joins. The final
-``Linear(num_classes)`` is implied. The layer kinds and their options are the layer forms of the
+input), as in the Ultralytics model YAML and Keras functional configs; ``add``, ``mul`` and ``concat``
+take a list. ``sequential`` is the same family with every ``from`` implied (-1) — Keras's Sequential
+is a Functional model whose inbound edges are implicit — so it has no joins. The final
+``Linear(num_classes)`` is implied, unless ``outputs`` lists the layers the model returns. The layer kinds and their options are the layer forms of the
 op table (:mod:`slimspec.ir.ops`): schema, defaults and emission all come from there.
 
 Channels: each ``produce`` layer's ``out`` (conv, linear) is a slot (``layers[3].conv.out``, or
 ``layers[3].conv`` for the short form ``conv: 16``). A depthwise conv (``groups`` = its input width
 = ``out``) has no slot of its own: its channels are its input's. ``add`` couples its inputs into
-one axis (the producers' slots are unified; a slot written by several producers is a ``stream``
-slot, pruned only with ``prune_stream``, like a ResNet's residual stream), ``concat`` composes
-axes. A grouped (not depthwise) conv's input and output slots are its groups' equal parts
-(``Slot.parts``): pruning keeps as many channels in each part, so ``groups`` stays.
+one axis (the producers' slots are unified; a slot written by several producers joined by adds is
+a ``stream`` slot, pruned only with ``prune_stream``, like a ResNet's residual stream); ``mul``
+couples them too, without making a stream (a squeeze-excitation scale follows the map it scales);
+``concat`` composes axes. A grouped (not depthwise) conv's input and output slots are its groups'
+equal parts (``Slot.parts``): pruning keeps as many channels in each part, so ``groups`` stays. A
+``chunk`` is a view of its input's slot (``Slot.view``; the slot is split into the chunks' equal
+parts). Kinds whose outputs depend on every input channel's position (``layernorm``, ``groupnorm``,
+``shuffle``) fix the slots they read, and so do ``outputs`` (the model's interface).
 
 Gates (masks in ``masked`` mode, SSS gates in ``gated`` mode) sit in front of the layers that mix
 channels (conv with ``groups: 1``, linear, the classifier), named ``gates.<layer index>`` after the
