@@ -70,3 +70,20 @@ class PositiveSeconds(click.ParamType):
 
 
 SECONDS = PositiveSeconds()
+
+
+class RoundTo(click.ParamType):
+    """``--round-to N`` (an integer >= 1) or ``--round-to auto`` (the multiple a quick probe finds fastest)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):  # type: ignore[override]
+        if isinstance(value, int) and not isinstance(value, bool) or str(value).strip() == "auto":
+            return value if isinstance(value, int) else "auto"
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            self.fail(f"expected an integer >= 1 or 'auto', got {value!r}", param, ctx)
+
+
+ROUND_TO = RoundTo()

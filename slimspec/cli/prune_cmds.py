@@ -9,7 +9,7 @@ import click
 
 from .choices import CRITERIA, RUNTIMES
 from .errors import report_errors
-from .options import threads_option, using_threads
+from .options import ROUND_TO, threads_option, using_threads
 from .paths import OUTPUT_FILE
 
 # What decides which channels go: prune's flags, shared with `slimspec plot gammas` (same names, same meanings).
@@ -25,7 +25,9 @@ POLICY_OPTIONS = (
     click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it."),
     click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer."),
     click.option("--min-channels", type=int, help="Never keep fewer channels in a slot (default 1)."),
-    click.option("--round-to", type=int, help="Round kept channel counts up to a multiple of this."),
+    click.option("--round-to", type=ROUND_TO, help="Round kept channel counts up to a multiple of this; 'auto': the "
+                 "multiple a quick probe finds fastest on this machine (its heaviest conv timed at widths rounded to "
+                 "1, 4, 8, 16, 32; this runtime and thread count; cached)."),
     click.option("--exclude", multiple=True, help="Spec-path pattern of slots to leave alone (repeatable)."),
     click.option("--override", "overrides", multiple=True, help="PATTERN=RATIO per-slot ratio (repeatable)."),
     click.option("--prune-stream", is_flag=True, default=None, help="Also prune residual stream widths."),

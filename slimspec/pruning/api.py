@@ -164,6 +164,8 @@ def describe(parent: Spec, scores, options: PruneOptions, criterion: Criterion, 
     """Decide on ``scores`` and write the new spec (parent's form and layout, provenance block):
     ``(new spec, decision, params before/after, MACs before/after, notes)``. Both prune paths share it."""
     ir = parent.ir
+    rounding = options.resolve_round_to(ir)  # round_to: auto -> an integer, before any decision
+    notes = notes + ([rounding] if rounding else [])
     context = TargetContext(options=dict(options.target_options))
     decision, ratio = choose(parent, scores, options, criterion, context)
     data, new_ir = _new_ir(parent, decision)

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from ..errors import SpecError, SpecIssue
+from ..ir import IR
 from ..specio.validate import issues_for_schema
 from ..specio.yamlio import parse_yaml, read_yaml_file
 from ..errors import PruneError
@@ -65,6 +66,8 @@ def parse_target(text: str | Mapping[str, float] | None) -> dict[str, float] | N
     return target
 
 
+AUTO = "auto"  # round_to: the multiple a quick probe finds fastest here
+
 # The keys that say how much to prune: a flag giving one of them replaces all of the plan's.
 AMOUNT_KEYS = ("ratio", "target", "threshold", "percent")
 
@@ -78,7 +81,7 @@ class PruneOptions:
     percent: float | None = None  # Network Slimming's rule: threshold = sorted scores[int(N * percent)]
     scope: str | None = None
     min_channels: int = 1
-    round_to: int = 1
+    round_to: int | str = 1  # or "auto": resolved into an integer by resolve_round_to before any decision
     exclude: list[str] = field(default_factory=list)
     overrides: dict[str, float] = field(default_factory=dict)
     prune_stream: bool = False
@@ -129,17 +132,34 @@ class PruneOptions:
                 raise PruneError("give either a ratio or a target, not both")
             if options.percent is not None:
                 raise PruneError("give either percent or target, not both")
-        options.policy(get_criterion(options.method))  # checks the amount before any weights are read
+        if isinstance(options.round_to, str) and options.round_to != AUTO:
+            raise PruneError(f"round_to: expected an integer >= 1 or '{AUTO}', got '{options.round_to}'")
+        options.policy(get_criterion(options.method), checking=True)  # checks the amount before any weights are read
         check_target_options(options.target, options.target_options)  # none that the target would ignore
         return options
 
-    def policy(self, criterion: Criterion, *, ratio: float | None = None) -> PolicyConfig:
+    def resolve_round_to(self, ir: IR) -> str | None:
+        """Turn ``round_to: auto`` into the multiple this machine runs fastest (:mod:`slimspec.latency.rounding`):
+        a note saying what the probe found, or None when round_to was an integer already."""
+        if self.round_to != AUTO:
+            return None
+        from ..latency.rounding import probe
+
+        choice = probe(ir, runtime=self.target_options.get("latency_runtime", "eager"),
+                       threads=self.target_options.get("threads"))
+        self.round_to = choice.multiple
+        return choice.describe()
+
+    def policy(self, criterion: Criterion, *, ratio: float | None = None, checking: bool = False) -> PolicyConfig:
         """The policy these options ask of ``criterion``.
 
         The amount is the options' own ratio, threshold or percent (the criterion's default
         threshold when none is given and nothing is overridden); ``ratio`` replaces it (the
-        ratio a target search tries). Scope defaults to the criterion's.
+        ratio a target search tries). Scope defaults to the criterion's. ``round_to: auto`` must have
+        been resolved (:meth:`resolve_round_to`) unless only ``checking`` the other values.
         """
+        if self.round_to == AUTO and not checking:
+            raise PruneError("round_to: 'auto' is resolved by prune, which probes this machine; give an integer here")
         threshold, percent = self.threshold, self.percent
         if ratio is None:
             ratio = self.ratio
@@ -149,7 +169,7 @@ class PruneOptions:
             threshold = percent = None
         return PolicyConfig(ratio=ratio, threshold=threshold, percent=percent,
                             scope=self.scope or criterion.default_scope, min_channels=self.min_channels,
-                            round_to=self.round_to, exclude=tuple(self.exclude),
+                            round_to=1 if self.round_to == AUTO else self.round_to, exclude=tuple(self.exclude),
                             overrides=tuple(self.overrides.items()), prune_stream=self.prune_stream,
                             prune_blocks=criterion.prunes_blocks)
 
