@@ -41,6 +41,7 @@ from torch import nn
 
 from ..errors import PathPart, format_path
 from ..ir import IR
+from ..ir.ops import square
 from ..utils.fileio import atomic_write, sha256_bytes
 from .layers import OPS, LayerShape
 from .measure import check_batch_memory, prepare_runner
@@ -231,6 +232,12 @@ class _Reader:
             self.fail(path, f"expected an integer >= {minimum}, got {_kind(value)}")
         return value
 
+    def size(self, value: Any, path: tuple[PathPart, ...], minimum: int) -> int | tuple[int, int]:
+        """A kernel, stride or padding: an integer, or ``[h, w]`` (a non-square one), as the IR keeps it."""
+        if isinstance(value, list) and len(value) == 2:
+            return square((self.integer(value[0], (*path, 0), minimum), self.integer(value[1], (*path, 1), minimum)))
+        return self.integer(value, path, minimum)
+
     def positive(self, value: Any, path: tuple[PathPart, ...], what: str) -> float:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
             self.fail(path, f"expected {what} (a finite number > 0), got {_kind(value)}")
@@ -310,9 +317,9 @@ class _Reader:
         hw = sig["hw"]
         if not isinstance(hw, list) or len(hw) != 2:
             self.fail((*path, "hw"), f"expected [height, width], got {_kind(hw)}")
-        return LayerShape(op, sig["relu"], self.integer(sig["kernel"], (*path, "kernel"), 1),
-                          self.integer(sig["stride"], (*path, "stride"), 1),
-                          self.integer(sig["padding"], (*path, "padding"), 0),
+        return LayerShape(op, sig["relu"], self.size(sig["kernel"], (*path, "kernel"), 1),
+                          self.size(sig["stride"], (*path, "stride"), 1),
+                          self.size(sig["padding"], (*path, "padding"), 0),
                           (self.integer(hw[0], (*path, "hw", 0), 1), self.integer(hw[1], (*path, "hw", 1), 1)),
                           self.integer(sig["groups"], (*path, "groups"), 1))
 
