@@ -255,3 +255,11 @@ def test_readme_every_cnn_spec():
     apply_channel_masks(masked, spec.ir, kept)
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(result.model.eval()(x), masked.eval()(x))
+
+
+def test_readme_supported_models():
+    """The README's list of torchvision and timm models is the one tests/test_torchvision_models.py and
+    tests/test_timm_models.py walk (each row verified there, the slow ones under ``-m slow``)."""
+    from .test_torchvision_models import supported_models_text
+
+    assert block("supported-models") == supported_models_text()

@@ -22,8 +22,8 @@ FAST = {"convnext_atto", "ghostnet_100"}  # channels-last regions and layer scal
 TIMM_PRUNE_LIMITS = {"ghostnet_100": "a depthwise conv reading a concat of a map and its own depthwise copy is "
                                      "resized from stale widths when the pruned spec is written"}
 # models refused, with the first construct a spec cannot express
-TIMM_REFUSED = {"rexnet_100": "adds the shortcut to the first channels of a wider map, x[:, 0:16] + shortcut "
-                              "(a channel slice that is not an equal chunk)"}
+TIMM_REFUSED = {"rexnet_100": "adds the shortcut to the first channels of a wider map (x[:, 0:in_channels] + "
+                              "shortcut: a channel slice that is not an equal chunk)"}
 SHAPE = (3, 64, 64)
 
 

@@ -32,8 +32,7 @@ INPUTS = {"inception_v3": (3, 75, 75)}  # its smallest input; every other model 
 DEFAULT_INPUT = (3, 64, 64)
 UNUSED_IN_EVAL = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}  # auxiliary heads (training only)
 # models that import exactly but do not prune to the target, and why (a limit outside the importer)
-PRUNE_LIMITS = {name: "their family's grouped convolutions are fixed: only --prune-stream prunes them"
-                for name in CNNS if name.startswith("resnext")}
+PRUNE_LIMITS: dict[str, str] = {}
 TARGET = 0.7
 
 
