@@ -57,11 +57,11 @@ def _note_module_sources(reference: str, loaded: set[str]) -> None:
 @click.option("--weights", "darknet_weights", type=click.Path(exists=True, dir_okay=False),
               help="darknet: the cfg's Darknet .weights file (else random weights from --seed).")
 @click.option("--num-classes", type=click.IntRange(min=1),
-              help="torchvision: replace the classifier with one of N outputs; timm: make the model with N classes "
-                   "(before --state-dict is loaded).")
+              help="torchvision: replace the classifier with one of N outputs; timm, ultralytics: make the model with N "
+                   "classes (before --state-dict is loaded).")
 @click.option("--input", "input_shape", type=INPUT_SHAPE, metavar="C,H,W",
               help="One image's shape (python: the module is traced on it; torchvision: the spec's input, default "
-                   "3,224,224; timm: default the model's).")
+                   "3,224,224; timm: default the model's; ultralytics: 3,640,640).")
 @click.option("--name", "spec_name", help="Spec name (default: the module's file name, or the model's name).")
 @click.option("--seed", type=int, help="Seed of the random initialization (a model without weights, a new "
                                        "--num-classes head): same seed, same bytes [default: 0].")
@@ -73,15 +73,18 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
     """Import SOURCE = torchvision:NAME (resnet*, wide_resnet*, resnext*, vgg*, mobilenet_v2 as their families, any
     other classification CNN as a graph spec), timm:NAME (a timm CNN, made offline; weights via --state-dict) or
     python:PACKAGE.MODULE:FACTORY (your own nn.Module, traced with torch.fx into a sequential or graph spec) or
-    darknet:FILE.cfg (a Darknet detector such as YOLOv3, as a graph spec; --weights reads its .weights)."""
+    darknet:FILE.cfg (a Darknet detector such as YOLOv3, as a graph spec; --weights reads its .weights) or
+    ultralytics:MODEL.yaml (an Ultralytics detector such as yolov8n.yaml or your YAML's path, as a graph spec returning
+    the Detect head's raw maps; weights via --state-dict)."""
     from ..utils.fileio import OutputTransaction, weights_beside
     from ..utils.text import plural
     from ..weights import save_weights
 
     library, _, name = source.partition(":")
-    if library not in ("torchvision", "timm", "python", "darknet") or not name:
-        raise click.BadParameter("expected torchvision:NAME, timm:NAME, python:PACKAGE.MODULE:FACTORY or "
-                                 "darknet:FILE.cfg, e.g. torchvision:resnet50", param_hint="SOURCE")
+    if library not in ("torchvision", "timm", "python", "darknet", "ultralytics") or not name:
+        raise click.BadParameter("expected torchvision:NAME, timm:NAME, python:PACKAGE.MODULE:FACTORY, "
+                                 "darknet:FILE.cfg or ultralytics:MODEL.yaml, e.g. torchvision:resnet50",
+                                 param_hint="SOURCE")
     if darknet_weights is not None and library != "darknet":
         raise click.BadParameter("only for darknet: sources (give other weights with --state-dict)", param_hint="--weights")
     if library == "darknet" and (num_classes is not None or pretrained or state_dict):
@@ -108,7 +111,7 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
     weights_path = Path(weights_out) if weights_out else weights_beside(out)
     metadata: dict[str, str] = {}
     with OutputTransaction(force=force) as outputs:  # both files or neither; refused before any work
-        outputs.check_inputs(state_dict, darknet_weights, name if library == "darknet" else None)
+        outputs.check_inputs(state_dict, darknet_weights, name if library in ("darknet", "ultralytics") else None)
         outputs.reserve(weights_path)
         outputs.reserve(out)
         if library == "python":
@@ -122,6 +125,11 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
 
             spec, state = import_timm(name, state_dict=state_dict, num_classes=num_classes, input_shape=input_shape,
                                       seed=seed, spec_name=spec_name)
+        elif library == "ultralytics":
+            from ..interop.ultralytics_models import import_ultralytics
+
+            spec, state = import_ultralytics(name, state_dict=state_dict, num_classes=num_classes,
+                                             input_shape=input_shape, seed=seed, spec_name=spec_name)
         elif library == "darknet":
             from ..interop.darknet import import_darknet
 
