@@ -46,7 +46,7 @@ def _runtimes(value: str) -> tuple[str, ...]:
 
 @click.command()
 @click.argument("weights")
-@click.option("--format", "fmt", type=RegistryChoice(_format_names), help="Output format (default: from --out's suffix: .onnx, .pt2, .pt).")
+@click.option("--format", "fmt", type=RegistryChoice(_format_names), help="Output format (default: the format whose suffix --out has).")
 @click.option("--out", "-o", required=True, type=OUTPUT_FILE, help="File to write.")
 @click.option("--no-fold-bn", is_flag=True, help="Keep BatchNorm layers instead of folding them into the conv/linear before them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -55,9 +55,10 @@ def _runtimes(value: str) -> tuple[str, ...]:
 @report_errors
 def export(weights: str, fmt: str | None, out: str, no_fold_bn: bool, as_json: bool, force: bool,
            threads: int | None) -> None:
-    """Export WEIGHTS (a weights file, or a spec with random weights) to ONNX, torch.export (.pt2) or TorchScript.
+    """Export WEIGHTS (a weights file, or a spec with random weights) to ONNX, torch.export (.pt2), TorchScript
+    or a Darknet cfg + .weights.
 
-    BN is folded, gates and masks applied; the written file is loaded back in its own runtime,
+    BN is folded (kept in a Darknet cfg), gates and masks applied; the written file is loaded back in its own runtime,
     run once, and the largest difference to the PyTorch model is printed.
     """
     from ..latency import torch_threads
