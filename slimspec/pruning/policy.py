@@ -13,7 +13,9 @@ Conventions (documented in the README, tested):
   ``denseprune.py``): the threshold is the pooled scores sorted ascending at position
   ``int(N * percent)``, and every channel scoring ``<= threshold`` goes — ``int(N * percent) + 1``
   channels plus every channel tied with the threshold. With ``scope: layer`` the same rule runs
-  per slot. ``ratio`` keeps its exact-count meaning.
+  per slot. ``percent_rule: darknet`` keeps the channels scoring exactly the threshold, as the
+  Darknet pruners do (Lam1360's YOLOv3 ``test_prune.py`` keeps ``ge(thre)``): one channel
+  more. ``ratio`` keeps its exact-count meaning.
 * ``min_channels`` (default 1) is applied last-but-one: a slot never keeps fewer than
   ``min(min_channels, width)`` channels; its best-scored channels are kept and the slot is
   reported as clamped. ``round_to`` then rounds each kept count up to a multiple.
@@ -29,7 +31,7 @@ Conventions (documented in the README, tested):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +41,11 @@ from .criteria.base import PruneError
 from .patterns import matches
 
 SCOPES = ("global", "layer")
+# how ``percent`` treats a channel scoring exactly the threshold, after the reference script whose channels it keeps
+PERCENT_RULES: dict[str, Callable[[float, float], bool]] = {  # rule -> pruned(score, threshold)
+    "slimming": lambda score, threshold: score <= threshold,  # Liu et al. 2017 vggprune.py: keep gt(thre)
+    "darknet": lambda score, threshold: score < threshold,  # Lam1360 YOLOv3-model-pruning test_prune.py: keep ge(thre)
+}
 
 
 def keep_count(width: int, ratio: float) -> int:
@@ -57,6 +64,7 @@ class PolicyConfig:
     ratio: float | None = None
     threshold: float | None = None
     percent: float | None = None
+    percent_rule: str = "slimming"
     scope: str = "global"
     min_channels: int = 1
     round_to: int = 1
@@ -68,6 +76,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.scope not in SCOPES:
             raise PruneError(f"scope: expected one of {', '.join(SCOPES)}, got '{self.scope}'")
+        if self.percent_rule not in PERCENT_RULES:
+            raise PruneError(f"percent_rule: expected one of {', '.join(PERCENT_RULES)}, got '{self.percent_rule}'")
         for key in ("ratio", "threshold", "percent"):
             value = getattr(self, key)
             if value is not None and not math.isfinite(float(value)):
@@ -145,15 +155,17 @@ def decide(ir: IR, scores: Mapping[str, torch.Tensor], config: PolicyConfig) -> 
         for path in pool:
             pruned[path] = {i for i, s in enumerate(scores[path].tolist()) if s <= config.threshold}
     elif config.percent is not None and config.scope == "layer":
+        goes = PERCENT_RULES[config.percent_rule]
         for path in pool:
             values = scores[path].tolist()
             cut = percent_threshold(values, config.percent)
-            pruned[path] = {i for i, s in enumerate(values) if s <= cut}
+            pruned[path] = {i for i, s in enumerate(values) if goes(s, cut)}
     elif config.percent is not None and pool:
+        goes = PERCENT_RULES[config.percent_rule]
         values = {path: scores[path].tolist() for path in pool}
         threshold = percent_threshold([s for path in pool for s in values[path]], config.percent)
         for path in pool:
-            pruned[path] = {i for i, s in enumerate(values[path]) if s <= threshold}
+            pruned[path] = {i for i, s in enumerate(values[path]) if goes(s, threshold)}
     elif config.ratio is not None and config.scope == "layer":
         for path in pool:
             size = ir.slots[path].size
