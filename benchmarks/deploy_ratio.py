@@ -7,9 +7,11 @@ runtime at batch 1 and 32, BN folded. Prints, per model, runtime and batch: late
 (original / pruned, of medians), MAC ratio, the fraction of the MAC ratio reached (goal:
 >= 0.8; also from the minima, the least disturbed runs on a shared machine), and
 at batch 1 how much faster the best runtime runs the pruned model than eager PyTorch
-(goal: >= 2x). ``--round-to 8`` adds a variant pruned with channel counts rounded up to 8.
+(goal: >= 2x). Every case runs with one thread and with the machine's (torch's default
+count, what a user gets), and adds a variant pruned with ``--round-to auto`` (the multiple
+the probe finds fastest for that thread count; ``--round-to 8`` for a fixed one, 0 for none).
 
-Run: ``python benchmarks/deploy_ratio.py [--threads 1] [--batch 1,32] [--json]``.
+Run: ``python benchmarks/deploy_ratio.py [--threads 1,2] [--batch 1,32] [--round-to auto] [--json]``.
 """
 from __future__ import annotations
 
@@ -43,54 +45,63 @@ def sparse_weights(name: str, ratio: float, folder: Path, seed: int = 0) -> Path
     return path
 
 
+def _threads(text: str | None) -> tuple[int, ...]:
+    """``--threads 1,2``; default: one thread and the machine's (torch's default count)."""
+    if text:
+        return tuple(int(t) for t in text.split(","))
+    return tuple(sorted({1, torch.get_num_threads()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads (default 1: on a shared 2-core machine 2 threads stall on each other)")
+    parser.add_argument("--threads", help="comma-separated intra-op thread counts "
+                        f"(default: 1 and the machine's, here {torch.get_num_threads()})")
     parser.add_argument("--batch", default="1,32")
     parser.add_argument("--runtime", default="eager,channels-last,onnxruntime")
     parser.add_argument("--min-run-time", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--round-to", type=int, default=0, help="also time a variant pruned with --round-to N")
+    parser.add_argument("--round-to", default="auto",
+                        help="also time a variant pruned with --round-to N or auto (the probe's multiple for each "
+                             "thread count; default auto); 0: none")
     parser.add_argument("--only", help="run one case (vgg19 or resnet56)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     batches = tuple(int(b) for b in args.batch.split(","))
     runtimes = tuple(args.runtime.split(","))
+    round_to: int | str = args.round_to if args.round_to == "auto" else int(args.round_to)
     rows, out = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name, ratio in CASES:
-            if args.only and name != args.only:
-                continue
-            weights = sparse_weights(name, ratio, folder)
-            variants = {"pruned": {}}
-            if args.round_to:
-                variants[f"round_to {args.round_to}"] = {"round_to": args.round_to}
-            models = [weights]
-            for label, options in variants.items():
-                result = slimspec.prune(weights, "slimming", ratio=ratio, **options)
-                models.append(result.save(folder / f"{name}_{label.replace(' ', '')}.yaml")[1])
-            print(f"timing {name} ({ratio:.0%} slimmed) ...", file=sys.stderr)
-            report = bench(models, batches=batches, runtimes=runtimes, threads=args.threads,
-                           min_run_time=args.min_run_time, rounds=args.rounds)
-            out.append(report.as_dict())
-            ms = {(r["model"], r["runtime"], r["batch"]): r["median_ms"] for r in report.rows}
-            for ratio_row, (label, _) in zip(report.ratios, [(v, b) for v in variants for _ in runtimes for b in batches]):
-                r = ratio_row
-                best = min(runtimes, key=lambda rt: ms[(r["model"], rt, 1)]) if 1 in batches else None
-                rows.append([f"{name} {ratio:.0%} {label}", r["runtime"], str(r["batch"]),
-                             f"{ms[(r['base'], r['runtime'], r['batch'])]:.2f}",
-                             f"{ms[(r['model'], r['runtime'], r['batch'])]:.2f}",
-                             f"{r['speedup']:.2f}x", f"{r['mac_ratio']:.2f}x", f"{r['fraction_of_mac_ratio']:.2f}",
-                             f"{r['speedup_of_minima'] / r['mac_ratio']:.2f}",
-                             f"{best} {ms[(r['model'], 'eager', 1)] / ms[(r['model'], best, 1)]:.2f}x"
-                             if best and "eager" in runtimes else "-"])
+        for threads in _threads(args.threads):
+            for name, ratio in CASES:
+                if args.only and name != args.only:
+                    continue
+                weights = sparse_weights(name, ratio, folder)
+                models, labels = [weights], []
+                for options in [{}] + ([{"round_to": round_to, "target_options": {"threads": threads}}] if round_to else []):
+                    result = slimspec.prune(weights, "slimming", ratio=ratio, **options)
+                    labels.append(f"round_to {result.options.round_to}{' (auto)' if round_to == 'auto' else ''}"
+                                  if options else "pruned")
+                    models.append(result.save(folder / f"{name}_t{threads}_{len(models)}.yaml")[1])
+                print(f"timing {name} ({ratio:.0%} slimmed), {threads} thread(s) ...", file=sys.stderr)
+                report = bench(models, batches=batches, runtimes=runtimes, threads=threads,
+                               min_run_time=args.min_run_time, rounds=args.rounds)
+                out.append({"threads": threads, **report.as_dict()})
+                ms = {(r["model"], r["runtime"], r["batch"]): r["median_ms"] for r in report.rows}
+                for r, label in zip(report.ratios, [v for v in labels for _ in runtimes for _ in batches]):
+                    best = min(runtimes, key=lambda rt: ms[(r["model"], rt, 1)]) if 1 in batches else None
+                    rows.append([f"{name} {ratio:.0%} {label}", str(threads), r["runtime"], str(r["batch"]),
+                                 f"{ms[(r['base'], r['runtime'], r['batch'])]:.2f}",
+                                 f"{ms[(r['model'], r['runtime'], r['batch'])]:.2f}",
+                                 f"{r['speedup']:.2f}x", f"{r['mac_ratio']:.2f}x", f"{r['fraction_of_mac_ratio']:.2f}",
+                                 f"{r['speedup_of_minima'] / r['mac_ratio']:.2f}",
+                                 f"{best} {ms[(r['model'], 'eager', 1)] / ms[(r['model'], best, 1)]:.2f}x"
+                                 if best and "eager" in runtimes else "-"])
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"threads {args.threads}, BN folded, median of {args.rounds} interleaved rounds")
-    print(format_table(["model", "runtime", "batch", "orig ms", "pruned ms", "latency ratio", "MAC ratio",
+    print(f"BN folded, median of {args.rounds} interleaved rounds; threads: {', '.join(map(str, _threads(args.threads)))}")
+    print(format_table(["model", "threads", "runtime", "batch", "orig ms", "pruned ms", "latency ratio", "MAC ratio",
                         "of MAC ratio", "(minima)", "best bs1 vs eager"], rows))
 
 
