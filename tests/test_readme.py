@@ -263,3 +263,65 @@ def test_readme_supported_models():
     from .test_torchvision_models import supported_models_text
 
     assert block("supported-models") == supported_models_text()
+
+
+# -- YOLOv8 (Ultralytics): extract a checkpoint's state dict, import, prune, diff (640x640: slow) --------
+@pytest.fixture(scope="module")
+def yolov8_run(tmp_path_factory):
+    """The YOLOv8 subsection's commands, run in a folder holding a yolov8n.pt pickled as Ultralytics saves one
+    (``{'model': DetectionModel in half precision}``; random weights, seed 0)."""
+    import os
+    import shlex
+    import sys
+
+    import torch
+
+    pytest.importorskip("ultralytics")
+    from slimspec.interop.ultralytics_models import ultralytics_model
+
+    work = tmp_path_factory.mktemp("yolov8")
+    torch.save({"model": ultralytics_model("yolov8n.yaml", seed=0).half()}, work / "yolov8n.pt")
+    extract = shlex.split(block("yolov8-extract"))
+    assert extract[0] == "python"
+    subprocess.run([sys.executable, *extract[1:]], cwd=work, check=True)
+    cwd = Path.cwd()
+    os.chdir(work)
+    try:
+        commands, _ = output_of(block("yolov8"))
+        outputs = []
+        for command in commands:
+            result = cli_run(*command.split()[1:])
+            assert result.exit_code == 0, result.output
+            outputs.append(result.stdout)
+    finally:
+        os.chdir(cwd)
+    return work, outputs
+
+
+@pytest.mark.slow
+def test_readme_yolov8_extract(yolov8_run):
+    import torch
+    from safetensors.torch import load_file
+
+    work, _ = yolov8_run
+    model = torch.load(work / "yolov8n.pt", weights_only=False)["model"]  # the test's own pickle
+    state = load_file(work / "yolov8n_pt.safetensors")
+    assert state.keys() == model.state_dict().keys()
+    assert all(torch.equal(state[k], v.float()) for k, v in model.state_dict().items())
+
+
+@pytest.mark.slow
+def test_readme_yolov8(yolov8_run):
+    _, outputs = yolov8_run
+    parts = re.split(r"^\$ .*$", block("yolov8"), flags=re.M)[1:]
+    assert len(parts) == len(outputs)
+    for part, output in zip(parts, outputs):
+        assert_shown(part, output)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_readme_yolov8_diff(yolov8_run):
+    work, _ = yolov8_run
+    (command,), expected = output_of(block("yolov8-diff"))
+    assert_shown(expected, "\n".join(_git(*command.split()[1:], cwd=work).splitlines()[4:]))

@@ -6,6 +6,7 @@ YOLOv8s are slow."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -139,6 +140,26 @@ def test_c2f_imports_as_two_chunks_and_sppf_as_repeated_pools(yolo):
     assert pools == [{"kernel": sppf.m.kernel_size, "stride": 1, "padding": sppf.m.padding}] * sppf.n
 
 
+def test_a_users_model_yaml_imports_by_its_path_with_its_classes(tmp_path):
+    """A YAML of one's own (a narrower scale, 3 classes), by path: the same seed builds the same weights."""
+    import ultralytics
+
+    text = (Path(ultralytics.__file__).parent / "cfg" / "models" / "v8" / "yolov8.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"^nc: \d+", "nc: 3", text, flags=re.M)
+    text = re.sub(r"^scales:.*?\n(?=\S)", "scales:\n  t: [0.33, 0.125, 1024]\n", text, flags=re.M | re.S)
+    (tmp_path / "mine.yaml").write_text(text, encoding="utf-8")
+    spec, state = import_ultralytics(tmp_path / "mine.yaml", input_shape=(3, 32, 32), seed=3)
+    detection = ultralytics_model(tmp_path / "mine.yaml", seed=3)
+    assert spec.name == "mine" and detection.model[-1].nc == 3
+    model = SpecNet(spec)
+    model.load_state_dict(state)
+    x = _x(32)
+    with torch.no_grad():
+        _close(model.eval()(x), raw_outputs(detection, x))
+    assert [int(model(x)[i].shape[1]) for i in range(3)] == [4 * 16 + 3] * 3
+    assert count_params(spec.ir) == sum(p.numel() for p in detection.parameters()) - dfl_params(detection)
+
+
 # -- the CLI, trained weights through an extracted state dict ---------------------------------------
 def test_cli_imports_a_state_dict_extracted_as_the_readme_says(yolo, tmp_path, monkeypatch):
     from safetensors.torch import save_file
@@ -160,9 +181,13 @@ def test_cli_imports_a_state_dict_extracted_as_the_readme_says(yolo, tmp_path, m
     (["ultralytics:yolov8n.yaml", "--input", "3,100,100"], "must be multiples of the model's largest stride 32"),
     (["ultralytics:yolov8n-cls.yaml", "--input", "3,64,64"], "its head is Classify"),
     (["ultralytics:yolov8n.yaml", "--weights", "x"], None),
+    (["ultralytics:yolov8n.yaml", "--input", "3,64,64"], "yolov8n.yaml is a slimspec spec, not an Ultralytics model"),
 ])
 def test_cli_refusals_are_one_line(tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
+    if "slimspec spec" in (message or ""):  # an earlier import's --out yolov8n.yaml in this folder
+        (tmp_path / "yolov8n.yaml").write_text("slimspec: 1\nname: s\narch: vgg\ninput: [3, 8, 8]\nnum_classes: 2\n"
+                                               "cfg: [4]\n", encoding="utf-8")
     if message is None:  # --weights is darknet's
         (tmp_path / "x").write_bytes(b"")
         result = cli_run("import", *args, "--out", "o.yaml")

@@ -114,6 +114,11 @@ def _resolve(cfg: str | os.PathLike) -> str:
     scale ``n``); refused in one line before Ultralytics would look further (it may try to download)."""
     text = str(cfg)
     if Path(text).is_file():
+        with open(text, encoding="utf-8", errors="replace") as handle:
+            if re.search(r"^slimspec:", handle.read(1 << 16), re.M):
+                raise ModelImportError(f"ultralytics:{text}: {text} is a slimspec spec, not an Ultralytics model YAML "
+                                       "(Ultralytics reads a file of that name before its own; give the path of the "
+                                       "one you mean)")
         return text
     if not text.endswith((".yaml", ".yml")) or "/" in text or os.sep in text:
         raise ModelImportError(f"ultralytics:{text}: no such file, and not the name of a model YAML Ultralytics "
@@ -121,7 +126,8 @@ def _resolve(cfg: str | os.PathLike) -> str:
     import ultralytics
 
     root = Path(ultralytics.__file__).parent / "cfg" / "models"
-    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", Path(text).stem) + Path(text).suffix
+    stem = re.sub(r"^(yolov[58][nslmx])6$", r"\1-p6", Path(text).stem)  # as tasks.yaml_model_load: yolov8n6 -> -p6
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem) + Path(text).suffix
     if not any(root.rglob(unified)) and not any(root.rglob(text)):
         raise ModelImportError(f"ultralytics:{text}: Ultralytics ships no model YAML of that name (see "
                                f"{root}; detection models such as yolov8n.yaml, yolov8s.yaml)")
