@@ -160,6 +160,32 @@ def test_a_users_model_yaml_imports_by_its_path_with_its_classes(tmp_path):
     assert count_params(spec.ir) == sum(p.numel() for p in detection.parameters()) - dfl_params(detection)
 
 
+def test_c2f_forward_is_what_torch_fx_cannot_trace_and_the_replay_can():
+    """Why the replay exists: ``list(proxy.chunk(2, 1))`` iterates an fx proxy; unpacked, the halves are chunks."""
+    from torch import fx
+    from ultralytics.nn.modules.block import C2f
+
+    from slimspec.interop.ultralytics_models import REPLAYS
+
+    class Own(nn.Module):
+        def __init__(self, block: nn.Module, replay=None):
+            super().__init__()
+            self.block, self.replay = block, replay
+
+        def forward(self, x):
+            return self.block(x) if self.replay is None else self.replay(self.block, x)
+
+    block = randomize(C2f(8, 8, n=1, shortcut=True)).eval()
+    with pytest.raises(fx.proxy.TraceError, match="Proxy object cannot be iterated"):
+        fx.symbolic_trace(Own(block))
+    spec, model = slimspec.from_module(Own(block, REPLAYS["C2f"]).eval(), (8, 16, 16))
+    x = torch.randn(2, 8, 16, 16)
+    assert [layer for layer in spec.data["layers"] if isinstance(layer, dict) and "chunk" in layer] == \
+        [{"chunk": {"parts": 2, "index": 0}}, {"chunk": {"parts": 2, "index": 1, "from": 2}}]
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), block(x), rtol=1e-5, atol=1e-6)
+
+
 # -- the CLI, trained weights through an extracted state dict ---------------------------------------
 def test_cli_imports_a_state_dict_extracted_as_the_readme_says(yolo, tmp_path, monkeypatch):
     from safetensors.torch import save_file

@@ -11,8 +11,9 @@ DetectionModel's layers instead and is what :mod:`slimspec.interop.fx_trace` tra
 * ``DetectionModel._predict_once`` routes through ``m.f`` / ``self.save`` lists at run time: the
   replay does the same routing in plain Python (the indices are constants, the tensors fx proxies).
 * ``C2f.forward`` does ``list(self.cv1(x).chunk(2, 1))``: fx proxies cannot be iterated except by
-  tuple unpacking (``list()`` of a proxy raises ``TraceError``), and ``forward_split``'s
-  ``split((c, c), 1)`` then ``[y[0], y[1]]`` is no better; the replay writes ``a, b = cv1(x).chunk(2, 1)``.
+  tuple unpacking (``list()`` of a proxy raises ``TraceError: Proxy object cannot be iterated``);
+  the replay writes ``a, b = cv1(x).chunk(2, 1)``. (``C2f.forward_split``, ``split((c, c), 1)`` then
+  ``[y[0], y[1]]``, does trace, into the same two ``chunk`` layers, but it is not what the model runs.)
 * ``Detect.forward`` decodes (``make_anchors`` from the maps' shapes, ``self.shape`` caching, the
   DFL softmax, ``dist2bbox``) and returns a dict: data-dependent Python the spec has no layer for.
   The replay returns its raw per-level maps ``cat(cv2[i](x[i]), cv3[i](x[i]))`` (box distribution
