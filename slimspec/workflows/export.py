@@ -8,7 +8,6 @@ need no slimspec to load. Writes are atomic; an existing output needs ``force``.
 """
 from __future__ import annotations
 
-import io
 import os
 import warnings
 from collections.abc import Callable
@@ -76,16 +75,19 @@ def _write_torchscript(model: torch.nn.Module, x: torch.Tensor, path: Path) -> N
     with warnings.catch_warnings():  # torch.jit is deprecated upstream but still what many deployments load
         warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(model, (x,), check_trace=False)
-        buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
-    with open(path, "wb") as handle:
-        _deterministic_archive(buffer, handle)
+        X
+        try:
+            torch.jit.save(traced, str(raw))
+            with open(path, "wb") as handle:
+                _deterministic_archive(str(raw), handle)
+        finally:
+            raw.unlink(missing_ok=True)
 
 
 _NOT_COPIED = ("version", ".data/version", ".data/serialization_id")  # the writer writes these itself
 
 
-def _deterministic_archive(source: io.BytesIO, handle: BinaryIO) -> None:
+def _deterministic_archive(source: str, handle: BinaryIO) -> None:
     """Copy a TorchScript archive without what makes two exports of one model differ.
 
     ``torch.jit.save`` names the archive's folder after the file (a temporary name here) and
@@ -96,8 +98,7 @@ def _deterministic_archive(source: io.BytesIO, handle: BinaryIO) -> None:
     source lines), an id of the content alone. Type names stay torch's (``___torch_mangle_N`` is
     numbered per process: exports made by one process after another differ there).
     """
-    source.seek(0)
-    reader = torch._C.PyTorchFileReader(source)
+    reader = torch._C.PyTorchFileReader(source)  # a file name: records are read one at a time
     writer = torch._C.PyTorchFileWriter(handle)
     writer.set_min_version(int(reader.get_record("version").decode().strip()))
     for name in reader.get_all_records():
