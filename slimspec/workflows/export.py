@@ -75,7 +75,9 @@ def _write_torchscript(model: torch.nn.Module, x: torch.Tensor, path: Path) -> N
     with warnings.catch_warnings():  # torch.jit is deprecated upstream but still what many deployments load
         warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(model, (x,), check_trace=False)
-        X
+        # torch's archive on disk beside the output's temporary (a killed run's leftover is cleaned up with it),
+        # not a second in-memory copy of every weight
+        raw = path.with_name(path.name + ".raw.tmp")
         try:
             torch.jit.save(traced, str(raw))
             with open(path, "wb") as handle:
