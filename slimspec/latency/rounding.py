@@ -3,7 +3,7 @@
 CPU convolution kernels block channels by the SIMD width (oneDNN and ONNX Runtime's MLAS: 8
 floats with AVX2, 16 with AVX-512), so a layer pruned to 77 channels may run no faster, or
 slower, than one of 80. The probe takes the network's heaviest prunable conv (most MACs),
-(the widest of those within 10% of the most) samples pruned widths of it (:data:`FRACTIONS` of both its widths) and times the layer with
+samples pruned widths of it (:data:`FRACTIONS` of both its widths) and times the layer with
 both widths rounded up to each candidate multiple (:data:`MULTIPLES`), in alternating rounds,
 at batch 1 and :data:`PROBE_BATCH`, on the thread count the prune runs with. The multiple
 whose rounded layers take the least time (summed over the samples, each batch size weighted
@@ -54,7 +54,7 @@ def _ceil(width: int, multiple: int, full: int) -> int:
 
 
 def heaviest_layer(ir: IR) -> tuple[str, NetworkLayer] | None:
-    """The widest of the prunable convs with (about) the most MACs, or None."""
+    """The prunable conv with the most MACs (its output prunable), or None."""
     layers = {name: layer for name, layer in network_layers(ir).items()
               if layer.shape.op == "conv" and not layer.cout_fixed and (layer.shape.groups or 1) == 1}
     if not layers:
@@ -64,11 +64,7 @@ def heaviest_layer(ir: IR) -> tuple[str, NetworkLayer] | None:
         _, layer = item
         h, w = layer.shape.hw or (1, 1)
         return layer.cin * layer.cout * (layer.shape.kernel or 1) ** 2 * h * w // (layer.shape.stride or 1) ** 2
-
-    top = max(macs(item) for item in layers.items())
-    # among the layers within 10% of the most MACs, the widest: a 16-wide layer cannot show what a multiple of
-    # 16 buys (ResNet-56's stages cost alike; its 64-wide convs are the ones rounding matters for)
-    return max((item for item in layers.items() if macs(item) >= 0.9 * top), key=lambda item: item[1].cout)
+    return max(layers.items(), key=macs)
 
 
 def _minima(runners, min_run_time: float, threads: int) -> list[float]:
