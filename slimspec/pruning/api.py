@@ -12,24 +12,19 @@ from typing import Any
 
 import torch
 
-from ..document import Spec, load_spec, spec_from_text
-from ..families import get_family, to_ir
-from ..ir import IR, count_macs, count_params
+from ..document import Spec, load_spec
+from ..families import get_family
 from ..model import build_from_state, load_model
 from ..nn import SpecNet
-from ..specio.yamlio import update_spec_text
 from ..utils.fileio import sha256_file
-from ..utils.progress import progress
-from ..utils.text import listing
-from ..weights import nonfinite
-from .criteria import Criterion, PruneError, ScoreContext, get_criterion
-from .options import PruneOptions
-from .policy import Decision, decide, fraction_search, keep_count, pattern_check
-from .provenance import provenance_block
-from .report import degenerate_notes, slot_rows
-from .result import PruneResult
-from .targets import TargetContext, get_target
+from .criteria import PruneError, ScoreContext, get_criterion
 from .fold_bias import fold_removed_bias
+from .options import PruneOptions
+from .policy import keep_count, pattern_check
+from .report import slot_rows
+from .result import PruneResult
+from .steps import (check_finite, checked_scores, describe, from_file_reason, ignored_notes, new_sizes,
+                    prunable_from_file)
 from .transplant import fold_gates, transplant
 from .unstructured import prune_weights
 
@@ -49,21 +44,6 @@ def _calibration_batches(options: PruneOptions, spec: Spec) -> Iterable[torch.Te
     return batches
 
 
-def _sizes(decision: Decision) -> dict[str, int]:
-    return {path: len(keep) for path, keep in decision.kept.items()}
-
-
-def _new_ir(parent: Spec, decision: Decision) -> tuple[dict, IR]:
-    ir = parent.ir
-    sizes = _sizes(decision)
-    selects = {path: tuple(ir.slots[path].index[i] for i in keep)  # type: ignore[index]
-               for path, keep in decision.kept.items() if ir.slots[path].kind == "select"}
-    family = get_family(parent.arch)
-    data = family.write(dict(parent.data), ir, sizes, selects)
-    data.pop("pruned", None)
-    return data, to_ir(family, data)
-
-
 def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str | os.PathLike | None,
                  input_shape: Sequence[int] | None):
     """``(model, spec, cpu state, weights sha256)`` from a weights file, a slimspec model or any module."""
@@ -78,103 +58,6 @@ def _load_source(weights: str | os.PathLike | torch.nn.Module, spec: Spec | str 
         model, parent = load_model(weights, spec)
         weights_sha = sha256_file(weights)
     return model, parent, {k: v.detach().cpu() for k, v in model.state_dict().items()}, weights_sha
-
-
-def _check_finite(state: Mapping[str, torch.Tensor]) -> None:
-    """Refuse weights holding NaN or inf (a diverged run): every score computed from them would lie."""
-    bad = nonfinite(state)
-    if bad:
-        raise PruneError(f"the weights hold NaN or inf values in {listing(bad, 8)} (a diverged run?); "
-                         "prune a good checkpoint instead")
-
-
-def _checked_scores(criterion, ctx: ScoreContext, options: PruneOptions, parent: Spec):
-    scores = criterion.score(ctx)
-    ir = parent.ir
-    if not any(ir.slots[path].prunable for path in scores):
-        raise PruneError(f"method '{options.method}' found nothing to score in {parent.name} "
-                         f"(e.g. 'slimming' needs BatchNorm after the prunable layers)")
-    for path, values in scores.items():
-        if values.numel() != ir.slots[path].size:
-            raise PruneError(f"{options.method}: {path} scored {values.numel()} channels, expected {ir.slots[path].size}")
-    return scores
-
-
-def choose(parent: Spec, scores, options: PruneOptions, criterion, context: TargetContext) -> tuple[Decision, float | None]:
-    """The decision ``prune`` makes on ``scores``, and the ratio it applied (None for a threshold or percent).
-
-    The options' ratio, threshold or percent, or, for a target metric, the smallest ratio
-    whose network measures the target fraction of ``parent``'s (``context`` holds what the
-    metric loaded). ``slimspec plot gammas`` draws the same decision.
-    """
-    ir = parent.ir
-    policy = options.policy(criterion)
-    if options.target:
-        (name, goal), = options.target.items()
-        metric = get_target(name)
-        metric.prepare(ir, context)
-        base = metric.measure(ir, context)
-
-        with progress(desc=f"searching the ratio for {name}={goal:g}", enabled=options.progress) as step:
-            def fraction(r: float) -> float:
-                new_ir = _new_ir(parent, decide(ir, scores, options.policy(criterion, ratio=r)))[1]
-                value = metric.measure(new_ir, context) / base
-                step(1, f"ratio {r:.4f} -> {name} {value:.4f}")
-                return value
-
-            policy = options.policy(criterion, ratio=fraction_search(fraction, goal))
-        decision = decide(ir, scores, policy)
-        metric.reached(base, metric.measure(_new_ir(parent, decision)[1], context), context)
-        return decision, policy.ratio
-    if policy.empty:
-        raise PruneError(f"method '{options.method}' needs --ratio, --target or --threshold (or a plan)")
-    return decide(ir, scores, policy), policy.ratio
-
-
-def from_file_reason(weights: object, criterion: Criterion, options: PruneOptions) -> str | None:
-    """Why this prune needs a model (None: it can run from the file)."""
-    if not isinstance(weights, (str, os.PathLike)):
-        return "the weights are a model, not a file"
-    if criterion.needs_model or criterion.reads_calibration:
-        return f"method '{criterion.name}' runs the model on data"
-    if not criterion.structured:
-        return f"method '{criterion.name}' masks single weights (it scores them all at once)"
-    if options.fold_bias:
-        return "fold_bias changes the readers of removed channels (it needs the whole state)"
-    return None
-
-
-def prunable_from_file(weights: object, criterion: Criterion, options: PruneOptions) -> bool:
-    return from_file_reason(weights, criterion, options) is None
-
-
-def _ignored_notes(options: PruneOptions, criterion: Criterion, source_mode: str) -> list[str]:
-    """A warning for each option this prune would ignore (none is ignored silently)."""
-    notes = []
-    if options.calibration and not criterion.reads_calibration:
-        notes.append(f"warning: calibration data ({options.calibration}) is read by method 'attention' only; "
-                     f"'{criterion.name}' scores the weights alone, so it was not loaded")
-    if options.binary_gates and source_mode != "gated":
-        notes.append(f"warning: binary_gates applies to weights trained with gates; these are {source_mode}: ignored")
-    return notes
-
-
-def describe(parent: Spec, scores, options: PruneOptions, criterion: Criterion, weights_sha: str | None,
-             notes: list[str]) -> tuple[Spec, Decision, tuple[int, int], tuple[int, int], list[str]]:
-    """Decide on ``scores`` and write the new spec (parent's form and layout, provenance block):
-    ``(new spec, decision, params before/after, MACs before/after, notes)``. Both prune paths share it."""
-    ir = parent.ir
-    rounding = options.resolve_round_to(ir)  # round_to: auto -> an integer, before any decision
-    notes = notes + ([rounding] if rounding else [])
-    context = TargetContext(options=dict(options.target_options))
-    decision, ratio = choose(parent, scores, options, criterion, context)
-    data, new_ir = _new_ir(parent, decision)
-    params, macs = (count_params(ir), count_params(new_ir)), (count_macs(ir), count_macs(new_ir))
-    data["pruned"] = provenance_block(parent, options, decision, scope=options.scope or criterion.default_scope,
-                                      weights_sha=weights_sha, params=params, macs=macs, ratio=ratio,
-                                      measured=context.provenance)
-    new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
-    return new_spec, decision, params, macs, notes + degenerate_notes(ir, scores, decision, options.min_channels)
 
 
 def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = None, *,
@@ -202,11 +85,11 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     if from_file:
         raise PruneError(f"cannot prune from the file: {from_file_reason(weights, criterion, options)}")
     model, parent, state, weights_sha = _load_source(weights, spec, input_shape)
-    _check_finite(state)
+    check_finite(state)
     ir = parent.ir
     pattern_check(ir, options.exclude, "exclude")
     pattern_check(ir, list(options.overrides), "overrides")
-    ignored = _ignored_notes(options, criterion, getattr(model, "mode", "plain"))
+    ignored = ignored_notes(options, criterion, getattr(model, "mode", "plain"))
     calibration = _calibration_batches(options, parent) if criterion.reads_calibration else None
     ctx = ScoreContext(ir, state, model, calibration, options.seed)
     if not criterion.structured:
@@ -215,7 +98,7 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
         return result
 
     # 1. score, 2. decide, 3. write the new spec in the parent's form and layout
-    scores = _checked_scores(criterion, ctx, options, parent)
+    scores = checked_scores(criterion, ctx, options, parent)
     new_spec, decision, params, macs, notes = describe(parent, scores, options, criterion, weights_sha, ignored)
 
     # 4. transplant: gates folded into their BN first; optionally the removed channels' bias
@@ -223,7 +106,7 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     if source_mode == "gated":
         binary = options.binary_gates or any(getattr(m, "binary", False) for m in model.modules())
         state = fold_gates(ir, state, binary=binary)
-    renames = get_family(parent.arch).renames(parent.data, ir, _sizes(decision))
+    renames = get_family(parent.arch).renames(parent.data, ir, new_sizes(decision))
 
     mode = "masked" if source_mode == "masked" else "plain"
     with torch.device("meta"):  # the pruned network's tensor names, without allocating it

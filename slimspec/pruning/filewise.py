@@ -31,7 +31,7 @@ from ..model import build_from_state, check_size, load_model, migrate_names, mod
 from ..nn import SpecNet
 from ..weights import (MappedWeights, TensorInfo, embedded_spec_text, state_problems, stream_safetensors,
                        weights_metadata)
-from .api import _check_finite, _checked_scores, _ignored_notes, _sizes, describe
+from .steps import check_finite, checked_scores, describe, ignored_notes, new_sizes
 from .criteria import Criterion, ScoreContext
 from .options import PruneOptions
 from .policy import pattern_check
@@ -130,12 +130,12 @@ def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Cri
     parent, mapped, source_mode, binary = open_source(weights, spec)
     hasher.start()
     try:
-        _check_finite(mapped)
+        check_finite(mapped)
         ir = parent.ir
         pattern_check(ir, options.exclude, "exclude")
         pattern_check(ir, list(options.overrides), "overrides")
-        ignored = _ignored_notes(options, criterion, source_mode)
-        scores = _checked_scores(criterion, ScoreContext(ir, mapped, None, None, options.seed), options, parent)
+        ignored = ignored_notes(options, criterion, source_mode)
+        scores = checked_scores(criterion, ScoreContext(ir, mapped, None, None, options.seed), options, parent)
     finally:
         weights_sha = hasher.result()
     mapped.release()
@@ -147,7 +147,7 @@ def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Cri
         folded = fold_gates(ir, {key: mapped[key].clone() for key in touched}, binary=options.binary_gates or binary)
         mapped.release()
         state = ChainMap(folded, mapped)  # type: ignore[arg-type]
-    renames = get_family(parent.arch).renames(parent.data, ir, _sizes(decision))
+    renames = get_family(parent.arch).renames(parent.data, ir, new_sizes(decision))
     mode = "masked" if source_mode == "masked" else "plain"
     with torch.device("meta"):  # the pruned network's tensor names, shapes and dtypes, without allocating it
         expected = SpecNet(new_spec, mode).state_dict()

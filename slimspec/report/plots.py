@@ -120,7 +120,7 @@ def score_data(weights: str | os.PathLike, method: str | None = None, *, plan: s
     with no amount and no default threshold (e.g. ``l1``) nothing is cut.
     """
     from ..model import load_model
-    from ..pruning.api import choose
+    from ..pruning.steps import choose
     from ..pruning.criteria import ScoreContext, get_criterion
     from ..pruning.options import PruneOptions
     from ..pruning.policy import candidate_slots, decide, pattern_check
