@@ -18,9 +18,9 @@ from .test_torchvision_models import check_model
 TIMM_MODELS = ["convnext_atto", "densenet121", "efficientnet_b0", "ghostnet_100", "mobilenetv3_large_100",
                "regnety_008", "resnet50d"]
 FAST = {"convnext_atto", "ghostnet_100"}  # channels-last regions and layer scale; a concat of a map and its copy
-# models that import exactly but whose pruning is refused, and why (a limit outside the importer)
-TIMM_PRUNE_LIMITS = {"ghostnet_100": "a depthwise conv reading a concat of a map and its own depthwise copy is "
-                                     "resized from stale widths when the pruned spec is written"}
+# models that import exactly but whose pruning is refused, and why (none now: GhostNet's depthwise convs reading a
+# concat of a map and its own depthwise copy are resized until the widths settle)
+TIMM_PRUNE_LIMITS: dict[str, str] = {}
 # models refused, with the first construct a spec cannot express
 TIMM_REFUSED = {"rexnet_100": "adds the shortcut to the first channels of a wider map (x[:, 0:in_channels] + "
                               "shortcut: a channel slice that is not an equal chunk)"}

@@ -464,12 +464,15 @@ class Graph(Family):
                 continue
             layer, path = plan.layers[key], plan.slot_name(key)
             _set_option(new["layers"], layer, "out", sizes.get(path, ir.slots[path].size))
-        resized = analyze(new["layers"], ir.input_shape[0], new.get("outputs"))
-        for i in plan.depthwise:  # a depthwise conv follows its input's width
-            item = new["layers"][i]["conv"]
-            for key in ("out", "groups"):
-                if key in item:
-                    item[key] = resized.cin[i]
+        changed = bool(plan.depthwise)
+        while changed:  # a depthwise conv follows its input's width, which may hold another depthwise conv's
+            changed = False  # (GhostNet's concat of a map and its depthwise copy): until the widths settle
+            resized = analyze(new["layers"], ir.input_shape[0], new.get("outputs"))
+            for i in plan.depthwise:
+                item = new["layers"][i]["conv"]
+                for key in ("out", "groups"):
+                    if key in item and item[key] != resized.cin[i]:
+                        item[key], changed = resized.cin[i], True
         return new
 
 
