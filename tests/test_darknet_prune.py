@@ -112,13 +112,16 @@ def test_slimming_keeps_the_channels_lam1360_keeps(yolov3, skip):
     untouched = [s for i, s in slots.items() if i not in prunable]
     assert all(len(kept[s]) == spec.ir.slots[s].size for s in untouched)
     # --percent: the same pool and sort; Network Slimming's comparison (keep > thre) also removes the
-    # channel at the threshold itself, Lam1360's (keep >= thre) keeps it: exactly one channel apart
+    # channel at the threshold itself, Lam1360's (keep >= thre, percent_rule darknet) keeps it
     by_percent = prune(path, "slimming", percent=PERCENT, exclude=exclude).decision.kept
     differ = {i: set(kept[slots[i]]) - set(by_percent[slots[i]]) for i in prunable}
     assert all(set(by_percent[slots[i]]) <= set(kept[slots[i]]) for i in prunable)
     assert sum(len(d) for d in differ.values()) == 1
     (layer, (channel,)), = ((i, d) for i, d in differ.items() if d)
     assert float(reference.module_list[layer].batch_norm.weight.detach()[channel].abs()) == thre
+    as_darknet = prune(path, "slimming", percent=PERCENT, percent_rule="darknet", exclude=exclude).decision.kept
+    for i in prunable:
+        assert as_darknet[slots[i]] == tuple(torch.nonzero(masks[i]).flatten().tolist()), i
 
 
 def prune_model_keep_size(reference: Darknet, masks: dict[int, torch.Tensor]) -> Darknet:

@@ -34,6 +34,12 @@ def target_names() -> list[str]:
     return sorted(targets())
 
 
+def percent_rules() -> list[str]:
+    from ..pruning.policy import PERCENT_RULES
+
+    return list(PERCENT_RULES)
+
+
 def dataset_names() -> list[str]:
     from ..data import available_datasets
 
@@ -66,6 +72,7 @@ def runtime_names() -> list[str]:
 
 CRITERIA = RegistryChoice(criterion_names)
 RUNTIMES = RegistryChoice(runtime_names)
+PERCENT_RULES = RegistryChoice(percent_rules)
 DATASETS = RegistryChoice(dataset_names)
 MODES = RegistryChoice(build_modes)
 SCHEDULES = RegistryChoice(schedule_names)

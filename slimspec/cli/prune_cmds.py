@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .choices import CRITERIA, RUNTIMES
+from .choices import CRITERIA, PERCENT_RULES, RUNTIMES
 from .errors import report_errors
 from .options import ROUND_TO, threads_option, using_threads
 from .paths import OUTPUT_FILE
@@ -22,6 +22,9 @@ POLICY_OPTIONS = (
     click.option("--allow-foreign-table", is_flag=True, default=None, help="Accept a --latency-table measured on another machine, thread count, runtime or batch (warned, and recorded in the pruned spec)."),
     click.option("--threshold", type=float, help="Remove channels whose score is <= this value."),
     click.option("--percent", type=float, help="Network Slimming's rule: threshold = sorted scores[int(N*P)], remove scores <= it."),
+    click.option("--percent-rule", type=PERCENT_RULES, help="Which reference script --percent keeps the channels of: "
+                 "slimming (Liu et al.'s vggprune.py: keep scores > the threshold; default) or darknet (Lam1360's "
+                 "YOLOv3 test_prune.py: keep scores >= it)."),
     click.option("--plan", type=click.Path(dir_okay=False), help="A plan file (YAML) with the same keys; flags override it."),
     click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer."),
     click.option("--min-channels", type=int, help="Never keep fewer channels in a slot (default 1)."),
@@ -55,7 +58,8 @@ def policy_keywords(values: dict) -> dict:
     latency = {"latency_table": values["latency_table"], "latency_runtime": values["latency_runtime"],
                "latency_batch": values["latency_batch"], "allow_foreign_table": values["allow_foreign_table"]}
     return {"plan": values["plan"], "ratio": values["ratio"], "target": values["target"],
-            "threshold": values["threshold"], "percent": values["percent"], "scope": values["scope"],
+            "threshold": values["threshold"], "percent": values["percent"],
+            "percent_rule": values["percent_rule"], "scope": values["scope"],
             "min_channels": values["min_channels"], "round_to": values["round_to"], "exclude": list(values["exclude"]),
             "overrides": overrides, "prune_stream": values["prune_stream"],
             "target_options": {k: v for k, v in latency.items() if v is not None} or None}

@@ -22,7 +22,7 @@ from ..specio.validate import issues_for_schema
 from ..specio.yamlio import parse_yaml, read_yaml_file
 from ..errors import PruneError
 from .criteria import Criterion, criteria, get_criterion
-from .policy import PolicyConfig
+from .policy import PERCENT_RULES, PolicyConfig
 from .targets import check_target_options, targets
 
 
@@ -35,6 +35,7 @@ def plan_schema() -> dict:
     schema = copy.deepcopy(_plan_schema_file())
     props = schema["properties"]
     props["method"]["enum"] = sorted(criteria())
+    props["percent_rule"]["enum"] = list(PERCENT_RULES)
     fraction = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
     props["target"]["properties"] = {name: {**fraction, "description": metric.help}
                                      for name, metric in sorted(targets().items())}
@@ -79,6 +80,7 @@ class PruneOptions:
     target: dict[str, float] | None = None
     threshold: float | None = None
     percent: float | None = None  # Network Slimming's rule: threshold = sorted scores[int(N * percent)]
+    percent_rule: str = "slimming"  # a channel scoring the threshold: pruned (slimming) or kept (darknet)
     scope: str | None = None
     min_channels: int = 1
     round_to: int | str = 1  # or "auto": resolved into an integer by resolve_round_to before any decision
@@ -167,7 +169,7 @@ class PruneOptions:
                 threshold = criterion.default_threshold
         else:
             threshold = percent = None
-        return PolicyConfig(ratio=ratio, threshold=threshold, percent=percent,
+        return PolicyConfig(ratio=ratio, threshold=threshold, percent=percent, percent_rule=self.percent_rule,
                             scope=self.scope or criterion.default_scope, min_channels=self.min_channels,
                             round_to=1 if self.round_to == AUTO else self.round_to, exclude=tuple(self.exclude),
                             overrides=tuple(self.overrides.items()), prune_stream=self.prune_stream,
