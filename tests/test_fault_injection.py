@@ -102,7 +102,10 @@ def test_enospc_inside_the_weights_writer_names_the_file(setup, monkeypatch):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return self.handle.write(data)
 
-    monkeypatch.setattr(slimspec.weights, "open", FullDisk, raising=False)
+    def opened(path, mode="r", *args, **kwargs):  # reading the input works; writing fills the disk
+        return FullDisk(path, mode) if set(mode) & set("wxa") else open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(slimspec.weights, "open", opened, raising=False)
     assert_one_line(prune(weights, out), f"error: {out.with_suffix('.safetensors')}: No space left on device")
     assert listing(out.parent) == before
 

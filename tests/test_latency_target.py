@@ -112,7 +112,7 @@ def test_prune_target_latency_meets_the_estimate_and_records_the_table(fake_timi
     cli_result = invoke("prune", weights, "-m", "slimming", "--target", "latency=0.5", "--latency-table",
                         table_path, "--dry-run", "--json")
     assert cli_result.exit_code == 0
-    assert json.loads(cli_result.output)["macs"]["after"] == result.macs[1]
+    assert json.loads(cli_result.stdout)["macs"]["after"] == result.macs[1]
 
 
 def test_a_table_of_another_architecture_is_refused(fake_timing, trained_weights, tmp_path):
