@@ -55,6 +55,23 @@ def output_of(body: str) -> tuple[list[str], str]:
     return commands, "\n".join(line for line in lines if not line.startswith("$ "))
 
 
+def run_transcript(body: str, folder: Path) -> tuple[list[str], list[str]]:
+    """Run a transcript's ``$ slimspec ...`` commands in ``folder``: ``(commands, each one's stdout)``."""
+    import os
+
+    commands, _ = output_of(body)
+    outputs, cwd = [], Path.cwd()
+    os.chdir(folder)
+    try:
+        for command in commands:
+            result = cli_run(*command.split()[1:])
+            assert result.exit_code == 0, result.output
+            outputs.append(result.stdout)
+    finally:
+        os.chdir(cwd)
+    return commands, outputs
+
+
 def assert_shown(expected: str, actual: str) -> None:
     """``expected`` equals ``actual``; a ``...`` line in it stands for any run of lines."""
     parts = [p.strip("\n") for p in re.split(r"^\s*\.\.\.\s*$", expected, flags=re.M)]
@@ -183,18 +200,7 @@ def yolo_tiny_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("detectors")
     shutil.copy(ROOT / "tests" / "data" / "yolov3-tiny.cfg", work / "yolov3-tiny.cfg")
     random_weights_file(Darknet(str(work / "yolov3-tiny.cfg")), str(work / "yolov3-tiny.weights"), seed=0)
-    import os
-    cwd = Path.cwd()
-    os.chdir(work)
-    try:
-        commands, _ = output_of(block("detectors"))
-        outputs = []
-        for command in commands:
-            result = cli_run(*command.split()[1:])
-            assert result.exit_code == 0, result.output
-            outputs.append(result.stdout)
-    finally:
-        os.chdir(cwd)
+    commands, outputs = run_transcript(block("detectors"), work)
     return work, commands, outputs
 
 
@@ -270,7 +276,6 @@ def test_readme_supported_models():
 def yolov8_run(tmp_path_factory):
     """The YOLOv8 subsection's commands, run in a folder holding a yolov8n.pt pickled as Ultralytics saves one
     (``{'model': DetectionModel in half precision}``; random weights, seed 0)."""
-    import os
     import shlex
     import sys
 
@@ -284,17 +289,7 @@ def yolov8_run(tmp_path_factory):
     extract = shlex.split(block("yolov8-extract"))
     assert extract[0] == "python"
     subprocess.run([sys.executable, *extract[1:]], cwd=work, check=True)
-    cwd = Path.cwd()
-    os.chdir(work)
-    try:
-        commands, _ = output_of(block("yolov8"))
-        outputs = []
-        for command in commands:
-            result = cli_run(*command.split()[1:])
-            assert result.exit_code == 0, result.output
-            outputs.append(result.stdout)
-    finally:
-        os.chdir(cwd)
+    _, outputs = run_transcript(block("yolov8"), work)
     return work, outputs
 
 
