@@ -344,8 +344,8 @@ def test_chunks_are_views_of_their_parent_slot():
     spec = _spec(C2F)
     slots = spec.ir.slots
     assert slots["layers[0].conv.out"].parts == 2 and slots["layers[0].conv.out"].kind == "stream"  # via the add
-    assert slots["layers[3].chunk"].view == ("layers[0].conv.out", 0, 2)
-    assert slots["layers[4].chunk"].view == ("layers[0].conv.out", 1, 2) and slots["layers[4].chunk"].kind == "view"
+    assert slots["layers[3].chunk"].view == ("layers[0].conv.out", 0, 8)
+    assert slots["layers[4].chunk"].view == ("layers[0].conv.out", 8, 16) and slots["layers[4].chunk"].kind == "view"
     assert "layers[8].conv.out" not in slots  # the bottleneck's last conv writes chunk 1's channels
     model, x = _model(spec), _x(spec)
     m = dict(model.named_modules())
@@ -386,3 +386,45 @@ def test_a_chunk_of_a_concatenation_is_kept_whole():
     spec = _spec("  - conv: 4\n  - conv: {out: 4, from: -2}\n  - concat: {from: [0, 1]}\n"
                  "  - chunk: {parts: 2, index: 1}\n  - adaptive_avgpool: 1\n", extra="num_classes: 2\n")
     assert {s.kind for p, s in spec.ir.slots.items()} == {"fixed"}
+
+
+REXNET = """\
+  - conv: {out: 16, padding: 1}            # 0 the shortcut
+  - bn
+  - relu                                   # 2
+  - conv: {out: 24, kernel: 1}             # 3 a wider map
+  - bn
+  - relu6                                  # 5
+  - slice: {start: 0, stop: 16}            # 6
+  - add: {from: [-1, 2]}                   # 7 the shortcut added to the first 16 channels
+  - slice: {start: 16, stop: 24, from: 5}  # 8 the rest
+  - concat: {from: [7, 8]}
+  - conv: {out: 10, kernel: 1}
+  - adaptive_avgpool: 1
+  - flatten
+"""
+
+
+@pytest.mark.parametrize("options", [{"ratio": 0.5, "prune_stream": True}, {"ratio": 0.4, "scope": "layer"}])
+def test_slices_move_with_their_parents_kept_channels(options):
+    spec = _spec(REXNET)
+    slots = spec.ir.slots
+    assert slots["layers[0].conv.out"].view == ("layers[3].conv.out", 0, 16)  # the add: the shortcut's slot too
+    assert slots["layers[8].slice"].view == ("layers[3].conv.out", 16, 24)
+    model, x = _model(spec), _x(spec)
+    m = dict(model.named_modules())
+    y = F.relu6(m["layers.4"](m["layers.3"](torch.relu(m["layers.1"](m["layers.0"](x))))))
+    z = torch.cat([y[:, :16] + torch.relu(m["layers.1"](m["layers.0"](x))), y[:, 16:]], 1)
+    torch.testing.assert_close(model(x), m["fc"](m["layers.10"](z).mean((2, 3))))
+    result = slimspec.prune(model, "l1", **options)
+    kept, layers = result.decision.kept, result.spec.data["layers"]
+    first = len(kept["layers[0].conv.out"])
+    assert layers[6]["slice"] == {"start": 0, "stop": first}
+    assert layers[8]["slice"] == {"start": first, "stop": first + len(kept["layers[8].slice"]), "from": 5}
+    torch.testing.assert_close(result.model.eval()(x), _masked_original(spec, model.state_dict(), kept)(x))
+
+
+def test_a_slice_out_of_range_is_refused():
+    with pytest.raises(slimspec.SpecError, match=r"layers\[1\]\.slice: channels 2:9 are not a non-empty range of "
+                                                 r"the input's 6"):
+        _spec("  - conv: 6\n  - slice: {start: 2, stop: 9}\n", extra="num_classes: 2\n").ir

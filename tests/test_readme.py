@@ -250,7 +250,7 @@ def test_readme_every_cnn_spec():
     slots = spec.ir.slots
     assert slots["layers[0].conv.out"].kind == "channel" and "layers[9].conv.out" not in slots
     assert slots["layers[12].conv.out"].parts == slots["layers[15].conv.out"].parts == 4
-    assert slots["layers[18].chunk"].view == ("layers[15].conv.out", 0, 2)
+    assert slots["layers[18].chunk"].view == ("layers[15].conv.out", 0, 16)
     model = randomize(SpecNet(spec)).eval()
     result = slimspec.prune(model, "l1", ratio=0.5, scope="layer")
     kept = result.decision.kept

@@ -10,20 +10,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimspec.errors import ModelImportError
 
 from .conftest import cli_run, one_line_error, randomize
 from .test_torchvision_models import check_model
 
 TIMM_MODELS = ["convnext_atto", "densenet121", "efficientnet_b0", "ghostnet_100", "mobilenetv3_large_100",
-               "regnety_008", "resnet50d"]
+               "regnety_008", "resnet50d", "rexnet_100"]
 FAST = {"convnext_atto", "ghostnet_100"}  # channels-last regions and layer scale; a concat of a map and its copy
 # models that import exactly but whose pruning is refused, and why (none now: GhostNet's depthwise convs reading a
 # concat of a map and its own depthwise copy are resized until the widths settle)
 TIMM_PRUNE_LIMITS: dict[str, str] = {}
 # models refused, with the first construct a spec cannot express
-TIMM_REFUSED = {"rexnet_100": "adds the shortcut to the first channels of a wider map (x[:, 0:in_channels] + "
-                              "shortcut: a channel slice that is not an equal chunk)"}
+TIMM_REFUSED: dict[str, str] = {}  # none now: ReXNet's x[:, 0:in_channels] + shortcut is a `slice` layer
 SHAPE = (3, 64, 64)
 
 
@@ -41,16 +39,6 @@ def test_timm_cnn_imports_exactly_and_prunes(name):
     spec, state = import_timm(name, model=model, input_shape=SHAPE)
     assert spec.arch == "graph" and spec.name == name
     check_model(name, model, spec, state, SHAPE, TIMM_PRUNE_LIMITS)
-
-
-def test_refused_timm_models_name_their_node():
-    from slimspec.interop.timm_models import import_timm
-
-    with pytest.raises(ModelImportError, match=r"cannot import RexNet: operator\.getitem in 'features\.2' "
-                                               r"\(LinearBottleneck\) at rexnet\.py:\d+ \(x = torch\.cat\(\[x\[:, "
-                                               r"0:self\.in_channels\]") as info:
-        import_timm("rexnet_100", model=make("rexnet_100"), input_shape=SHAPE)
-    assert "takes channels 0:" in str(info.value)
 
 
 def test_cli_timm_source_with_a_state_dict(tmp_path):

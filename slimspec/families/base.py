@@ -41,7 +41,8 @@ class Family(ABC):
 
     @abstractmethod
     def write(self, data: dict, ir: IR, sizes: Mapping[str, int], selects: Mapping[str, tuple[int, ...]]) -> dict:
-        """Return new spec data in this family's form with the given slot widths and selections."""
+        """Return new spec data in this family's form with the given slot widths and selections (``selects``:
+        a select slot's kept positions of the selected axis; a view slot's, its parent's kept positions)."""
 
     def renames(self, data: dict, ir: IR, sizes: Mapping[str, int]) -> dict[str, str]:
         """New module-name prefix -> old prefix, where pruning removed whole blocks (default: none)."""

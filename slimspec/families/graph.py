@@ -149,8 +149,9 @@ class Plan:
     fixed: set[int] = field(default_factory=set)
     grouped: list[tuple[int, int]] = field(default_factory=list)  # (grouped conv layer, groups): parts to resolve
     parts: dict[int, int] = field(default_factory=dict)  # slot root -> equal parts (a grouped conv's groups)
-    chunks: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # chunk layer -> (input key, index, parts)
-    views: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # view slot root -> (parent root, index, parts)
+    chunks: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # chunk/slice layer -> (input key,
+    #                                                                             start, stop, equal parts)
+    views: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # view slot root -> (parent root, start, stop)
     streamed: set[int] = field(default_factory=set)  # parent roots one of whose views is in a residual stream
     streams: set[int] = field(default_factory=set)  # producer keys joined by an add (a residual stream)
     depthwise: set[int] = field(default_factory=set)
@@ -277,13 +278,13 @@ def _resolve_parts(plan: Plan) -> None:
     or a width the parts do not divide, stays fixed. Each chunk's slot is a view of its part of the parent;
     a view that is also part of another parent, or that must stay whole (an output), fixes the parent.
     """
-    for i, (key, index, parts) in plan.chunks.items():
+    for i, (key, start, stop, _) in plan.chunks.items():
         view, parent = plan.find(i), plan.find(key)
-        if view == parent or plan.views.setdefault(view, (parent, index, parts)) != (parent, index, parts):
+        if view == parent or plan.views.setdefault(view, (parent, start, stop)) != (parent, start, stop):
             plan.fixed.update([i, key])
     needs: dict[int, int] = {}
     splits = [(keys, groups) for i, groups in plan.grouped for keys in (plan.axes[plan.layers[i].inputs[0]], [i])]
-    splits += [([key], parts) for key, _, parts in plan.chunks.values()]
+    splits += [([key], parts) for key, _, _, parts in plan.chunks.values() if parts > 1]
     for keys, parts in splits:
         roots = [plan.find(k) for k in keys]
         if len(keys) != 1 or roots[0] in plan.views:  # a concatenation; a chunk split again: kept whole
@@ -379,21 +380,34 @@ def _couple(plan: Plan, layer: Layer, first: int, v: int) -> bool:
     return True
 
 
+def _range(plan: Plan, layer: Layer, width: int) -> tuple[int, int, int] | None:
+    """``(start, stop, parts)`` of a chunk (part ``index`` of ``parts`` equal parts) or a slice (``start:stop``,
+    parts 1) of ``width`` channels; ``None`` (and an issue) when it does not fit."""
+    at, o = f"{layer.at}.{layer.kind}", layer.opts
+    if layer.kind == "slice":
+        start, stop = int(o["start"]), int(o["stop"])
+        if not start < stop <= width:
+            _issue(plan.issues, at, f"channels {start}:{stop} are not a non-empty range of the input's {width}")
+            return None
+        return start, stop, 1
+    parts, index = int(o["parts"]), int(o["index"])
+    if index >= parts:
+        _issue(plan.issues, f"{at}.index", f"part {index} of {parts} does not exist (0..{parts - 1})")
+        return None
+    if width % parts:
+        _issue(plan.issues, f"{at}.parts", f"{parts} parts do not divide the input width {width}")
+        return None
+    return index * (width // parts), (index + 1) * (width // parts), parts
+
+
 def _part(plan: Plan, layer: Layer) -> None:
-    """A chunk: part ``index`` of ``parts`` equal parts of its input's channels, a view of the input's slot."""
+    """A chunk or a slice: a range of its input's channels, a view of the input's slot."""
     _map(plan, layer)
     i, x = layer.index, layer.inputs[0]
-    parts, index, width = int(layer.opts["parts"]), int(layer.opts["index"]), plan.channels(x)
-    ok = True
-    if index >= parts:
-        _issue(plan.issues, f"{layer.at}.chunk.index", f"part {index} of {parts} does not exist (0..{parts - 1})")
-        ok = False
-    if width % parts:
-        _issue(plan.issues, f"{layer.at}.chunk.parts", f"{parts} parts do not divide the input width {width}")
-        ok = False
-    plan.width[i], plan.axes[i] = max(width // parts, 1), [i]
-    if ok and len(plan.axes[x]) == 1:
-        plan.chunks[i] = (plan.axes[x][0], index, parts)
+    span = _range(plan, layer, plan.channels(x))
+    plan.width[i], plan.axes[i] = (span[1] - span[0]) if span else 1, [i]
+    if span is not None and len(plan.axes[x]) == 1:
+        plan.chunks[i] = (plan.axes[x][0], *span)
         first = next((c for c, spec in plan.chunks.items() if c != i and spec == plan.chunks[i]), None)
         if first is not None:  # the same part twice: one slot
             plan.union(first, i)
@@ -464,6 +478,14 @@ class Graph(Family):
                 continue
             layer, path = plan.layers[key], plan.slot_name(key)
             _set_option(new["layers"], layer, "out", sizes.get(path, ir.slots[path].size))
+        for layer in plan.layers:  # a slice's bounds move with its parent's kept channels (``selects``: for a view
+            if layer.kind == "slice" and plan.find(layer.index) in plan.views:  # slot, the parent's kept positions)
+                path = plan.slot_name(layer.index)
+                if path in selects:
+                    parent_kept, start = selects[path], int(layer.opts["start"])
+                    first = sum(1 for p in parent_kept if p < start)
+                    item = new["layers"][layer.index]["slice"]
+                    item["start"], item["stop"] = first, first + sizes[path]
         changed = bool(plan.depthwise)
         while changed:  # a depthwise conv follows its input's width, which may hold another depthwise conv's
             changed = False  # (GhostNet's concat of a map and its depthwise copy): until the widths settle
@@ -538,8 +560,8 @@ class _Emitter:
             parts = self.plan.parts.get(key, 1) if kind != "fixed" else 1
             view = None
             if kind == "view":
-                parent, index, count = self.plan.views[key]
-                view = (self.plan.slot_name(parent), index, count)
+                parent, start, stop = self.plan.views[key]
+                view = (self.plan.slot_name(parent), start, stop)
             self.b.add_slot(layer.slot_path, self.plan.width[key], kind, parts=parts, view=view)
         return Axis((self.plan.slot_name(layer.index),))
 

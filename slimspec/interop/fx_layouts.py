@@ -161,5 +161,7 @@ def getitem(trace: Trace, node: fx.Node) -> None:
         trace.values[node] = trace.value(node, x)  # every channel: no layer
     elif width > 0 and channels % width == 0 and start % width == 0:
         trace.add(node, "chunk", {"parts": channels // width, "index": start // width}, [x])
+    elif width > 0:
+        trace.add(node, "slice", {"start": start, "stop": stop}, [x])
     else:
-        raise Unsupported(node, f"takes channels {start}:{stop} of {channels} (only equal chunks are expressible)")
+        raise Unsupported(node, f"takes no channels ({start}:{stop} of {channels})")

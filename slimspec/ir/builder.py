@@ -212,14 +212,10 @@ class IRBuilder:
         wide = b if shape_b[0] > shape_a[0] else a
         return self._node(name, "mul", (a, b), shape, self.axis(wide), at)
 
-    def chunk(self, name: str, x: str, out: Axis, parts: int, index: int, at: str = "") -> str:
-        """Part ``index`` of ``parts`` equal parts of ``x``'s channels (``x.chunk(parts, dim=1)[index]``); ``out``
-        is the axis of that part."""
+    def part(self, name: str, x: str, out: Axis, op: str, at: str = "", **attrs: Any) -> str:
+        """A part of ``x``'s channels (a ``chunk`` or ``slice`` layer); ``out`` is the axis of that part."""
         shape = self.shape(x)
-        if shape[0] % parts:
-            self.issue(at, f"chunk: {parts} parts do not divide {shape[0]} channels")
-        return self._node(name, "chunk", (x,), (self.axis_size(out), *shape[1:]), out, at, self.axis(x), parts=parts,
-                          index=index)
+        return self._node(name, op, (x,), (self.axis_size(out), *shape[1:]), out, at, self.axis(x), **attrs)
 
     def add_all(self, name: str, xs: Sequence[str], at: str = "") -> str:
         """``xs[0] + xs[1] + ...`` as a chain of adds, the last one named ``name``."""

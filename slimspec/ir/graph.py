@@ -23,13 +23,13 @@ class Slot:
     pruning keeps the same number of channels in every part (chosen by the criterion within
     each part), so the pruned convolution keeps its ``groups``.
 
-    A ``view`` slot is part ``view[1]`` of ``view[2]`` equal parts of another slot (a ``chunk``
-    of it): never decided on its own, it keeps the parent's kept channels that fall in its part.
+    A ``view`` slot is channels ``view[1]:view[2]`` of another slot (a ``chunk`` or ``slice`` of
+    it): never decided on its own, it keeps the parent's kept channels that fall in its range.
 
     ``kind``: ``channel`` (a conv/linear output width), ``select`` (a subset of an axis kept
     by a channel selection), ``stream`` (a residual stream width), ``block`` (a whole
-    residual block, size 1, removable when its SSS block gate is zero), ``view`` (a chunk of
-    another slot, see above), ``fixed`` (never prunable). ``group`` names the enclosing units from the outside in, as spec paths
+    residual block, size 1, removable when its SSS block gate is zero), ``view`` (a chunk or
+    slice of another slot, see above), ``fixed`` (never prunable). ``group`` names the enclosing units from the outside in, as spec paths
     (``("stages[1]", "stages[1].blocks[4]")``), so policies reason about stages and blocks
     without parsing paths.
     """
@@ -41,7 +41,7 @@ class Slot:
     base_size: int | None = None  # select slots: width of the axis selected from
     group: tuple[str, ...] = ()
     parts: int = 1  # equal contiguous parts (a grouped conv's groups): pruning keeps as many channels in each
-    view: tuple[str, int, int] | None = None  # ``view`` slots: (parent slot, part index, parts) — a chunk's channels
+    view: tuple[str, int, int] | None = None  # ``view`` slots: (parent slot, start, stop) — a chunk's or slice's
 
     @property
     def prunable(self) -> bool:

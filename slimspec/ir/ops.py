@@ -78,8 +78,8 @@ class LayerForm:
     """How a kind is written as a layer of ``arch: sequential`` / ``graph``.
 
     ``role``: ``map`` keeps its input's channel axis; ``produce`` makes a new slot of width
-    ``out`` (a prunable width); ``part`` takes an equal part of its input's channels (a chunk: its slot is a view of
-    the input's); ``add`` unifies its inputs' axes (a residual stream); ``mul``
+    ``out`` (a prunable width); ``part`` takes a part of its input's channels (a chunk or a slice: its slot is a
+    view of the input's); ``add`` unifies its inputs' axes (a residual stream); ``mul``
     unifies them too, broadcasting (a squeeze-excitation scale couples its channels to the map it
     scales, without making a stream); ``concat`` composes them. ``fixes_channels``: its output
     channels depend on all its input channels' positions (a LayerNorm's statistics span them; a
@@ -356,8 +356,15 @@ _OPS: tuple[OpKind, ...] = (
     OpKind("chunk", module="slimspec.nn.ops.Chunk", module_args={"parts": "parts", "index": "index"},
            layer=LayerForm({"parts": {**_POS, "description": "Equal parts the channels are split into (torch.chunk)."},
                             "index": {**_NONNEG, "description": "Which part (0 is the first)."}}, ("parts", "index"),
-                           role="part", emit=lambda b, op, name, xs, o, at, out: b.chunk(name, xs[0], out, o["parts"],
-                                                                                       o["index"], at=at))),
+                           role="part", emit=lambda b, op, name, xs, o, at, out: b.part(name, xs[0], out, "chunk", at=at,
+                                                                                      parts=o["parts"],
+                                                                                      index=o["index"]))),
+    OpKind("slice", module="slimspec.nn.ops.ChannelSlice", module_args={"start": "start", "stop": "stop"},
+           layer=LayerForm({"start": {**_NONNEG, "description": "First channel kept."},
+                            "stop": {**_POS, "description": "One past the last channel kept (x[:, start:stop])."}},
+                           ("start", "stop"), role="part",
+                           emit=lambda b, op, name, xs, o, at, out: b.part(name, xs[0], out, "slice", at=at,
+                                                                          start=o["start"], stop=o["stop"]))),
     OpKind("add", layer=LayerForm(role="add", emit=lambda b, op, name, xs, o, at, out: b.add_all(name, xs, at=at))),
     OpKind("mul", layer=LayerForm(role="mul", emit=lambda b, op, name, xs, o, at, out: b.mul(name, xs, at=at))),
     OpKind("concat", layer=LayerForm(role="concat", emit=lambda b, op, name, xs, o, at, out: b.concat(name, xs, at=at))),

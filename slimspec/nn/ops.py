@@ -138,3 +138,17 @@ class Chunk(nn.Module):
 
     def extra_repr(self) -> str:
         return f"part {self.index} of {self.parts}"
+
+
+class ChannelSlice(nn.Module):
+    """Channels ``start:stop`` (``x[:, start:stop]``; ReXNet adds its shortcut to the first channels of a wider map)."""
+
+    def __init__(self, start: int, stop: int):
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.start:self.stop]
+
+    def extra_repr(self) -> str:
+        return f"channels {self.start}:{self.stop}"

@@ -22,8 +22,9 @@ Conventions (documented in the README, tested):
 * A slot made of a grouped convolution's groups (``Slot.parts``) keeps the same number of
   channels in every part — the count the policy chose, divided by the parts and rounded —
   each part its own best-scored channels.
-* A chunk's slot (``Slot.view``) is never decided on its own: it keeps its parent's kept
-  channels that fall in its part (the parent's parts are the chunks', so they stay equal).
+* A chunk's or slice's slot (``Slot.view``) is never decided on its own: it keeps its parent's
+  kept channels that fall in its range (a chunked parent's parts are the chunks', so they stay
+  equal).
 * Slots matching ``exclude`` are untouched; ``overrides`` give a per-slot ratio (first match
   wins) and take those slots out of the global pool; residual stream slots are pruned only
   with ``prune_stream``.
@@ -200,11 +201,10 @@ def _finish(ir: IR, scores: Mapping[str, torch.Tensor], pruned: dict[str, set[in
         if slot.parts > 1 and drop:
             keep = _equal_parts(slot.size, slot.parts, keep, scores[path], at_least=config.threshold is not None)
         kept[path] = tuple(sorted(keep))
-    for path, slot in ir.slots.items():  # a chunk keeps its parent's kept channels that fall in its part
+    for path, slot in ir.slots.items():  # a chunk or slice keeps its parent's kept channels in its range
         if slot.view is not None:
-            parent, index, parts = slot.view
-            width = ir.slots[parent].size // parts
-            kept[path] = tuple(p - index * width for p in kept[parent] if index * width <= p < (index + 1) * width)
+            parent, start, stop = slot.view
+            kept[path] = tuple(p - start for p in kept[parent] if start <= p < stop)
     _keep_a_block_per_stage(ir, scores, kept)
     return Decision(kept, threshold, clamped)
 

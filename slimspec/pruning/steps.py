@@ -31,6 +31,8 @@ def new_spec_data(parent: Spec, decision: Decision) -> tuple[dict, IR]:
     sizes = new_sizes(decision)
     selects = {path: tuple(ir.slots[path].index[i] for i in keep)  # type: ignore[index]
                for path, keep in decision.kept.items() if ir.slots[path].kind == "select"}
+    selects.update({path: decision.kept[slot.view[0]]  # a view: its parent's kept positions (a slice's new bounds)
+                    for path, slot in ir.slots.items() if slot.view is not None})
     family = get_family(parent.arch)
     data = family.write(dict(parent.data), ir, sizes, selects)
     data.pop("pruned", None)
