@@ -5,8 +5,9 @@ A ``graph`` layer may take its input ``from`` earlier layers: a layer index or a
 input), as in the Ultralytics model YAML and Keras functional configs; ``add``, ``mul`` and ``concat``
 take a list. ``sequential`` is the same family with every ``from`` implied (-1) — Keras's Sequential
 is a Functional model whose inbound edges are implicit — so it has no joins. The final
-``Linear(num_classes)`` is implied, unless ``outputs`` lists the layers the model returns. The layer kinds and their options are the layer forms of the
-op table (:mod:`slimspec.ir.ops`): schema, defaults and emission all come from there.
+``Linear(num_classes)`` is implied, unless ``outputs`` lists the layers the model returns. The layer
+kinds and their options are the layer forms of the op table (:mod:`slimspec.ir.ops`): schema, defaults
+and emission all come from there.
 
 Channels: each ``produce`` layer's ``out`` (conv, linear) is a slot (``layers[3].conv.out``, or
 ``layers[3].conv`` for the short form ``conv: 16``). A depthwise conv (``groups`` = its input width
@@ -16,8 +17,8 @@ a ``stream`` slot, pruned only with ``prune_stream``, like a ResNet's residual s
 couples them too, without making a stream (a squeeze-excitation scale follows the map it scales);
 ``concat`` composes axes. A grouped (not depthwise) conv's input and output slots are its groups'
 equal parts (``Slot.parts``): pruning keeps as many channels in each part, so ``groups`` stays. A
-``chunk`` is a view of its input's slot (``Slot.view``; the slot is split into the chunks' equal
-parts). Kinds whose outputs depend on every input channel's position (``layernorm``, ``groupnorm``,
+``chunk`` or ``slice`` is a view of its input's slot (``Slot.view``; a chunked slot is split into
+the chunks' equal parts). Kinds whose outputs depend on every input channel's position (``layernorm``, ``groupnorm``,
 ``shuffle``) fix the slots they read, and so do ``outputs`` (the model's interface).
 
 Gates (masks in ``masked`` mode, SSS gates in ``gated`` mode) sit in front of the layers that mix
@@ -151,6 +152,7 @@ class Plan:
     parts: dict[int, int] = field(default_factory=dict)  # slot root -> equal parts (a grouped conv's groups)
     chunks: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # chunk/slice layer -> (input key,
     #                                                                             start, stop, equal parts)
+    first_chunk: dict[tuple[int, int, int, int], int] = field(default_factory=dict)  # a chunks value -> its first layer
     views: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # view slot root -> (parent root, start, stop)
     streamed: set[int] = field(default_factory=set)  # parent roots one of whose views is in a residual stream
     streams: set[int] = field(default_factory=set)  # producer keys joined by an add (a residual stream)
@@ -174,13 +176,17 @@ class Plan:
     def channels(self, value: int) -> int:
         return sum(self.width[self.find(k)] for k in self.axes[value])
 
-    def slot_kind(self, root: int) -> str:
-        """``fixed``, ``stream`` (several producers joined by adds) or ``channel`` (one producer, or producers
-        coupled by ``mul`` only: a squeeze-excitation scale follows the map it scales); call after the analysis."""
+    def members(self, root: int) -> list[int]:
+        """The producer keys a slot root unifies; call once every union is made (the map is filled once)."""
         if not self._members:
             for key in self.width:
                 self._members.setdefault(self.find(key), []).append(key)
-        members = self._members[root]
+        return self._members[root]
+
+    def slot_kind(self, root: int) -> str:
+        """``fixed``, ``stream`` (several producers joined by adds) or ``channel`` (one producer, or producers
+        coupled by ``mul`` only: a squeeze-excitation scale follows the map it scales); call after the analysis."""
+        members = self.members(root)
         if root == INPUT or any(k in self.fixed for k in members):
             return "fixed"
         if root in self.views:
@@ -296,13 +302,11 @@ def _resolve_parts(plan: Plan) -> None:
             plan.fixed.add(root)
         else:
             plan.parts[root] = parts
-    members: dict[int, list[int]] = {}
-    for key in plan.width:
-        members.setdefault(plan.find(key), []).append(key)
     for view, (parent, _, _) in plan.views.items():
-        if any(k in plan.fixed for k in members[view]):
+        members = plan.members(view)
+        if any(k in plan.fixed for k in members):
             plan.fixed.add(parent)
-        if len(members[view]) > 1 and any(k in plan.streams for k in members[view]):
+        if len(members) > 1 and any(k in plan.streams for k in members):
             plan.streamed.add(parent)
 
 
@@ -408,8 +412,8 @@ def _part(plan: Plan, layer: Layer) -> None:
     plan.width[i], plan.axes[i] = (span[1] - span[0]) if span else 1, [i]
     if span is not None and len(plan.axes[x]) == 1:
         plan.chunks[i] = (plan.axes[x][0], *span)
-        first = next((c for c, spec in plan.chunks.items() if c != i and spec == plan.chunks[i]), None)
-        if first is not None:  # the same part twice: one slot
+        first = plan.first_chunk.setdefault(plan.chunks[i], i)
+        if first != i:  # the same part twice: one slot
             plan.union(first, i)
     else:  # a part of a concatenation: its boundaries would move when a joined slot is pruned
         plan.fixed.update([*plan.axes[x], i])
