@@ -73,7 +73,7 @@ SECONDS = PositiveSeconds()
 
 
 class RoundTo(click.ParamType):
-    """``--round-to N`` (an integer >= 1) or ``--round-to auto`` (the multiple a quick probe finds fastest)."""
+    """``--round-to N`` (an integer >= 1) or ``--round-to auto`` (the multiple whose network runs fastest here)."""
 
     name = "N|auto"
 

@@ -29,8 +29,9 @@ POLICY_OPTIONS = (
     click.option("--scope", type=click.Choice(["global", "layer"]), help="One threshold for all slots, or per layer."),
     click.option("--min-channels", type=int, help="Never keep fewer channels in a slot (default 1)."),
     click.option("--round-to", type=ROUND_TO, help="Round kept channel counts up to a multiple of this; 'auto': the "
-                 "multiple a quick probe finds fastest on this machine (its heaviest conv timed at widths rounded to "
-                 "1, 4, 8, 16, 32; this runtime and thread count; cached)."),
+                 "pruned network rounded up to each candidate multiple is timed in each runtime here (this thread "
+                 "count; --latency-runtime's only, with a latency target) and the largest multiple about as fast as "
+                 "the fastest is kept (cached; the note says what was measured)."),
     click.option("--exclude", multiple=True, help="Spec-path pattern of slots to leave alone (repeatable)."),
     click.option("--override", "overrides", multiple=True, help="PATTERN=RATIO per-slot ratio (repeatable)."),
     click.option("--prune-stream", is_flag=True, default=None, help="Also prune residual stream widths."),

@@ -17,7 +17,6 @@ from importlib import resources
 from typing import Any
 
 from ..errors import SpecError, SpecIssue
-from ..ir import IR
 from ..specio.validate import issues_for_schema
 from ..specio.yamlio import parse_yaml, read_yaml_file
 from ..errors import PruneError
@@ -67,7 +66,7 @@ def parse_target(text: str | Mapping[str, float] | None) -> dict[str, float] | N
     return target
 
 
-AUTO = "auto"  # round_to: the multiple a quick probe finds fastest here
+AUTO = "auto"  # round_to: the multiple whose network this machine's runtime runs fastest (pruning.steps)
 
 # The keys that say how much to prune: a flag giving one of them replaces all of the plan's.
 AMOUNT_KEYS = ("ratio", "target", "threshold", "percent")
@@ -83,7 +82,7 @@ class PruneOptions:
     percent_rule: str = "slimming"  # a channel scoring the threshold: pruned (slimming) or kept (darknet)
     scope: str | None = None
     min_channels: int = 1
-    round_to: int | str = 1  # or "auto": resolved into an integer by resolve_round_to before any decision
+    round_to: int | str = 1  # or "auto": resolved into an integer by prune, which times the candidates
     exclude: list[str] = field(default_factory=list)
     overrides: dict[str, float] = field(default_factory=dict)
     prune_stream: bool = False
@@ -140,25 +139,14 @@ class PruneOptions:
         check_target_options(options.target, options.target_options)  # none that the target would ignore
         return options
 
-    def resolve_round_to(self, ir: IR) -> str | None:
-        """Turn ``round_to: auto`` into the multiple this machine runs fastest (:mod:`slimspec.latency.rounding`):
-        a note saying what the probe found, or None when round_to was an integer already."""
-        if self.round_to != AUTO:
-            return None
-        from ..latency.rounding import probe
-
-        choice = probe(ir, runtime=self.target_options.get("latency_runtime", "eager"),
-                       threads=self.target_options.get("threads"))
-        self.round_to = choice.multiple
-        return choice.describe()
-
     def policy(self, criterion: Criterion, *, ratio: float | None = None, checking: bool = False) -> PolicyConfig:
         """The policy these options ask of ``criterion``.
 
         The amount is the options' own ratio, threshold or percent (the criterion's default
         threshold when none is given and nothing is overridden); ``ratio`` replaces it (the
         ratio a target search tries). Scope defaults to the criterion's. ``round_to: auto`` must have
-        been resolved (:meth:`resolve_round_to`) unless only ``checking`` the other values.
+        been resolved (prune times a network per multiple, :func:`.steps.choose_rounded`) unless only
+        ``checking`` the other values.
         """
         if self.round_to == AUTO and not checking:
             raise PruneError("round_to: 'auto' is resolved by prune, which probes this machine; give an integer here")

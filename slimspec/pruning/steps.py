@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 
@@ -15,7 +16,7 @@ from ..utils.progress import progress
 from ..utils.text import listing
 from ..weights import nonfinite
 from .criteria import Criterion, PruneError, ScoreContext
-from .options import PruneOptions
+from .options import AUTO, PruneOptions
 from .policy import Decision, decide, fraction_search
 from .provenance import provenance_block
 from .report import degenerate_notes
@@ -90,6 +91,28 @@ def choose(parent: Spec, scores, options: PruneOptions, criterion, context: Targ
     return decide(ir, scores, policy), policy.ratio
 
 
+def choose_rounded(parent: Spec, scores, options: PruneOptions, criterion, context: TargetContext
+                   ) -> tuple[Decision, float | None, str]:
+    """``round_to: auto``: the decision made with the kept counts rounded up to each multiple, those networks
+    timed in this machine's runtime (:func:`slimspec.latency.rounding.probe`) and the chosen one, with the
+    probe's note; ``options.round_to`` becomes the chosen multiple (the provenance records the integer)."""
+    from ..latency.rounding import MULTIPLES, probe  # timing: imported only when asked to probe
+
+    made = {}
+    for multiple in MULTIPLES:
+        try:
+            made[multiple] = choose(parent, scores, replace(options, round_to=multiple), criterion, context)
+        except PruneError:  # a target this multiple cannot reach (rounded up, too wide): not a candidate
+            if multiple == 1:
+                raise
+    networks = {m: spec_from_text(update_spec_text(parent.text, new_spec_data(parent, decision)[0]),
+                                  f"{parent.name} (rounded to {m})") for m, (decision, _) in made.items()}
+    choice = probe(networks, runtime=options.target_options.get("latency_runtime"),  # None: the fastest here
+                   threads=options.target_options.get("threads"))
+    options.round_to = choice.multiple
+    return (*made[choice.multiple], choice.describe())
+
+
 def from_file_reason(weights: object, criterion: Criterion, options: PruneOptions) -> str | None:
     """Why this prune needs a model (None: it can run from the file)."""
     if not isinstance(weights, (str, os.PathLike)):
@@ -123,10 +146,12 @@ def describe(parent: Spec, scores, options: PruneOptions, criterion: Criterion, 
     """Decide on ``scores`` and write the new spec (parent's form and layout, provenance block):
     ``(new spec, decision, params before/after, MACs before/after, notes)``. Both prune paths share it."""
     ir = parent.ir
-    rounding = options.resolve_round_to(ir)  # round_to: auto -> an integer, before any decision
-    notes = notes + ([rounding] if rounding else [])
     context = TargetContext(options=dict(options.target_options))
-    decision, ratio = choose(parent, scores, options, criterion, context)
+    if options.round_to == AUTO:
+        decision, ratio, rounding = choose_rounded(parent, scores, options, criterion, context)
+        notes = notes + [rounding]
+    else:
+        decision, ratio = choose(parent, scores, options, criterion, context)
     data, new_ir = new_spec_data(parent, decision)
     params, macs = (count_params(ir), count_params(new_ir)), (count_macs(ir), count_macs(new_ir))
     data["pruned"] = provenance_block(parent, options, decision, scope=options.scope or criterion.default_scope,
