@@ -3,7 +3,9 @@
 Cases: VGG-19 (stock spec, random weights with half the BN gammas zeroed, Network Slimming
 at 50%), and torchvision's resnet50 and wide_resnet101_2 imported with random weights
 (``slimspec import torchvision:NAME``: written to safetensors first), L1 at 30% (Li et al.,
-per layer). Every process loads the same safetensors file, prunes and writes safetensors:
+per layer); and the same three files masked by ``magnitude`` at 50% (Han et al. 2015,
+unstructured, global: the ``-magnitude`` cases). Every process loads the same safetensors
+file, prunes and writes safetensors:
 
 * ``slimspec prune`` from the file (no model built; ``--check`` is off above 4M parameters);
 * a Torch-Pruning script (``torch_pruning``, the ``benchmark`` extra): build the model, load the
@@ -11,13 +13,21 @@ per layer). Every process loads the same safetensors file, prunes and writes saf
   ``floor(n * (1 - r))`` kept per layer, or a global ratio, ties by position), save;
 * a plain torch script: build, load, index every tensor by hand, save.
 
+A ``-magnitude`` case runs, beside ``slimspec prune`` (from the file: a radix select over the
+mapped weights, no model), slimspec's model path (``prune(..., from_file=False)``: the model
+loaded, every score pooled and stably sorted, a masked model built; what ``slimspec prune``
+did before) and a plain torch script (load the state, pool |w|, stable sort, mask, save);
+Torch-Pruning removes channels only.
+
 The channels and values are checked first (untimed): every tensor the scripts write equals
-slimspec's, and the logits of the pruned models agree. Then each process runs ``--repeat``
+slimspec's, and the logits of the pruned models agree (a magnitude case: the model path's file
+is byte-identical, and the plain script's tensors equal slimspec's). Then each process runs ``--repeat``
 times (median of 5 by default), alternating, as a whole process (python start-up and imports
 included); peak RSS is the child's ``getrusage`` maximum, reported over a base process that
 only imports torch and slimspec, as a multiple of the weights file.
 
-Run: ``python benchmarks/prune_process.py [--case vgg19,resnet50,wide_resnet101_2] [--repeat 5]``.
+Run: ``python benchmarks/prune_process.py [--case vgg19,resnet50,wide_resnet101_2] [--repeat 5]``
+(``--case vgg19-magnitude,resnet50-magnitude,wide_resnet101_2-magnitude`` for the masks).
 """
 from __future__ import annotations
 
@@ -163,20 +173,50 @@ if logits:
         save_file({"logits": model(x)}, logits)
 '''
 
+# magnitude (global): slimspec's model path, and the same masks by hand (|w| pooled in the network's order,
+# stable sort: ties in that order); argv: src dst ratio ORDER.json
+MODEL_PATH = ("import sys; from slimspec.pruning.api import prune; "
+              "prune(sys.argv[1], 'magnitude', ratio=float(sys.argv[3]), from_file=False)"
+              ".save(sys.argv[2], overwrite=True)")
+
+MAGNITUDE = r'''
+import json, math, sys, torch
+from safetensors.torch import load_file, save_file
+
+src, dst, ratio, order = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+state = load_file(src)
+names = json.loads(open(order).read())  # every conv/linear weight, in the network's order
+scores = torch.cat([state[n].float().abs().flatten() for n in names])
+keep = torch.ones_like(scores)
+drop = scores.numel() - int(math.floor(scores.numel() * (1.0 - ratio) + 1e-9))
+keep[torch.sort(scores, stable=True).indices[:drop]] = 0
+for name, part in zip(names, keep.split([state[n].numel() for n in names])):
+    mask = part.view_as(state[name])
+    state[name], state[name + "_mask"] = state[name] * mask, mask
+save_file(state, dst)
+'''
+
 
 @dataclass(frozen=True)
 class Case:
-    name: str
+    name: str  # the stock spec or torchvision model
     method: str
     ratio: float
     body: str
     torchvision: bool = False
+
+    @property
+    def masks(self) -> bool:
+        return self.method == "magnitude"
 
 
 CASES = {
     "vgg19": Case("vgg19", "slimming", 0.5, VGG),
     "resnet50": Case("resnet50", "l1", 0.3, RESNET, torchvision=True),
     "wide_resnet101_2": Case("wide_resnet101_2", "l1", 0.3, RESNET, torchvision=True),
+    "vgg19-magnitude": Case("vgg19", "magnitude", 0.5, MAGNITUDE),
+    "resnet50-magnitude": Case("resnet50", "magnitude", 0.5, MAGNITUDE, torchvision=True),
+    "wide_resnet101_2-magnitude": Case("wide_resnet101_2", "magnitude", 0.5, MAGNITUDE, torchvision=True),
 }
 
 
@@ -250,21 +290,60 @@ def verify(case: Case, commands: dict[str, list[str]], folder: Path) -> str:
     return "; ".join(lines)
 
 
-def run_case(case: Case, repeat: int, folder: Path) -> dict:
-    weights = make_weights(case, folder)
-    size_mib = weights.stat().st_size / 2**20
-    scripts = {"Torch-Pruning script": CHOICE + case.body + TORCH_PRUNING + SAVE,
-               "plain torch script": CHOICE + case.body + BY_HAND + SAVE}
+def verify_masks(case: Case, commands: dict[str, list[str]], folder: Path) -> str:
+    """The model path writes the very bytes ``slimspec prune`` writes from the file; the plain script's
+    tensors equal slimspec's (which also holds the masked network's channel masks, all ones)."""
+    import torch
+    from safetensors.torch import load_file
+
+    subprocess.run(commands["slimspec prune"], check=True, stdout=subprocess.DEVNULL)
+    ours = folder / "slimspec.safetensors"
+    subprocess.run(commands["slimspec model path"], check=True, stdout=subprocess.DEVNULL)
+    if (folder / "model_path.safetensors").read_bytes() != ours.read_bytes():
+        raise SystemExit(f"{case.name}: the model path's weights file differs from the file path's")
+    subprocess.run(commands["plain torch script"], check=True, stdout=subprocess.DEVNULL)
+    mine, theirs = load_file(ours), load_file(folder / "plain.safetensors")
+    differ = [k for k, v in theirs.items() if k not in mine or not torch.equal(mine[k], v)]
+    extra = [k for k in set(mine) - set(theirs) if not (k.endswith(".mask") and bool((mine[k] == 1).all()))]
+    if differ or extra:
+        raise SystemExit(f"{case.name}: the plain script's masks differ from slimspec's: {differ[:5]} {extra[:5]}")
+    zeros = sum(int((v == 0).sum()) for k, v in mine.items() if k.endswith("weight_mask"))
+    return (f"model path: the same {ours.stat().st_size:,} bytes; plain torch script: all {len(theirs)} tensors "
+            f"equal to slimspec's ({zeros:,} weights masked)")
+
+
+def _commands(case: Case, weights: Path, folder: Path) -> dict[str, list[str]]:
+    """Each timed process's command line (the base first, ``slimspec prune`` second)."""
     commands = {"base (import torch, slimspec)": [sys.executable, "-c", "import torch, slimspec"],
                 "slimspec prune": [sys.executable, "-m", "slimspec", "prune", str(weights), "-m", case.method,
                                    "--ratio", str(case.ratio), "--out", str(folder / "slimspec.yaml"), "--force"]}
-    for name, text in scripts.items():
+    if case.masks:
+        from slimspec.document import spec_from_text
+        from slimspec.pruning.criteria import get_criterion
+        from slimspec.weights import embedded_spec_text, read_metadata
+
+        order = folder / "order.json"
+        ir = spec_from_text(embedded_spec_text(read_metadata(weights))).ir
+        order.write_text(json.dumps(get_criterion("magnitude").weight_names(ir)))
+        commands["slimspec model path"] = [sys.executable, "-c", MODEL_PATH, str(weights),
+                                           str(folder / "model_path.yaml"), str(case.ratio)]
+        scripts = {"plain torch script": (case.body, [str(order)])}
+    else:
+        scripts = {"Torch-Pruning script": (CHOICE + case.body + TORCH_PRUNING + SAVE, ["", case.name]),
+                   "plain torch script": (CHOICE + case.body + BY_HAND + SAVE, ["", case.name])}  # no logits timed
+    for name, (text, extra) in scripts.items():
         script = folder / f"{name.split()[0]}.py"
         script.write_text(text)
-        cmd = [sys.executable, str(script), str(weights), str(folder / f"{name.split()[0]}.safetensors"),
-               str(case.ratio)]
-        commands[name] = cmd + ["", case.name]  # no logits file while timed
-    checked = verify(case, commands, folder)
+        commands[name] = [sys.executable, str(script), str(weights), str(folder / f"{name.split()[0]}.safetensors"),
+                          str(case.ratio), *extra]
+    return commands
+
+
+def run_case(case: Case, repeat: int, folder: Path) -> dict:
+    weights = make_weights(case, folder)
+    size_mib = weights.stat().st_size / 2**20
+    commands = _commands(case, weights, folder)
+    checked = verify_masks(case, commands, folder) if case.masks else verify(case, commands, folder)
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(repeat):
         for name, cmd in commands.items():
@@ -285,8 +364,10 @@ def report(result: dict) -> str:
     for name, (wall, rss) in medians.items():
         over = "" if name.startswith("base") else f"{rss - base_rss:10.0f} {(rss - base_rss) / result['weights_mib']:9.2f}x"
         lines.append(f"  {name:32s} {wall:7.2f} {rss:13.0f} {over}")
-    ours, tp, plain = (medians[k][0] for k in ("slimspec prune", "Torch-Pruning script", "plain torch script"))
-    lines.append(f"  slimspec prune wall time: {ours / tp:.2f}x Torch-Pruning's, {ours / plain:.2f}x the plain script's")
+    ours = medians["slimspec prune"][0]
+    others = [f"{ours / wall:.2f}x {name.removesuffix(' script')}'s" for name, (wall, _) in medians.items()
+              if name != "slimspec prune" and not name.startswith("base")]
+    lines.append(f"  slimspec prune wall time: {', '.join(others)}")
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """Pruning from the file (no model built) writes the same bytes as the model path, on every stock spec.
 
 Every data-free structured criterion (l1, slimming, random, attention-weight; gate and sss on
-gated weights) runs both ways — ``prune(..., from_file=True)`` streams the new file from the
+gated weights) and ``magnitude`` (unstructured masks: a streamed radix select must make the
+stable sort's cut, ties included) run both ways — ``prune(..., from_file=True)`` streams the new file from the
 memory-mapped source, ``from_file=False`` loads the model and transplants its state — and the
 two weights files and specs must be identical byte for byte (or both prunes refused with the
 same message). Small specs run in the default suite, the large ones under ``-m slow``.
@@ -18,7 +19,10 @@ import slimspec
 from slimspec.errors import PruneError, WeightsError
 from slimspec.ir import count_params
 from slimspec.pruning.api import prune
-from slimspec.pruning.criteria import criteria
+from slimspec.pruning import radix, unstructured
+from slimspec.pruning.criteria import Criterion, criteria
+from slimspec.pruning.options import PruneOptions
+from slimspec.pruning.steps import from_file_reason
 from slimspec.weights import MappedWeights, weights_metadata, weights_writer
 
 from .conftest import ALL_SPECS, randomize
@@ -120,8 +124,14 @@ def test_pruned_model_is_built_on_demand_and_equals_the_file(weights_of, tmp_pat
 
 def test_from_file_refuses_what_needs_a_model(weights_of):
     weights = weights_of("digits_vgg")
-    with pytest.raises(PruneError, match="masks single weights"):
-        prune(weights, "magnitude", ratio=0.5, from_file=True)
+
+    class AllAtOnce(Criterion):  # an unstructured criterion that cannot score one weight at a time
+        name, structured = "all-at-once", False
+
+        def score(self, ctx):
+            return {}
+
+    assert "masks single weights" in from_file_reason(weights, AllAtOnce(), PruneOptions(method="all-at-once"))
     with pytest.raises(PruneError, match="runs the model on data"):
         prune(weights, "attention", ratio=0.5, calibration="digits", calibration_batches=1, from_file=True)
     with pytest.raises(PruneError, match="needs the whole state"):
@@ -186,3 +196,151 @@ def test_streamed_writer_matches_safetensors_own_bytes(tmp_path):
     path = tmp_path / "w.safetensors"
     weights_writer(state, "name: x\n", {"z": "last", "a": {"k": 1}})(path)
     assert path.read_bytes() == expected
+
+
+# magnitude: unstructured masks from the file (a radix select) against the model path (a stable sort)
+
+def _tie_heavy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Weights on a coarse grid (every value shared by many weights), a fifth of them exactly 0 or -0."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("weight") and tensor.dim() > 1:
+                tensor.copy_((torch.randn(tensor.shape, generator=generator) * 4).round() / 8)
+                zero = torch.rand(tensor.shape, generator=generator) < 0.2
+                tensor[zero] = torch.where(torch.rand(tensor.shape, generator=generator) < 0.5, 0.0, -0.0)[zero]
+            elif name.endswith("weight_mask"):
+                tensor[torch.rand(tensor.shape, generator=generator) < 0.3] = 0
+    return model
+
+
+@pytest.fixture(scope="module")
+def masks_of(tmp_path_factory):
+    """``make(name, mode, dtype, ties)``: a weights file to prune with magnitude (made once)."""
+    folder = tmp_path_factory.mktemp("magnitude")
+    made = {}
+
+    def make(name: str, mode: str = "plain", dtype: torch.dtype = torch.float32, ties: bool = False):
+        key = name, mode, dtype, ties
+        if key not in made:
+            model = randomize(slimspec.build(name, mode, seed=0), 0)
+            model = (_tie_heavy(model) if ties else model).to(dtype)
+            made[key] = folder / f"{name}_{mode}_{str(dtype)[6:]}_{ties}.safetensors"
+            slimspec.save_weights(model, model.spec, made[key])
+        return made[key]
+
+    return make
+
+
+MAGNITUDE_SMALL = 300_000  # magnitude runs a radix select per tensor: bigger specs under -m slow
+
+
+@pytest.mark.parametrize("name", [name if count_params(slimspec.load_spec(name).ir) <= MAGNITUDE_SMALL
+                                  else pytest.param(name, marks=pytest.mark.slow) for name in ALL_SPECS])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_magnitude_file_and_model_paths_write_the_same_bytes(masks_of, tmp_path, name, scope):
+    spec, weights = assert_same(masks_of(name), "magnitude", tmp_path, ratio=0.5, scope=scope)
+    assert b"weight_mask" in weights and b"method: magnitude" in spec
+
+
+TIE_HEAVY = ["digits_vgg", "digits_graph", *(pytest.param(name, marks=pytest.mark.slow)
+                                             for name in ("digits_resnet", "digits_mobilenetv2", "digits_densenet"))]
+
+
+@pytest.mark.parametrize("name", TIE_HEAVY)
+@pytest.mark.parametrize("mode", ["plain", "masked"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_magnitude_ties_masked_sources_and_half_files_same_bytes(masks_of, tmp_path, name, mode, dtype):
+    """Most weights tie (a coarse grid, many zeros of both signs; masked weights score 0), so the cut falls
+    inside a run of equal values and only the ties stored first may go: in each scope, amount and dtype."""
+    weights = masks_of(name, mode, dtype, ties=True)
+    for i, options in enumerate([{"ratio": 0.1}, {"ratio": 0.5}, {"ratio": 0.37, "scope": "layer"},
+                                 {"target": {"params": 0.4}}, {"target": "params=0.8", "scope": "layer"}]):
+        spec, written = assert_same(weights, "magnitude", tmp_path / str(i), **options)
+        assert b"weight_mask" in written
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_magnitude_nothing_or_almost_everything_same_bytes(masks_of, tmp_path, scope):
+    weights = masks_of("digits_lenet", "masked", ties=True)
+    for ratio in (0.0, 0.999):
+        assert_same(weights, "magnitude", tmp_path / str(ratio), ratio=ratio, scope=scope)
+
+
+@pytest.mark.parametrize("name", _sized(["digits_densenet", "resnet20", "mobilenetv2_cifar", "vgg19", "resnet50"]))
+def test_magnitude_larger_specs_targets_and_ties_same_bytes(masks_of, tmp_path, name):
+    assert_same(masks_of(name), "magnitude", tmp_path / "t", target="params=0.3")
+    assert_same(masks_of(name, "masked", ties=True), "magnitude", tmp_path / "g", ratio=0.45)
+    assert_same(masks_of(name, ties=True), "magnitude", tmp_path / "l", ratio=0.45, scope="layer")
+
+
+def test_magnitude_refusals_match_the_model_path(weights_of, masks_of, tmp_path):
+    gated = weights_of("digits_vgg", "gated")
+    a = outcome(gated, "magnitude", tmp_path, True, ratio=0.5)
+    assert a == outcome(gated, "magnitude", tmp_path, False, ratio=0.5)
+    assert a == "PruneError: magnitude pruning of gated weights: prune the gates first (method 'gate')"
+    weights = masks_of("digits_vgg")
+    for options, message in (({"target": "macs=0.5"}, "only a 'params' target"), ({}, "needs --ratio"),
+                             ({"ratio": 0.5, "exclude": ["nothing*"]}, "matches no slot")):
+        a = outcome(weights, "magnitude", tmp_path, True, **options)
+        assert a == outcome(weights, "magnitude", tmp_path, False, **options) and message in a
+
+
+def test_magnitude_from_the_file_holds_no_model_and_no_pooled_scores(masks_of, tmp_path, monkeypatch):
+    """The file path never builds a model, pools the scores (``_masks``) or sorts; the model and the source
+    are built when read, and equal the model path's."""
+    weights = masks_of("digits_resnet", "masked", ties=True)
+    expected = prune(weights, "magnitude", ratio=0.6, from_file=False)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the file path built a model or pooled the scores")
+
+    import slimspec.pruning.filewise as filewise
+
+    for module, name in ((unstructured, "_masks"), (unstructured, "build"), (filewise, "load_model"),
+                         (filewise, "build_from_state"), (torch, "sort"), (torch, "cat")):
+        monkeypatch.setattr(module, name, refused)
+    result = prune(weights, "magnitude", ratio=0.6, fold_bias=True)  # fold_bias: ignored with a warning
+    _, written = result.save(tmp_path / "m.yaml")
+    assert not result.model_built and result.report == expected.report and result.params == expected.params
+    assert any("fold_bias" in note and "ignored" in note for note in result.notes)
+    monkeypatch.undo()
+    for model, other in ((result.model, expected.model), (result.source_model, expected.source_model)):
+        assert model.mode == other.mode
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    loaded, _ = slimspec.load_model(written)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), expected.model.state_dict().values()))
+
+
+def test_magnitude_cli_prunes_from_the_file(run, masks_of, tmp_path):
+    weights = masks_of("digits_vgg", ties=True)
+    result = run("prune", weights, "-m", "magnitude", "--ratio", "0.5", "-o", tmp_path / "p.yaml")
+    assert result.exit_code == 0, result.output
+    expected = prune(weights, "magnitude", ratio=0.5, from_file=False)
+    _, written = expected.save(tmp_path / "q.yaml")
+    assert (tmp_path / "p.safetensors").read_bytes() == written.read_bytes()
+
+
+def test_radix_select_drops_what_the_stable_sort_drops(monkeypatch):
+    """The streamed cut against ``_masks``'s stable sort on tie-heavy tensors of every float dtype, negative
+    values and signed zeros included, chunked finely so ties straddle chunks."""
+    monkeypatch.setattr(radix, "CHUNK", 5)
+    generator = torch.Generator().manual_seed(0)
+    kinds = [lambda n: torch.randint(-3, 4, (n,), generator=generator).float(),
+             lambda n: torch.zeros(n).index_fill_(0, torch.arange(0, n, 2), -0.0),
+             lambda n: torch.randn(n, generator=generator).half(),
+             lambda n: torch.randn(n, generator=generator).bfloat16(),
+             lambda n: torch.randn(n, generator=generator) * 1e-41]  # subnormals
+    for trial in range(200):
+        count = int(torch.randint(1, 5, (1,), generator=generator))
+        tensors = [kinds[int(torch.randint(0, len(kinds), (1,), generator=generator))](
+            int(torch.randint(0, 30, (1,), generator=generator))) for _ in range(count)]
+        total = sum(t.numel() for t in tensors)
+        ratio = float(torch.rand(1, generator=generator))
+        scores = {str(i): t.float() for i, t in enumerate(tensors)}
+        expected = unstructured._masks(scores, ratio, "global") if total else {}
+        cut = radix.smallest(tensors.__getitem__, count, total - unstructured.keep_count(total, ratio))
+        for i, tensor in enumerate(tensors):
+            if tensor.numel():
+                assert torch.equal(cut.keep(i, tensor), expected[str(i)]), (trial, i)
+                assert cut.dropped[i] == int((expected[str(i)] == 0).sum())

@@ -66,9 +66,10 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     """Prune trained weights with ``method`` and a ratio / target / threshold (or a plan file).
 
     A weights file pruned by a data-free structured criterion (l1, slimming, gate, random,
-    attention-weight; without ``fold_bias``) is pruned from the file (:mod:`.filewise`): no
-    model is built, ``result.model`` is made on first access and ``result.save`` streams the
-    weights. ``from_file=False`` forces the model path, ``True`` refuses anything else.
+    attention-weight; without ``fold_bias``) or by ``magnitude`` (unstructured masks) is pruned
+    from the file (:mod:`.filewise`): no model is built, ``result.model`` is made on first
+    access and ``result.save`` streams the weights. ``from_file=False`` forces the model path,
+    ``True`` refuses anything else.
 
     ``weights`` is a weights file, a model built by slimspec, or any ``nn.Module`` (traced into
     a spec first, see :func:`slimspec.from_module`; ``input_shape`` = ``(C, H, W)``, guessed

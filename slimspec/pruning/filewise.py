@@ -11,24 +11,32 @@ pruned model is built only when asked for (``result.model``) or for the exactnes
 (``prune(..., from_file=False)``): the same criteria on the same tensors, the same decision,
 and each tensor made by :func:`~slimspec.pruning.transplant.transplant` itself, one key at a
 time. Torch-Pruning, by contrast, builds and traces the model before it can prune anything.
+
+``magnitude`` (unstructured masks, Han et al. 2015) prunes from the file too: a radix select
+over the scores' bit patterns (:mod:`.radix`) finds the cut the model path's stable sort makes,
+reading one tensor at a time, and each weight times its mask, and the mask, are made as the
+new file is written (:func:`_masked_file`).
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 
 from ..document import Spec, load_spec, spec_from_text
 from ..errors import WeightsError
 from ..families import get_family
-from ..ir import IR
+from ..ir import IR, count_params
 from ..ir.ops import OPS
 from ..model import build_from_state, check_size, load_model, migrate_names, mode_of_state
-from ..nn import SpecNet
+from ..nn import LAYER_SETS, SpecNet
+from ..nn.net import make_module
 from ..weights import (MappedWeights, TensorInfo, embedded_spec_text, state_problems, stream_safetensors,
                        weights_metadata)
 from .steps import check_finite, checked_scores, describe, ignored_notes, new_sizes
@@ -39,6 +47,7 @@ from .report import slot_rows
 from .result import Deferred, PruneResult
 from .sources import slot_sources
 from .transplant import fold_gates, transplant
+from .unstructured import StreamedMasks, WeightScorer, mask_ratio, masked_pair, masked_spec, refuse_gated
 
 
 class _Hasher(threading.Thread):
@@ -123,45 +132,32 @@ def _gate_touched(ir: IR, state: Mapping[str, torch.Tensor]) -> set[str]:
     return keys | {f"{layer}.weight" for layer in layers if f"{layer}.weight" in state}
 
 
-def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Criterion, *,
-               spec: Spec | str | os.PathLike | None = None) -> PruneResult:
-    """:func:`slimspec.prune` for a weights file and a data-free structured criterion, from the file."""
-    hasher = _Hasher(weights)
-    parent, mapped, source_mode, binary = open_source(weights, spec)
-    hasher.start()
-    try:
-        check_finite(mapped)
-        ir = parent.ir
-        pattern_check(ir, options.exclude, "exclude")
-        pattern_check(ir, list(options.overrides), "overrides")
-        ignored = ignored_notes(options, criterion, source_mode)
-        scores = checked_scores(criterion, ScoreContext(ir, mapped, None, None, options.seed), options, parent)
-    finally:
-        weights_sha = hasher.result()
-    mapped.release()
-    new_spec, decision, params, macs, notes = describe(parent, scores, options, criterion, weights_sha, ignored)
+def _fitted(name: str, value: torch.Tensor, infos: Mapping[str, TensorInfo]) -> torch.Tensor:
+    """``value`` in the pruned network's dtype for ``name``, refused if its shape is not the spec's."""
+    if tuple(value.shape) != infos[name].shape:
+        raise WeightsError(f"transplant: weights do not fit the spec: shape mismatch {name} "
+                           f"{tuple(value.shape)} vs spec {infos[name].shape}")
+    return value.to(infos[name].dtype)
 
-    state: Mapping[str, torch.Tensor] = mapped
-    if source_mode == "gated":  # gates folded into what they scale: only those tensors are copied
-        touched = _gate_touched(ir, mapped)
-        folded = fold_gates(ir, {key: mapped[key].clone() for key in touched}, binary=options.binary_gates or binary)
-        mapped.release()
-        state = ChainMap(folded, mapped)  # type: ignore[arg-type]
-    renames = get_family(parent.arch).renames(parent.data, ir, new_sizes(decision))
-    mode = "masked" if source_mode == "masked" else "plain"
-    with torch.device("meta"):  # the pruned network's tensor names, shapes and dtypes, without allocating it
-        expected = SpecNet(new_spec, mode).state_dict()
-    infos = {name: TensorInfo(tensor.dtype, tuple(tensor.shape)) for name, tensor in expected.items()}
 
-    def tensor(name: str) -> torch.Tensor:
-        """One tensor of the pruned network: transplant's own indexing, one key at a time."""
-        value = transplant(ir, state, decision.kept, {name}, renames)[name]
-        mapped.release()
-        if tuple(value.shape) != infos[name].shape:
-            raise WeightsError(f"transplant: weights do not fit the spec: shape mismatch {name} "
-                               f"{tuple(value.shape)} vs spec {infos[name].shape}")
-        return value.to(infos[name].dtype)
+def _network_infos(spec: Spec, mode: str) -> dict[str, TensorInfo]:
+    """The tensor names, shapes and dtypes of ``spec``'s network in ``mode``, without allocating it."""
+    with torch.device("meta"):
+        expected = SpecNet(spec, mode).state_dict()
+    return {name: TensorInfo(tensor.dtype, tuple(tensor.shape)) for name, tensor in expected.items()}
 
+
+def _fresh(ir: IR, name: str) -> torch.Tensor:
+    """A buffer of the masked network that a plain source lacks (a channel mask), as a new module holds it."""
+    module, _, key = name.rpartition(".")
+    return make_module(ir, ir.node(module), LAYER_SETS["masked"]()).state_dict()[key]
+
+
+def _streamed_result(weights: str | os.PathLike, spec: Spec | str | os.PathLike | None, new_spec: Spec,
+                     mode: str, tensor: Callable[[str], torch.Tensor], infos: Mapping[str, TensorInfo],
+                     **fields: Any) -> PruneResult:
+    """A :class:`PruneResult` whose weights ``tensor(name)`` makes one at a time: streamed by ``save``,
+    the pruned model and the source built only when read."""
     def writer():
         meta = weights_metadata(new_spec.text)
 
@@ -173,5 +169,86 @@ def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Cri
     def pruned_model() -> torch.nn.Module:
         return build_from_state(new_spec, {name: tensor(name) for name in infos}, mode, source="transplant")
 
-    return PruneResult(new_spec, Deferred(pruned_model), parent, slot_rows(ir, decision.kept), decision, options,
-                       params, macs, notes, Deferred(lambda: load_model(weights, spec)[0]), {}, writer)
+    return PruneResult(new_spec, Deferred(pruned_model), source_model=Deferred(lambda: load_model(weights, spec)[0]),
+                       weights_writer=writer, **fields)
+
+
+def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Criterion, *,
+               spec: Spec | str | os.PathLike | None = None) -> PruneResult:
+    """:func:`slimspec.prune` for a weights file and a data-free criterion, from the file: a structured one,
+    or one masking weights it scores one tensor at a time (:func:`_masked_file`)."""
+    hasher = _Hasher(weights)
+    parent, mapped, source_mode, binary = open_source(weights, spec)
+    hasher.start()
+    try:
+        check_finite(mapped)
+        ir = parent.ir
+        pattern_check(ir, options.exclude, "exclude")
+        pattern_check(ir, list(options.overrides), "overrides")
+        ignored = ignored_notes(options, criterion, source_mode)
+        masks: StreamedMasks | None = None
+        if isinstance(criterion, WeightScorer) and not criterion.structured:
+            refuse_gated(source_mode)
+            sizes = {name: math.prod(mapped.info(name).shape) for name in criterion.weight_names(ir)}
+            scope = options.scope or criterion.default_scope
+            ratio = mask_ratio(options, count_params(ir), sum(sizes.values()))
+            masks = StreamedMasks(criterion, mapped, sizes, ratio, scope)  # a global cut reads while hashing
+        else:
+            scores = checked_scores(criterion, ScoreContext(ir, mapped, None, None, options.seed), options, parent)
+    finally:
+        weights_sha = hasher.result()
+    mapped.release()
+    if masks is not None:
+        return _masked_file(weights, spec, parent, mapped, masks, options, weights_sha, ignored)
+    new_spec, decision, params, macs, notes = describe(parent, scores, options, criterion, weights_sha, ignored)
+
+    state: Mapping[str, torch.Tensor] = mapped
+    if source_mode == "gated":  # gates folded into what they scale: only those tensors are copied
+        touched = _gate_touched(ir, mapped)
+        folded = fold_gates(ir, {key: mapped[key].clone() for key in touched}, binary=options.binary_gates or binary)
+        mapped.release()
+        state = ChainMap(folded, mapped)  # type: ignore[arg-type]
+    renames = get_family(parent.arch).renames(parent.data, ir, new_sizes(decision))
+    mode = "masked" if source_mode == "masked" else "plain"
+    infos = _network_infos(new_spec, mode)
+
+    def tensor(name: str) -> torch.Tensor:
+        """One tensor of the pruned network: transplant's own indexing, one key at a time."""
+        value = transplant(ir, state, decision.kept, {name}, renames)[name]
+        mapped.release()
+        return _fitted(name, value, infos)
+
+    return _streamed_result(weights, spec, new_spec, mode, tensor, infos, parent=parent,
+                            report=slot_rows(ir, decision.kept), decision=decision, options=options, params=params,
+                            macs=macs, notes=notes)
+
+
+def _masked_file(weights: str | os.PathLike, spec: Spec | str | os.PathLike | None, parent: Spec,
+                 mapped: MappedWeights, masks: StreamedMasks, options: PruneOptions, weights_sha: str,
+                 ignored: list[str]) -> PruneResult:
+    """Unstructured masks (Han et al. 2015's magnitude) from the file: each weight, times its mask, and the
+    mask made one at a time as the new file is written (:func:`~slimspec.pruning.unstructured.prune_weights`'s
+    tensors, without the source model, a second one, or a copy of the state or of the scores)."""
+    new_spec, decision, rows, params, macs, notes = masked_spec(
+        parent, options, masks.ratio, masks.scope, weights_sha,
+        {name: (math.prod(mapped.info(name).shape), kept) for name, kept in masks.kept.items()})
+    infos = _network_infos(new_spec, "masked")
+    weight_of = {f"{name}_mask": name for name in masks.kept}  # mask buffer -> its weight
+    last: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # one weight's pair (its mask is written beside it)
+
+    def tensor(name: str) -> torch.Tensor:
+        """One tensor of the masked network: a weight times its mask, the mask, or the source's own tensor."""
+        layer = weight_of.get(name, name)
+        if layer in masks.kept:
+            if layer not in last:
+                last.clear()
+                last[layer] = masked_pair(mapped[layer], masks.mask(layer))
+            weight, mask = last[layer]
+            value = weight if name == layer else mask
+        else:
+            value = mapped[name] if name in mapped else _fresh(new_spec.ir, name)
+        mapped.release()
+        return _fitted(name, value, infos)
+
+    return _streamed_result(weights, spec, new_spec, "masked", tensor, infos, parent=parent, report=rows,
+                            decision=decision, options=options, params=params, macs=macs, notes=ignored + notes)

@@ -21,6 +21,7 @@ from .policy import Decision, decide, fraction_search
 from .provenance import provenance_block
 from .report import degenerate_notes
 from .targets import TargetContext, get_target
+from .unstructured import WeightScorer
 
 
 def new_sizes(decision: Decision) -> dict[str, int]:
@@ -119,9 +120,9 @@ def from_file_reason(weights: object, criterion: Criterion, options: PruneOption
         return "the weights are a model, not a file"
     if criterion.needs_model or criterion.reads_calibration:
         return f"method '{criterion.name}' runs the model on data"
-    if not criterion.structured:
+    if not criterion.structured and not isinstance(criterion, WeightScorer):  # weight masks: one tensor at a time
         return f"method '{criterion.name}' masks single weights (it scores them all at once)"
-    if options.fold_bias:
+    if options.fold_bias and criterion.structured:
         return "fold_bias changes the readers of removed channels (it needs the whole state)"
     return None
 
@@ -136,6 +137,9 @@ def ignored_notes(options: PruneOptions, criterion: Criterion, source_mode: str)
     if options.calibration and not criterion.reads_calibration:
         notes.append(f"warning: calibration data ({options.calibration}) is read by method 'attention' only; "
                      f"'{criterion.name}' scores the weights alone, so it was not loaded")
+    if options.fold_bias and not criterion.structured:
+        notes.append(f"warning: fold_bias moves the bias of removed channels; '{criterion.name}' masks single "
+                     "weights and removes no channel: ignored")
     if options.binary_gates and source_mode != "gated":
         notes.append(f"warning: binary_gates applies to weights trained with gates; these are {source_mode}: ignored")
     return notes
