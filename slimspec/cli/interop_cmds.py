@@ -1,6 +1,7 @@
 """``slimspec import``: a torchvision or timm model or your own nn.Module in, a spec and its weights out."""
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -141,6 +142,7 @@ def import_model(source: str, out: str, weights_out: str | None, pretrained: boo
             spec, state = import_torchvision(name, pretrained=pretrained, state_dict=state_dict,
                                              num_classes=num_classes, input_shape=input_shape, seed=seed,
                                              spec_name=spec_name)
+        gc.collect()  # the source module is done with: freed before writing (torch.fx's graph holds it in cycles)
         save_weights(state, spec.text, weights_path, transaction=outputs, metadata=metadata)
         outputs.write(out, spec.text)
     click.echo(f"wrote {out} and {weights_path} ({spec.arch}, {plural(len(spec.ir.prunable_slots()), 'prunable slot')})")

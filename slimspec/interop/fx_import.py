@@ -10,7 +10,7 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -134,12 +134,18 @@ def import_python(reference: str, input_shape: Sequence[int], *, name: str | Non
     return import_module(module, shape, name=name or default, source=f"python:{reference}")
 
 
-def load_state_dict_file(module: nn.Module, path: str | os.PathLike, what: str) -> None:
+def load_state_dict_file(module: nn.Module, path: str | os.PathLike, what: str, *, noun: str = "module",
+                         hint: Callable[[Mapping[str, torch.Tensor]], str] | None = None) -> None:
     """Load a state dict file into ``module`` (``what`` it is, for messages) strictly; a misfit names its missing,
-    unexpected and mis-shaped keys."""
+    unexpected and mis-shaped keys (``(2, 3) vs module (4, 3)``: ``noun``), then what ``hint(the file's state)`` adds.
+
+    The file's tensors are copied into the module's and let go on return: the import goes on
+    with one copy of the weights, the module's.
+    """
     state = read_state_dict(path)
     try:
         module.load_state_dict(with_module_metadata(state, module))
     except (RuntimeError, TypeError, AttributeError, ValueError, KeyError) as exc:  # the module's own loading hooks too
-        problems = state_problems(module.state_dict(), state, "module") or [" ".join(str(exc).split())[:300]]
-        raise WeightsError(f"{path}: does not fit {what}: " + " | ".join(problems)) from None
+        problems = state_problems(module.state_dict(), state, noun) or [" ".join(str(exc).split())[:300]]
+        raise WeightsError(f"{path}: does not fit {what}: " + " | ".join(problems)
+                           + (hint(state) if hint is not None else "")) from None

@@ -10,7 +10,8 @@ computes exactly what the torchvision model computes. Vision transformers are re
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -19,7 +20,6 @@ from torch import nn
 from ..document import Spec
 from ..errors import ModelImportError, SpecError
 from ..utils.names import rename_prefix
-from ..weights import WeightsError, read_state_dict, state_problems, with_module_metadata
 
 ImportFn = Callable[[nn.Module, str], tuple[dict, dict[str, str]]]
 
@@ -219,7 +219,7 @@ def check_channels(model: nn.Module, shape: tuple[int, int, int], source: str) -
                                f"(e.g. {first[1].in_channels},{shape[1]},{shape[2]})")
 
 
-def _head_hint(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+def _head_hint(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str:
     """``give --num-classes N`` when the file's classifier (the last ``nn.Linear``) has N outputs, else ``""``."""
     path = next((n for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
     if path is None:
@@ -243,7 +243,7 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
     ``input_shape`` is the spec's ``input`` (default 3x224x224); ``seed``: random initialization
     (the model's, a new head's) is drawn from it; ``spec_name``: the spec's name (default ``name``).
     """
-    from .fx_import import check_input_shape, seeded
+    from .fx_import import check_input_shape, load_state_dict_file, seeded
 
     source = f"torchvision:{name}"
     shape = check_input_shape(input_shape if input_shape is not None else (3, 224, 224), source)
@@ -255,14 +255,9 @@ def import_torchvision(name: str, *, pretrained: bool = False, state_dict: str |
         if num_classes is not None:
             replace_head(model, int(num_classes), name)
     check_channels(model, shape, source)
-    if state_dict is not None:
-        state = read_state_dict(state_dict)
-        try:
-            model.load_state_dict(with_module_metadata(state, model))
-        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:  # torchvision's loading hooks too
-            problems = state_problems(model.state_dict(), state, "model") or [" ".join(str(exc).split())[:300]]
-            hint = _head_hint(model, state) if num_classes is None else ""
-            raise WeightsError(f"{state_dict}: does not fit torchvision's {name}: {' | '.join(problems)}{hint}") from None
+    if state_dict is not None:  # the file's tensors are let go once loaded
+        load_state_dict_file(model, state_dict, f"torchvision's {name}", noun="model",
+                             hint=partial(_head_hint, model) if num_classes is None else None)
     refuse_transformer(model, source, name)
     importer = _importer(name)
     if importer is not None:

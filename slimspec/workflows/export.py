@@ -5,12 +5,17 @@ into the conv/linear in front of it), exported with a dynamic batch axis, then l
 with the target runtime alone (ONNX Runtime, ``torch.export.load``, ``torch.jit.load``) and
 run once: the maximum absolute difference to the PyTorch model is reported. The files
 need no slimspec to load. Writes are atomic; an existing output needs ``force``.
+
+One model at a time: the PyTorch model is run on the check batch first and only its outputs
+kept; the deployable model is made after it (:func:`~slimspec.workflows.deploy.reference_then_deployable`),
+let go once written, and the file is checked and run back after that.
 """
 from __future__ import annotations
 
+import gc
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,21 +27,22 @@ from ..errors import ExportError
 from ..latency.fold import fold_batchnorm
 from ..latency.runtimes import dynamic_batch, onnx_export, ort_session, require
 from ..nn import SpecNet
-from ..utils.fileio import OutputTransaction
+from ..utils.fileio import OutputTransaction, Writer
 from ..utils.registry import Registry
-from .deploy import load_deployable
+from .deploy import load_deployable, reference_then_deployable
 
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """How to write one format and how to run the written file without slimspec; ``own``: a format that exports
-    itself (Darknet: a .cfg and its .weights, BN kept)."""
+    """How to write one format, check the written file (``check``, run once the model is let go) and run it
+    without slimspec; ``own``: a format that exports itself (Darknet: a .cfg and its .weights, BN kept)."""
 
     name: str
     suffix: str
     write: Callable[[torch.nn.Module, torch.Tensor, Path], None] | None = None
     run: Callable[[Path, torch.Tensor], torch.Tensor] | None = None
     own: Callable[..., "ExportResult"] | None = None
+    check: Callable[[Path], None] | None = None
 
 
 _FORMATS: Registry[ExportFormat] = Registry("export format", ExportError)
@@ -47,7 +53,150 @@ def export_formats() -> list[str]:
 
 
 def _write_onnx(model: torch.nn.Module, x: torch.Tensor, path: Path) -> None:
-    onnx_export(model, x, str(path))
+    program = onnx_export(model, x)
+    try:
+        _save_onnx(program, path)
+    finally:  # onnxscript's rewrite rules keep the last node they matched, and through it this graph, alive
+        for value in program.model.graph.initializers.values():  # till the next export: let go of the weights
+            value.const_value = None
+
+
+ONNX_STREAMED_BYTES = 3 << 29
+"""Initializers up to 1.5 GiB in all are streamed into the file; torch.onnx saves a larger model with its weights
+in a file beside it (protobuf's 2 GiB limit), and so does slimspec (``ONNXProgram.save``)."""
+
+
+class _Hollow:
+    """An initializer's tensor that serializes without its bytes (``raw_data`` empty): they are written in place."""
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor, self.nbytes = tensor, int(tensor.nbytes)
+        self.name, self.doc_string, self.dtype, self.shape = tensor.name, tensor.doc_string, tensor.dtype, tensor.shape
+        self.metadata_props = tensor.metadata_props
+
+    def tobytes(self) -> bytes:
+        return b""
+
+
+def _save_onnx(program: Any, path: Path) -> None:
+    """The bytes ``program.save(path)`` writes, one initializer at a time.
+
+    The model is serialized with its initializers hollow (each ``raw_data`` empty: a few MB of
+    graph), and the file is that protobuf with each tensor's bytes spliced into its empty
+    ``raw_data`` and the enclosing lengths grown to match, so neither a protobuf of every weight
+    nor its serialized copy is ever held beside the model.
+    """
+    import onnx_ir as ir
+
+    graph = program.model.graph
+    values = [value for value in graph.initializers.values() if value.const_value is not None]
+    if sum(value.const_value.nbytes for value in values) > ONNX_STREAMED_BYTES:
+        program.save(str(path))
+        return
+    whole = (ir.TensorProtoTensor, ir.ExternalTensor, ir.StringTensor)  # serialized as they are, not from bytes
+    hollows = [None if isinstance(value.const_value, whole) else _Hollow(value.const_value) for value in values]
+    try:
+        for value, hollow in zip(values, hollows):
+            if hollow is not None:
+                value.const_value = hollow
+        head = ir.serde.serialize_model(program.model).SerializeToString()
+    finally:
+        for value, hollow in zip(values, hollows):
+            if hollow is not None:
+                value.const_value = hollow.tensor
+    pieces = _spliced(head, iter(hollows))
+    with open(path, "wb") as handle:
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                handle.write(piece)
+                continue
+            data = piece.tensor.tobytes()  # one tensor's bytes at a time
+            if len(data) != piece.nbytes:
+                raise ExportError(f"ONNX export: initializer {piece.name} has {len(data)} bytes, its header says "
+                                  f"{piece.nbytes}")
+            handle.write(data)
+            del data
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        value, pos, shift = value | (byte & 0x7F) << shift, pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(buf: bytes) -> list[tuple[int, int, int, int, int]]:
+    """``(number, wire type, start, payload start, end)`` of each top-level field of a serialized protobuf message."""
+    found, pos = [], 0
+    while pos < len(buf):
+        key, body = _read_varint(buf, pos)
+        wire = key & 7
+        if wire == 2:
+            length, body = _read_varint(buf, body)
+            end = body + length
+        elif wire == 0:
+            end = _read_varint(buf, body)[1]
+        elif wire in (1, 5):
+            end = body + (8 if wire == 1 else 4)
+        else:
+            raise ExportError(f"ONNX export: unexpected protobuf wire type {wire}")
+        found.append((key >> 3, wire, pos, body, end))
+        pos = end
+    return found
+
+
+Piece = bytes | _Hollow
+
+
+def _length_delimited(number: int, pieces: list[Piece]) -> list[Piece]:
+    size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in pieces)
+    return [_varint(number << 3 | 2) + _varint(size), *pieces]
+
+
+GRAPH, INITIALIZER, RAW_DATA = 7, 5, 9  # ModelProto.graph, GraphProto.initializer, TensorProto.raw_data
+
+
+def _spliced(model: bytes, hollows: Iterator[_Hollow | None]) -> list[Piece]:
+    """``model`` (a ModelProto whose hollow initializers have an empty ``raw_data``) as pieces, each hollow
+    ``raw_data`` standing for its tensor's bytes, the lengths around them grown to match."""
+    out: list[Piece] = []
+    for number, wire, start, body, end in _fields(model):
+        if (number, wire) != (GRAPH, 2):
+            out.append(model[start:end])
+            continue
+        graph, pieces = model[body:end], []
+        for g_number, g_wire, g_start, g_body, g_end in _fields(graph):
+            hollow = next(hollows) if (g_number, g_wire) == (INITIALIZER, 2) else None
+            if hollow is None:
+                pieces.append(graph[g_start:g_end])
+                continue
+            tensor, inner = graph[g_body:g_end], []
+            for t_number, t_wire, t_start, t_body, t_end in _fields(tensor):
+                if (t_number, t_wire) == (RAW_DATA, 2) and t_body == t_end:
+                    inner += [_varint(RAW_DATA << 3 | 2) + _varint(hollow.nbytes), hollow]
+                else:
+                    inner.append(tensor[t_start:t_end])
+            if not any(piece is hollow for piece in inner):
+                raise ExportError(f"ONNX export: initializer {hollow.name} was serialized without its raw_data")
+            pieces += _length_delimited(INITIALIZER, inner)
+        out += _length_delimited(GRAPH, pieces)
+    if next(hollows, "end") != "end":
+        raise ExportError("ONNX export: the serialized graph holds fewer initializers than the model")
+    return out
+
+
+def _check_onnx(path: Path) -> None:
     onnx = require("onnx", "ONNX export")
     onnx.checker.check_model(str(path), full_check=True)
 
@@ -126,7 +275,7 @@ def _export_darknet(weights: str | os.PathLike | Spec | SpecNet, out: str | os.P
     with OutputTransaction(force=force) as outputs:
         if isinstance(weights, (str, os.PathLike)):
             outputs.check_inputs(weights)
-        reference, model = load_deployable(weights, fold_bn=False, seed=seed)
+        reference, model = load_deployable(weights, fold_bn=False, seed=seed, share=True)  # BN kept: nothing changes
         meta = read_metadata(weights) if isinstance(weights, (str, os.PathLike)) and str(weights).endswith(
             ".safetensors") else None
         cfg, _ = write_darknet(model, out, outputs, meta)
@@ -134,7 +283,7 @@ def _export_darknet(weights: str | os.PathLike | Spec | SpecNet, out: str | os.P
                         check_batch)
 
 
-for _fmt in (ExportFormat("onnx", ".onnx", _write_onnx, _run_onnx),
+for _fmt in (ExportFormat("onnx", ".onnx", _write_onnx, _run_onnx, check=_check_onnx),
              ExportFormat("pt2", ".pt2", _write_pt2, _run_pt2),
              ExportFormat("torchscript", ".pt", _write_torchscript, _run_torchscript),
              ExportFormat("darknet", ".cfg", own=_export_darknet)):
@@ -173,16 +322,30 @@ def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, 
         if isinstance(weights, (str, os.PathLike)):
             outputs.check_inputs(weights)
         target = outputs.reserve(out)
-        reference, model = load_deployable(weights, fold_bn=False, seed=seed)
+        x, expected, model = reference_then_deployable(
+            weights, lambda shape: torch.randn(check_batch, *shape, generator=torch.Generator().manual_seed(seed + 1)),
+            seed=seed)
         folded = fold_batchnorm(model) if fold_bn else []
-        shape = model.ir.input_shape
-        example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(seed))
-        outputs.write(target, lambda tmp: fmt.write(model, example, tmp))
-    x = torch.randn(check_batch, *shape, generator=torch.Generator().manual_seed(seed + 1))
+        example = torch.randn(2, *model.ir.input_shape, generator=torch.Generator().manual_seed(seed))
+        owned = [model]  # the writer takes the only reference: the model is let go once written
+        del model
+        outputs.write(target, _writer(fmt, owned, example))
     with torch.no_grad():
-        expected = reference(x)
         got = fmt.run(target, x)
     return ExportResult(target, fmt.name, max_difference(got, expected), folded, check_batch)
+
+
+def _writer(fmt: ExportFormat, owned: list[torch.nn.Module], example: torch.Tensor) -> Writer:
+    """Write the model ``owned`` holds (taking it: it is freed once written), then check the file (``fmt.check``)."""
+    assert fmt.write is not None
+
+    def write(path: Path) -> None:
+        fmt.write(owned.pop(), example, path)  # type: ignore[misc]
+        gc.collect()  # torch.export's program holds the model in reference cycles: free it before the check and run
+        if fmt.check is not None:
+            fmt.check(path)
+
+    return write
 
 
 def max_difference(got: torch.Tensor | tuple, expected: torch.Tensor | tuple) -> float:
