@@ -35,6 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _common import run_cases
 from prune_process import measured
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,19 +144,12 @@ def main() -> None:
     parser.add_argument("--traced", action="store_true", help="also import the model as python: (torch.fx)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = []
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this checkout": ROOT}
         if args.before:
             trees = {f"before ({args.before})": slimspec_tree(args.before, Path(tmp) / "before"), **trees}
-        for case in args.case.split(","):
-            with tempfile.TemporaryDirectory() as work:
-                result = run_case(case, trees, args.repeat, Path(work), args.traced)
-            results.append(result)
-            if not args.json:
-                print(report(result), flush=True)
-    if args.json:
-        print(json.dumps(results, indent=2))
+        run_cases(args.case.split(","), lambda case, work: run_case(case, trees, args.repeat, work, args.traced),
+                  report, args.json)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,10 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from _common import run_cases
 
 # shared by the two scripts: slimspec's channel choice (policy.py), written out by hand
 CHOICE = r'''
@@ -377,15 +378,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = []
-    for name in args.case.split(","):
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run_case(CASES[name], args.repeat, Path(tmp))
-        results.append(result)
-        if not args.json:
-            print(report(result), flush=True)
-    if args.json:
-        print(json.dumps(results, indent=2))
+    run_cases(args.case.split(","), lambda name, work: run_case(CASES[name], args.repeat, work), report, args.json)
 
 
 if __name__ == "__main__":

@@ -224,11 +224,10 @@ def runtime_registry(monkeypatch):
     monkeypatch.setattr(runtimes_mod._RUNTIMES, "_items", dict(runtimes_mod._RUNTIMES._items))
 
 
-def test_layer_timing_goes_through_the_runtimes_chain_hook(runtime_registry):
+def test_layer_timing_goes_through_the_runtimes_layer_hook(runtime_registry):
     seen = []
 
-    def hook(layers, x, threads):
-        ((module, shape),) = layers
+    def hook(module, shape, x, threads):
         seen.append(("layer", module, shape, tuple(x.shape), threads))
         return lambda: module(x)
 
@@ -236,7 +235,7 @@ def test_layer_timing_goes_through_the_runtimes_chain_hook(runtime_registry):
         seen.append(("prepare", module, None, tuple(x.shape), threads))
         return lambda: module(x)
 
-    runtimes_mod.register_runtime("hooked", "a runtime with its own way to run table layers", chain=hook)(prepare)
+    runtimes_mod.register_runtime("hooked", "a runtime with its own way to run table layers", layer=hook)(prepare)
     runtimes_mod.register_runtime("plain", "a runtime without one")(prepare)
     shape = LayerShape("conv", True, 3, 1, 1, (6, 6), 2)
     for runtime in ("hooked", "plain"):
@@ -247,7 +246,6 @@ def test_layer_timing_goes_through_the_runtimes_chain_hook(runtime_registry):
     assert module[0].in_channels == 4 and module[0].out_channels == 8 and module[0].groups == 2
     assert isinstance(module[1], torch.nn.ReLU)
     assert [s[0] for s in seen] == ["layer", "prepare"]  # "plain" ran the layer as its own prepare does
-    assert isinstance(seen[1][1], torch.nn.Sequential) and seen[1][1][0] is not module
 
 
 @pytest.mark.parametrize("shape, cin, cout", [(LayerShape("conv", True, 3, 2, 1, (9, 9), 4), 8, 12),
@@ -259,21 +257,21 @@ def test_the_onnxruntime_layer_hook_runs_the_same_layer(shape, cin, cout):
     module = shape.module(cin, cout).eval()
     x = torch.randn(3, *shape.input_shape(cin))
     runtime = runtimes_mod.get_runtime("onnxruntime")
-    assert runtime.chain is not None
+    assert runtime.layer is not None
     (out,) = runtime.prepare_layer(module, shape, x, 1)()
     with torch.no_grad():
         assert torch.allclose(torch.from_numpy(out), module(x), atol=1e-5)
 
 
-def test_the_onnxruntime_chain_hook_runs_layers_one_after_the_other():
-    """A chain (the round-to probe's layer and its reader): a non-square kernel, a stride, ReLU or not."""
+@pytest.mark.parametrize("shape", [LayerShape("conv", True, (1, 3), 2, (0, 1), (9, 8), 1),
+                                   LayerShape("conv", False, (3, 1), (1, 2), (1, 0), (7, 6), 1)])
+def test_the_onnxruntime_layer_hook_takes_non_square_kernels_strides_and_pads(shape):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     torch.manual_seed(0)
-    shapes = [LayerShape("conv", True, (1, 3), 2, (0, 1), (9, 8), 1), LayerShape("conv", False, 3, 1, 1, (5, 4), 1)]
-    layers = [(shapes[0].module(4, 7).eval(), shapes[0]), (shapes[1].module(7, 5).eval(), shapes[1])]
-    x = torch.randn(2, *shapes[0].input_shape(4))
-    (out,) = runtimes_mod.get_runtime("onnxruntime").prepare_chain(layers, x, 1)()
+    module = shape.module(4, 7).eval()
+    x = torch.randn(2, *shape.input_shape(4))
+    (out,) = runtimes_mod.get_runtime("onnxruntime").prepare_layer(module, shape, x, 1)()
     with torch.no_grad():
-        expected = layers[1][0](layers[0][0](x))
+        expected = module(x)
     assert out.shape == tuple(expected.shape) and torch.allclose(torch.from_numpy(out), expected, atol=1e-5)

@@ -2,16 +2,17 @@
 
 A runtime turns an eval-mode module and an example input into a zero-argument callable
 that runs one forward pass. Registered by name; ``slimspec bench --runtime`` and the latency
-table read their choices from this registry. A runtime may also say how to run a few
-latency-table layers one after the other (``chain``: a table's layer, the ``--round-to auto``
-probe's layer and its reader): ONNX Runtime builds their graph by hand, which takes
-milliseconds where an exporter round trip per sampled width would take seconds.
+table read their choices from this registry. A runtime may also say how to run one layer of
+a latency table (``layer``): ONNX Runtime builds the layer's two-node graph by hand, which
+takes milliseconds where an exporter round trip per sampled width would take seconds. And it
+may have a quicker way to the same runtime for the many networks the ``--round-to auto``
+probe times (``quick``).
 """
 from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,7 @@ from .layers import LayerShape
 
 Runner = Callable[[], object]
 Prepare = Callable[[torch.nn.Module, torch.Tensor, int | None], Runner]
-Chain = Sequence[tuple[torch.nn.Sequential, LayerShape]]  # latency-table layers run one after the other
-PrepareChain = Callable[[Chain, torch.Tensor, int | None], Runner]
+PrepareLayer = Callable[[torch.nn.Sequential, LayerShape, torch.Tensor, int | None], Runner]
 
 
 @dataclass(frozen=True)
@@ -33,32 +33,26 @@ class Runtime:
     name: str
     help: str
     prepare: Prepare
-    chain: PrepareChain | None = None  # how to run latency-table layers, when not as ``prepare`` does
+    layer: PrepareLayer | None = None  # how to run one latency-table layer, when not as ``prepare`` does
     quick: Prepare | None = None  # a quicker way to the same runtime (the ``--round-to auto`` probe's many networks)
 
     def prepare_quick(self, model: torch.nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
         """As :meth:`prepare` (the same runtime and optimizations), made the quickest way there is."""
         return (self.quick or self.prepare)(model, x, threads)
 
-    def prepare_chain(self, layers: Chain, x: torch.Tensor, threads: int | None) -> Runner:
-        """One forward pass of ``layers`` (each a module and its shape), one after the other, on ``x``."""
-        if self.chain:
-            return self.chain(layers, x, threads)
-        return self.prepare(torch.nn.Sequential(*(module for module, _ in layers)), x, threads)
-
     def prepare_layer(self, module: torch.nn.Sequential, shape: LayerShape, x: torch.Tensor,
                       threads: int | None) -> Runner:
         """One forward pass of a latency-table layer (``module``, of ``shape``) on ``x``."""
-        return self.prepare_chain([(module, shape)], x, threads)
+        return self.layer(module, shape, x, threads) if self.layer else self.prepare(module, x, threads)
 
 
 _RUNTIMES: Registry[Runtime] = Registry("runtime", ExportError)
 
 
-def register_runtime(name: str, help: str, *, chain: PrepareChain | None = None,
+def register_runtime(name: str, help: str, *, layer: PrepareLayer | None = None,
                      quick: Prepare | None = None) -> Callable[[Prepare], Prepare]:
     def decorate(prepare: Prepare) -> Prepare:
-        _RUNTIMES.add(name, Runtime(name, help, prepare, chain, quick))
+        _RUNTIMES.add(name, Runtime(name, help, prepare, layer, quick))
         return prepare
     return decorate
 
@@ -140,26 +134,24 @@ def ort_session(model_bytes: bytes | str, threads: int | None = None):
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _onnxruntime_chain(layers: Chain, x: torch.Tensor, threads: int | None) -> Runner:
-    """Conv/linear (+ReLU) layers, one after the other, as a hand-built ONNX graph (``onnx.helper``), in a session."""
+def _onnxruntime_layer(module: torch.nn.Sequential, shape: LayerShape, x: torch.Tensor,
+                       threads: int | None) -> Runner:
+    """One conv/linear (+ReLU) layer as a hand-built ONNX graph (``onnx.helper``), in a session."""
     onnx = require("onnx", "ONNX Runtime latency tables")
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
-    nodes, inits, value = [], [], "input"
-    for i, (module, shape) in enumerate(layers):
-        layer = module[0]
-        inits += [numpy_helper.from_array(layer.weight.detach().numpy(), f"W{i}"),
-                  numpy_helper.from_array(layer.bias.detach().numpy(), f"B{i}")]
-        if shape.op == "conv":
-            (ph, pw) = pair(shape.padding)
-            nodes.append(helper.make_node("Conv", [value, f"W{i}", f"B{i}"], [f"y{i}"], kernel_shape=list(pair(shape.kernel)),
-                                          strides=list(pair(shape.stride)), pads=[ph, pw, ph, pw], group=layer.groups))
-        else:
-            nodes.append(helper.make_node("Gemm", [value, f"W{i}", f"B{i}"], [f"y{i}"], transB=1))
-        if shape.relu:
-            nodes.append(helper.make_node("Relu", [f"y{i}"], [f"r{i}"]))
-        value = nodes[-1].output[0]
-    nodes[-1].output[0] = "output"
-    graph = helper.make_graph(nodes, "layers",
+    layer = module[0]
+    inits = [numpy_helper.from_array(layer.weight.detach().numpy(), "W"),
+             numpy_helper.from_array(layer.bias.detach().numpy(), "B")]
+    if shape.op == "conv":
+        (ph, pw) = pair(shape.padding)
+        first = helper.make_node("Conv", ["input", "W", "B"], ["y"], kernel_shape=list(pair(shape.kernel)),
+                                 strides=list(pair(shape.stride)), pads=[ph, pw, ph, pw], group=layer.groups)
+    else:
+        first = helper.make_node("Gemm", ["input", "W", "B"], ["y"], transB=1)
+    nodes = [first] + ([helper.make_node("Relu", ["y"], ["output"])] if shape.relu else [])
+    if not shape.relu:
+        nodes[0].output[0] = "output"
+    graph = helper.make_graph(nodes, "layer",
                               [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *x.shape[1:]])],
                               [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -187,7 +179,7 @@ def _onnxruntime_quick(model: torch.nn.Module, x: torch.Tensor, threads: int | N
 
 
 @register_runtime("onnxruntime", "ONNX Runtime (CPU), exported with a dynamic batch axis, all graph optimizations",
-                  chain=_onnxruntime_chain, quick=_onnxruntime_quick)
+                  layer=_onnxruntime_layer, quick=_onnxruntime_quick)
 def _onnxruntime(model: torch.nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
     buffer = io.BytesIO()
     onnx_export(model, x, buffer)
