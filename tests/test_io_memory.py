@@ -142,6 +142,20 @@ def test_a_family_import_hands_over_the_model_s_own_tensors():
     assert spec.arch == "resnet" and {t.data_ptr() for t in state.values() if t.numel()} == pointers
 
 
+def test_a_traced_import_hands_over_the_module_s_own_tensors_and_from_module_copies():
+    from torch import nn
+
+    from slimspec.interop.fx_trace import from_module, import_module
+
+    module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 1),
+                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    pointers = {t.data_ptr() for t in module.state_dict().values() if t.numel()}
+    _, state = import_module(module, (3, 8, 8))
+    assert {t.data_ptr() for t in state.values() if t.numel()} == pointers
+    _, model = from_module(module, (3, 8, 8))  # a model of its own: training it must not touch the module
+    assert not pointers & {t.data_ptr() for t in model.state_dict().values() if t.numel()}
+
+
 def _record_save(monkeypatch, check) -> list[bool]:
     """``slimspec.weights.save_weights`` calling ``check()`` first; the list of its answers."""
     answers: list[bool] = []

@@ -361,14 +361,15 @@ def import_module(module: nn.Module, input_shape: Sequence[int], *, name: str | 
     """``(spec, state_dict)`` for a user's module: a ``sequential`` spec if it is a plain chain, else ``graph``.
 
     ``input_shape`` is one image's ``(C, H, W)``. The spec's model is compared with the module
-    on a random batch (eval mode); a difference raises ``ModelImportError``.
+    on a random batch (eval mode); a difference raises ``ModelImportError``. Like
+    ``module.state_dict()``, the state shares storage with the module (CPU tensors are not copied).
     """
-    spec, state, _ = _import(module, input_shape, name, source)
+    spec, state, _ = _import(module, input_shape, name, source, copy=False)
     return spec, state
 
 
-def _import(module: nn.Module, input_shape: Sequence[int], name: str | None, source: str | None
-            ) -> tuple[Spec, dict[str, torch.Tensor], SpecNet]:
+def _import(module: nn.Module, input_shape: Sequence[int], name: str | None, source: str | None, *,
+            copy: bool) -> tuple[Spec, dict[str, torch.Tensor], SpecNet]:
     if not isinstance(module, nn.Module):
         raise ModelImportError(f"expected a torch.nn.Module, got {type(module).__name__}")
     shape = tuple(int(v) for v in input_shape)
@@ -387,7 +388,7 @@ def _import(module: nn.Module, input_shape: Sequence[int], name: str | None, sou
         data = _data(trace, name or _spec_name(module), shape, num_classes, outputs)
         labels = {i: path for i, path in trace.modules.items() if i < len(trace.layers)}
         spec = spec_from_text(_numbered(format_spec(data), labels), source or f"python:{label}")
-        state = _state(module, trace, head, label)
+        state = _state(module, trace, head, label, copy)
         model = _check(spec, state, example, expected, label)
     finally:
         module.train(was_training)
@@ -409,9 +410,10 @@ def _tensors(module: nn.Module, prefix: str, source: Source) -> list[tuple[str, 
     return found
 
 
-def _state(module: nn.Module, trace: Trace, head: str | None, label: str) -> dict[str, torch.Tensor]:
+def _state(module: nn.Module, trace: Trace, head: str | None, label: str, copy: bool) -> dict[str, torch.Tensor]:
     """The module's tensors under the spec's module names: refused when two layers share one (tied weights) or
-    when one holds NaN or inf (every later score and output would lie)."""
+    when one holds NaN or inf (every later score and output would lie). With ``copy`` the tensors are the
+    state's own; without, they share the module's storage (an import that only writes a file needs no copy)."""
     state: dict[str, torch.Tensor] = {}
     owners: dict[int, str] = {}
     layers = [(f"layers.{i}", source) for i, source in sorted(trace.sources.items())]
@@ -422,7 +424,8 @@ def _state(module: nn.Module, trace: Trace, head: str | None, label: str) -> dic
                                    f"'{owners[tensor.data_ptr()]}' (tied weights are not expressible in a spec)")
         if tensor.numel():
             owners[tensor.data_ptr()] = old
-        state[new] = tensor.detach().cpu().clone()
+        tensor = tensor.detach().cpu()
+        state[new] = tensor.clone() if copy else tensor
     bad = nonfinite(state)
     if bad:
         raise ModelImportError(f"cannot import {label}: the weights hold NaN or inf values in {listing(bad, 8)}")
@@ -482,6 +485,6 @@ def from_module(module: nn.Module, input_shape: Sequence[int] | None = None, *, 
     """
     if input_shape is None:
         input_shape = guess_input_shape(module)
-    spec, _, model = _import(module, input_shape, name, None)
+    spec, _, model = _import(module, input_shape, name, None, copy=True)  # the model must not alias the module
     return spec, model.train(module.training)
 
