@@ -33,7 +33,6 @@ from ..document import Spec, load_spec, spec_from_text
 from ..errors import WeightsError
 from ..families import get_family
 from ..ir import IR, count_params
-from ..ir.ops import OPS
 from ..model import build_from_state, check_size, load_model, migrate_names, mode_of_state
 from ..nn import LAYER_SETS, SpecNet
 from ..nn.net import make_module
@@ -45,8 +44,7 @@ from .options import PruneOptions
 from .policy import pattern_check
 from .report import slot_rows
 from .result import Deferred, PruneResult
-from .sources import slot_sources
-from .transplant import fold_gates, transplant
+from .transplant import fold_gates, gate_fold_keys, transplant
 from .unstructured import StreamedMasks, WeightScorer, mask_ratio, masked_pair, masked_spec, refuse_gated
 
 
@@ -107,29 +105,6 @@ def open_source(weights: str | os.PathLike, spec: Spec | str | os.PathLike | Non
     mapped.expect(renames={k: v for k, v in renames.items() if k != v},
                   dtypes={name: tensor.dtype for name, tensor in expected.items()})
     return parent, mapped, mode, binary
-
-
-def _gate_touched(ir: IR, state: Mapping[str, torch.Tensor]) -> set[str]:
-    """Every tensor :func:`fold_gates` may read or change (a superset): all but conv/linear weights, plus the
-    weights of the layers a gate folds into (its slot's producers, its readers, a block gate's branch end)."""
-    weighted = {n.name for n in ir.nodes_of("conv", "linear")}
-    keys = {key for key in state if key.rsplit(".", 1)[0] not in weighted or not key.endswith("weight")}
-    sources = slot_sources(ir)
-    layers: set[str] = set()
-    for node in ir.nodes_of("blockgate"):
-        layers.add(node.inputs[0])
-    for node in ir.nodes_of("gate"):
-        for slot, _ in ir.axis_offsets(node.axis):
-            layers.update(s.node for s in sources.get(slot, []) if s.kind == "producer")
-        frontier = [node.name]
-        while frontier:  # readers, through transparent ops (flatten, dropout, identity)
-            name = frontier.pop()
-            for reader in (n for n in ir.nodes if name in n.inputs):
-                if reader.op in ("conv", "linear"):
-                    layers.add(reader.name)
-                elif OPS[reader.op].transparent:
-                    frontier.append(reader.name)
-    return keys | {f"{layer}.weight" for layer in layers if f"{layer}.weight" in state}
 
 
 def _fitted(name: str, value: torch.Tensor, infos: Mapping[str, TensorInfo]) -> torch.Tensor:
@@ -204,8 +179,8 @@ def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Cri
 
     state: Mapping[str, torch.Tensor] = mapped
     if source_mode == "gated":  # gates folded into what they scale: only those tensors are copied
-        touched = _gate_touched(ir, mapped)
-        folded = fold_gates(ir, {key: mapped[key].clone() for key in touched}, binary=options.binary_gates or binary)
+        folded = fold_gates(ir, {key: mapped[key] for key in gate_fold_keys(ir, mapped)},  # fold_gates copies
+                            binary=options.binary_gates or binary)
         mapped.release()
         state = ChainMap(folded, mapped)  # type: ignore[arg-type]
     renames = get_family(parent.arch).renames(parent.data, ir, new_sizes(decision))

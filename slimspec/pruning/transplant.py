@@ -115,6 +115,29 @@ def fold_gates(ir: IR, state: Mapping[str, torch.Tensor], binary: bool = False) 
     return new
 
 
+def gate_fold_keys(ir: IR, state: Mapping[str, torch.Tensor]) -> set[str]:
+    """Every tensor :func:`fold_gates` may read or change (a superset): all but conv/linear weights, plus the
+    weights of the layers a gate folds into (its slot's producers, its readers, a block gate's branch end)."""
+    weighted = {n.name for n in ir.nodes_of("conv", "linear")}
+    keys = {key for key in state if key.rsplit(".", 1)[0] not in weighted or not key.endswith("weight")}
+    sources = slot_sources(ir)
+    layers: set[str] = set()
+    for node in ir.nodes_of("blockgate"):
+        layers.add(node.inputs[0])
+    for node in ir.nodes_of("gate"):
+        for slot, _ in ir.axis_offsets(node.axis):
+            layers.update(s.node for s in sources.get(slot, []) if s.kind == "producer")
+        frontier = [node.name]
+        while frontier:  # readers, through transparent ops (flatten, dropout, identity)
+            name = frontier.pop()
+            for reader in (n for n in ir.nodes if name in n.inputs):
+                if reader.op in ("conv", "linear"):
+                    layers.add(reader.name)
+                elif OPS[reader.op].transparent:
+                    frontier.append(reader.name)
+    return keys | {f"{layer}.weight" for layer in layers if f"{layer}.weight" in state}
+
+
 def _fold_into_readers(ir: IR, name: str, gate: torch.Tensor, new: dict[str, torch.Tensor]) -> None:
     """Scale the input columns of every conv/linear reading gate ``name`` (through transparent ops)."""
     for reader in (n for n in ir.nodes if name in n.inputs):

@@ -24,7 +24,7 @@ from ..ir import IR
 from ..latency.fold import fold_batchnorm
 from ..model import build, build_from_state, load_model
 from ..nn import SpecNet
-from ..pruning.transplant import fold_gates
+from ..pruning.transplant import fold_gates, gate_fold_keys
 
 Source = str | os.PathLike | Spec | SpecNet
 
@@ -46,10 +46,7 @@ def plain_tensors(ir: IR, state: dict[str, torch.Tensor], mode: str, binary: boo
         binary = True
     elif mode != "gated":
         return state
-    from ..pruning.filewise import _gate_touched  # the tensors fold_gates may read or change: only those are copied
-
-    touched = _gate_touched(ir, state)
-    folded = fold_gates(ir, {key: state.pop(key) for key in touched}, binary=binary)
+    folded = fold_gates(ir, {key: state.pop(key) for key in gate_fold_keys(ir, state)}, binary=binary)
     state.update(folded)
     return state
 
