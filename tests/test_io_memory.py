@@ -18,6 +18,7 @@ import torch
 
 import slimspec
 import slimspec.weights
+from slimspec.errors import WeightsError
 from slimspec.latency.fold import fold_batchnorm
 from slimspec.nn import SpecNet
 from slimspec.weights import tensor_bytes
@@ -154,6 +155,23 @@ def test_a_traced_import_hands_over_the_module_s_own_tensors_and_from_module_cop
     assert {t.data_ptr() for t in state.values() if t.numel()} == pointers
     _, model = from_module(module, (3, 8, 8))  # a model of its own: training it must not touch the module
     assert not pointers & {t.data_ptr() for t in model.state_dict().values() if t.numel()}
+
+
+def test_darknet_weights_are_read_once_and_written_one_tensor_at_a_time(tmp_path):
+    from slimspec.interop.darknet_weights import Header, read_weights_file, weights_writer
+
+    layout = [("a.weight", (4, 3, 3, 3)), ("a.bias", (4,)), ("b.weight", (2, 4, 1, 1))]
+    tensors = {key: torch.randn(shape) for key, shape in layout}
+    writer = weights_writer(Header(seen=7), layout, tensors)
+    writer(tmp_path / "w.weights")
+    data = (tmp_path / "w.weights").read_bytes()
+    assert len(data) == 20 + 4 * sum(t.numel() for t in tensors.values())
+    header, read = read_weights_file(tmp_path / "w.weights", layout)
+    assert header == Header(seen=7) and all(torch.equal(read[k], tensors[k]) for k in tensors)
+    first = read["a.weight"]  # every tensor is a view of the one buffer the file was read into
+    assert read["b.weight"].data_ptr() - first.data_ptr() == 4 * (first.numel() + read["a.bias"].numel())
+    with pytest.raises(WeightsError, match="b.weight: shape"):
+        weights_writer(Header(), layout, {**tensors, "b.weight": torch.zeros(3)})
 
 
 def _record_save(monkeypatch, check) -> list[bool]:

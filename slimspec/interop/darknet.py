@@ -39,7 +39,7 @@ from ..document import Spec, spec_from_text
 from ..errors import ModelImportError, WeightsError
 from ..ir.ops import pair
 from .darknet_cfg import Section, format_cfg, option_text, parse_option_text, read_cfg
-from .darknet_weights import Header, Layout, read_weights_file, weights_bytes
+from .darknet_weights import Header, read_weights_file, weights_writer
 
 __all__ = ["import_darknet", "darknet_sections", "export_darknet", "weights_layout", "HEADER_KEY"]
 
@@ -353,7 +353,7 @@ def import_darknet(cfg: str | os.PathLike, *, weights: str | os.PathLike | None 
     spec = spec_from_text(text, f"darknet:{cfg}")
     if weights is None:
         model = build(spec, seed=seed)
-        return spec, {key: value.detach().clone() for key, value in model.state_dict().items()}, {}
+        return spec, {key: value.detach() for key, value in model.state_dict().items()}, {}
     header, state = read_weights_file(weights, weights_layout(spec))
     with torch.device("meta"):  # the state's other keys (BN batch counters), without a random init
         model = SpecNet(spec)
@@ -554,14 +554,15 @@ def darknet_header(metadata: Mapping[str, str]) -> Header:
 
 
 def export_darknet(spec: Spec, state: Mapping[str, torch.Tensor], header: Header,
-                   label: str | None = None) -> tuple[str, bytes]:
-    """``(cfg text, .weights bytes)`` of a plain model's spec and state."""
+                   label: str | None = None) -> tuple[str, Callable[[Path], None]]:
+    """``(cfg text, writer of the .weights file)`` of a plain model's spec and state: the writer streams one
+    tensor at a time to the path it is given (``OutputTransaction.write`` takes it)."""
     sections = darknet_sections(spec, label)
     layout = weights_layout(spec)
     missing = [key for key, _ in layout if key not in state]
     if missing:
         raise WeightsError(f"{label or spec.name}: no tensor {missing[0]} (a plain model's state is needed)")
-    return format_cfg(sections), weights_bytes(header, layout, state)
+    return format_cfg(sections), weights_writer(header, layout, state)
 
 
 def iter_yolo(spec: Spec) -> Iterator[dict[str, str]]:

@@ -35,9 +35,9 @@ def write_darknet(model: SpecNet, out: str | os.PathLike, outputs: OutputTransac
     cfg_path = outputs.reserve(out)
     weights = outputs.reserve(weights_path_for(out))
     state = {key: value.detach() for key, value in model.state_dict().items()}
-    cfg_text, data = export_darknet(model.spec, state, darknet_header(metadata or {}), str(out))
+    cfg_text, write_weights = export_darknet(model.spec, state, darknet_header(metadata or {}), str(out))
     outputs.write(cfg_path, cfg_text)
-    outputs.write(weights, data)
+    outputs.write(weights, write_weights)
     return cfg_path, weights
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -76,9 +77,11 @@ def layout_floats(layout: Layout) -> int:
     return sum(int(np.prod(shape)) for _, shape in layout)
 
 
-def parse_weights(data: bytes, layout: Layout, source: str) -> tuple[Header, dict[str, torch.Tensor]]:
-    """``(header, tensors)`` of ``.weights`` bytes read with ``layout``; the size must fit it exactly."""
-    header = Header.from_bytes(data, source)
+def parse_weights(data: bytes | bytearray, layout: Layout, source: str) -> tuple[Header, dict[str, torch.Tensor]]:
+    """``(header, tensors)`` of ``.weights`` bytes read with ``layout``; the size must fit it exactly.
+
+    The tensors are views of ``data`` when it is writable (a ``bytearray``): the file is held once."""
+    header = Header.from_bytes(bytes(data[:20]), source)  # 20: the longest header
     body = len(data) - header.size
     expected = 4 * layout_floats(layout)
     if body != expected:
@@ -87,10 +90,11 @@ def parse_weights(data: bytes, layout: Layout, source: str) -> tuple[Header, dic
                            f"({layout_floats(layout):,} float32s): the file is too {what} for this cfg"
                            + (f" (it stops inside {_key_at(layout, body // 4)})" if body < expected else ""))
     floats = np.frombuffer(data, dtype="<f4", offset=header.size)
+    native = floats.astype(np.float32, copy=not floats.flags.writeable)  # no copy on little-endian machines
     tensors, at = {}, 0
     for key, shape in layout:
         count = int(np.prod(shape))
-        tensors[key] = torch.from_numpy(floats[at:at + count].astype(np.float32).reshape(shape))
+        tensors[key] = torch.from_numpy(native[at:at + count].reshape(shape))
         at += count
     return header, tensors
 
@@ -106,7 +110,10 @@ def _key_at(layout: Layout, position: int) -> str:
 
 def read_weights_file(path: str | os.PathLike, layout: Layout) -> tuple[Header, dict[str, torch.Tensor]]:
     try:
-        data = open(path, "rb").read()
+        with open(path, "rb") as handle:
+            data = bytearray(os.fstat(handle.fileno()).st_size)
+            size = handle.readinto(data)
+            del data[size:]
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such file") from None
     except OSError as exc:
@@ -114,12 +121,21 @@ def read_weights_file(path: str | os.PathLike, layout: Layout) -> tuple[Header, 
     return parse_weights(data, layout, str(path))
 
 
-def weights_bytes(header: Header, layout: Layout, tensors: Mapping[str, torch.Tensor]) -> bytes:
-    """The ``.weights`` bytes of ``tensors`` in ``layout`` order (float32, little-endian)."""
-    parts = [header.to_bytes()]
+def weights_writer(header: Header, layout: Layout, tensors: Mapping[str, torch.Tensor]
+                   ) -> Callable[[Path], None]:
+    """Write the ``.weights`` file of ``tensors`` in ``layout`` order (float32, little-endian) to a path, one
+    tensor at a time; every shape is checked before anything is written."""
     for key, shape in layout:
-        tensor = tensors[key].detach().to("cpu", torch.float32).contiguous()
-        if tuple(tensor.shape) != tuple(shape):
-            raise WeightsError(f"{key}: shape {tuple(tensor.shape)}, the cfg needs {tuple(shape)}")
-        parts.append(tensor.numpy().astype("<f4", copy=False).tobytes())
-    return b"".join(parts)
+        if tuple(tensors[key].shape) != tuple(shape):
+            raise WeightsError(f"{key}: shape {tuple(tensors[key].shape)}, the cfg needs {tuple(shape)}")
+
+    def write(path: Path) -> None:
+        with open(path, "xb") as handle:
+            handle.write(header.to_bytes())
+            for key, _ in layout:
+                tensor = tensors[key].detach().to("cpu", torch.float32).contiguous()
+                handle.write(memoryview(tensor.numpy().astype("<f4", copy=False)).cast("B"))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return write
