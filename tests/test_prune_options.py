@@ -35,9 +35,8 @@ def test_defaults_come_from_the_criterion():
 
 def test_a_searched_ratio_replaces_the_amount_and_keeps_the_rest():
     slimming = get_criterion("slimming")
-    options = PruneOptions.resolve(method="slimming", target="macs=0.5", threshold=0.2, min_channels=2,
-                                   exclude=["cfg[0]"])
-    policy = options.policy(slimming, ratio=0.3)
+    options = PruneOptions.resolve(method="slimming", threshold=0.2, min_channels=2, exclude=["cfg[0]"])
+    policy = options.policy(slimming, ratio=0.3)  # what a target search asks for
     assert (policy.ratio, policy.threshold, policy.percent) == (0.3, None, None)
     assert policy.min_channels == 2 and policy.exclude == ("cfg[0]",) and policy.scope == "global"
 
@@ -45,6 +44,8 @@ def test_a_searched_ratio_replaces_the_amount_and_keeps_the_rest():
 @pytest.mark.parametrize("values, message", [
     ({"percent": 0.5, "ratio": 0.5}, "give either percent or ratio, not both"),
     ({"percent": 0.5, "threshold": 0.0}, "give either percent or threshold, not both"),
+    ({"ratio": 0.5, "threshold": 0.0}, "give either threshold or ratio, not both"),
+    ({"ratio": 0.0, "threshold": 0.1, "percent": 0.2}, "give either percent or threshold, not both"),
     ({"ratio": 1.0}, r"ratio: a pruning ratio must be in \[0, 1\), got 1.0"),
     ({"percent": 50.0}, r"percent: a pruning ratio must be in \[0, 1\), got 50.0"),
     ({"threshold": math.inf}, "threshold: expected a finite number, got inf"),
@@ -66,10 +67,12 @@ def test_options_and_policy_refuse_bad_values_with_the_policys_one_check(values,
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"ratio": 0.5, "target": "macs=0.5"}, "give either a ratio or a target, not both"),
+    ({"ratio": 0.5, "target": "macs=0.5"}, "give either ratio or target, not both"),
+    ({"ratio": 0.0, "target": "macs=0.5"}, "give either ratio or target, not both"),
     ({"percent": 0.5, "target": "macs=0.5"}, "give either percent or target, not both"),
+    ({"threshold": 0.1, "target": "macs=0.5"}, "give either threshold or target, not both"),
 ])
-def test_a_target_excludes_a_ratio_or_percent(values, message):
+def test_a_target_excludes_every_other_amount(values, message):
     with pytest.raises(PruneError, match=f"^{message}$"):
         PruneOptions.resolve(method="slimming", **values)
 

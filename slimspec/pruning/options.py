@@ -129,10 +129,9 @@ class PruneOptions:
         if not options.method:
             raise PruneError("method: not given (use --method or a plan's 'method')")
         if options.target:  # the policy never sees a target (the search turns it into a ratio)
-            if options.ratio is not None:  # ratio 0 is an amount too
-                raise PruneError("give either a ratio or a target, not both")
-            if options.percent is not None:
-                raise PruneError("give either percent or target, not both")
+            for key in ("percent", "threshold", "ratio"):  # ratio 0 is an amount too
+                if getattr(options, key) is not None:
+                    raise PruneError(f"give either {key} or target, not both")
         if isinstance(options.round_to, str) and options.round_to != AUTO:
             raise PruneError(f"round_to: expected an integer >= 1 or '{AUTO}', got '{options.round_to}'")
         options.policy(get_criterion(options.method), checking=True)  # checks the amount before any weights are read

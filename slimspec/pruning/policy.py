@@ -83,10 +83,9 @@ class PolicyConfig:
             value = getattr(self, key)
             if value is not None and not math.isfinite(float(value)):
                 raise PruneError(f"{key}: expected a finite number, got {value}")
-        if self.percent is not None:
-            for other in ("ratio", "threshold"):
-                if getattr(self, other) is not None:
-                    raise PruneError(f"give either percent or {other}, not both")
+        given = [key for key in ("percent", "threshold", "ratio") if getattr(self, key) is not None]
+        if len(given) > 1:  # one amount: none may be silently ignored
+            raise PruneError(f"give either {given[0]} or {given[1]}, not both")
         for label, value in [("ratio", self.ratio), ("percent", self.percent),
                              *[(f"overrides[{p}]", r) for p, r in self.overrides]]:
             if value is not None and not 0.0 <= value < 1.0:
