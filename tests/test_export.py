@@ -66,6 +66,22 @@ def test_resnet_onnx_has_no_batchnorm_and_matches(trained_weights, tmp_path):
     assert "BatchNormalization" not in _ops(tmp_path / "r.onnx")
 
 
+def test_export_threads_reach_the_onnx_runtime_check(trained_weights, tmp_path, monkeypatch):
+    import slimspec.workflows.export as export_module
+
+    asked: list[int | None] = []
+    session = export_module.ort_session
+
+    def recording(model, threads=None):
+        asked.append(threads)
+        return session(model, threads)
+
+    monkeypatch.setattr(export_module, "ort_session", recording)
+    result = invoke("export", trained_weights("digits_mlp"), "--out", tmp_path / "m.onnx", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    assert asked == [1]
+
+
 @pytest.mark.parametrize("mode", ["masked", "gated"])
 def test_deployable_folds_masks_and_gates_exactly(mode):
     model = randomize(slimspec.build("digits_resnet", mode, seed=1), seed=1)

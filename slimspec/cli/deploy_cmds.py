@@ -51,7 +51,7 @@ def _runtimes(value: str) -> tuple[str, ...]:
 @click.option("--no-fold-bn", is_flag=True, help="Keep BatchNorm layers instead of folding them into the conv/linear before them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
-@threads_option("CPU threads for torch while exporting and checking (default: torch's choice).")
+@threads_option("CPU threads for torch and ONNX Runtime while exporting and checking (default: torch's choice).")
 @report_errors
 def export(weights: str, fmt: str | None, out: str, no_fold_bn: bool, as_json: bool, force: bool,
            threads: int | None) -> None:

@@ -202,7 +202,7 @@ def _check_onnx(path: Path) -> None:
 
 
 def _run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    session = ort_session(str(path))
+    session = ort_session(str(path), threads=torch.get_num_threads())  # export --threads reaches the check
     outputs = tuple(torch.from_numpy(array) for array in session.run(None, {"input": x.numpy()}))
     return outputs[0] if len(outputs) == 1 else outputs
 
