@@ -46,8 +46,12 @@ def test_check_is_on_by_default_for_small_sources(run, weights, tmp_path):
     assert result.exit_code == 0 and "check: the pruned network computes what the masked original" in result.output
     result = run("prune", weights, "-m", "l1", "--ratio", "0.5", "--no-check", "--dry-run")
     assert result.exit_code == 0 and "check:" not in result.output
-    result = run("prune", weights, "-m", "magnitude", "--ratio", "0.5", "--check", "--dry-run")
-    assert result.exit_code == 2 and "masks single weights" in result.output
+    result = run("prune", weights, "-m", "magnitude", "--ratio", "0.5", "--check", "-o", tmp_path / "m.yaml")
+    assert result.exit_code == 2 and "masks single weights" in result.stderr  # refused before any work:
+    assert result.stdout == "" and not list(tmp_path.glob("m.*"))  # no table printed, nothing written
+    (tmp_path / "plan.yaml").write_text("method: magnitude\nratio: 0.5\n")
+    result = run("prune", weights, "--plan", tmp_path / "plan.yaml", "--check", "--dry-run")
+    assert result.exit_code == 2 and "masks single weights" in result.stderr and result.stdout == ""
 
 
 def test_check_catches_a_wrong_transplant_and_nothing_is_written(run, weights, tmp_path, monkeypatch):

@@ -128,6 +128,10 @@ def prune(weights: str, method: str | None, calibration: str | None, data_dir: s
         from ..pruning.api import prune as run_prune  # torch: imported after the cheap checks
         from ..utils.tables import human
 
+        if check and not _structured(method, plan):  # refused before any work
+            raise click.BadParameter("applies to methods that remove channels (this one masks single weights)",
+                                     param_hint="--check")
+
         result = run_prune(weights, method, spec=spec_path, plan=plan, calibration=calibration, data_dir=data_dir,
                            seed=seed, fold_bias=fold_bias, binary_gates=binary_gates, progress=True, **keywords)
         latency = (result.spec.data["pruned"].get("measured") or {}).get("latency")
@@ -163,14 +167,7 @@ def prune(weights: str, method: str | None, calibration: str | None, data_dir: s
 
 def _check(result, check: bool | None, err: bool) -> None:
     """``--check``: the pruned network against the masked original (refused in one line if they differ)."""
-    from ..pruning.criteria import get_criterion
-
-    if not get_criterion(result.options.method).structured:
-        if check:
-            raise click.BadParameter("applies to methods that remove channels (this one masks single weights)",
-                                     param_hint="--check")
-        return
-    if check is False:
+    if check is False or not _structured(result.options.method, None):
         return
     from ..pruning.exactness import CHEAP_PARAMS, check_exact, check_is_cheap
 
@@ -180,6 +177,15 @@ def _check(result, check: bool | None, err: bool) -> None:
     click.echo(f"check: the pruned network computes what the masked original computes (max abs difference "
                f"{worst:.2g}, one random batch){'' if check else f'; on by default up to {CHEAP_PARAMS:,} parameters'}",
                err=err)
+
+
+def _structured(method: str | None, plan: str | None) -> bool:
+    """Whether the method (the flag's, else the plan's) removes channels; True when neither names one."""
+    from ..pruning.criteria import get_criterion
+    from ..pruning.options import load_plan
+
+    method = method or (load_plan(plan).get("method") if plan else None)
+    return method is None or get_criterion(method).structured
 
 
 def _latency_summary(latency: dict) -> dict:
