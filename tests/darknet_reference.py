@@ -55,8 +55,8 @@ class Darknet(nn.Module):
                 modules.add_module("maxpool", nn.MaxPool2d(size, stride, padding=(size - 1) // 2))
             elif d["type"] == "upsample":
                 modules.add_module("upsample", nn.Upsample(scale_factor=int(d["stride"]), mode="nearest"))
-            elif d["type"] == "route":
-                filters = sum(output_filters[1:][int(i)] for i in d["layers"].split(","))
+            elif d["type"] == "route":  # AlexeyAB's groups/group_id: part group_id of each input's groups parts
+                filters = sum(output_filters[1:][int(i)] for i in d["layers"].split(",")) // int(d.get("groups", 1))
             elif d["type"] == "shortcut":
                 filters = output_filters[1:][int(d["from"])]
             elif d["type"] == "yolo":
@@ -73,7 +73,8 @@ class Darknet(nn.Module):
             if d["type"] in ("convolutional", "upsample", "maxpool"):
                 x = module(x)
             elif d["type"] == "route":
-                x = torch.cat([layer_outputs[int(i)] for i in d["layers"].split(",")], 1)
+                groups, group_id = int(d.get("groups", 1)), int(d.get("group_id", 0))
+                x = torch.cat([layer_outputs[int(i)].chunk(groups, 1)[group_id] for i in d["layers"].split(",")], 1)
             elif d["type"] == "shortcut":
                 x = layer_outputs[-1] + layer_outputs[int(d["from"])]
             elif d["type"] == "yolo":

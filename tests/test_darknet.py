@@ -1,6 +1,7 @@
-"""``import darknet:`` and ``export --format darknet`` (issue 16): YOLOv3 and YOLOv3-tiny against a
-straightforward PyTorch Darknet written for the tests (:mod:`tests.darknet_reference`), the published
-parameter counts, and exact round trips of the cfg and of the ``.weights`` bytes.
+"""``import darknet:`` and ``export --format darknet`` (issue 16): YOLOv3, YOLOv3-tiny and YOLOv4-tiny (its
+grouped ``[route]``s) against a straightforward PyTorch Darknet written for the tests
+(:mod:`tests.darknet_reference`), the published parameter counts, and exact round trips of the cfg and of the
+``.weights`` bytes.
 
 The default suite runs the networks at 64x64 (the spec's input, ``--input 3,64,64``); the full
 416x416 comparison is marked slow.
@@ -24,7 +25,7 @@ from .conftest import ROOT, cli_run, one_line_error
 from .darknet_reference import Darknet, random_weights_file
 
 DATA = ROOT / "tests" / "data"
-CFGS = {"yolov3-tiny": DATA / "yolov3-tiny.cfg", "yolov3": DATA / "yolov3.cfg"}
+CFGS = {"yolov3-tiny": DATA / "yolov3-tiny.cfg", "yolov3": DATA / "yolov3.cfg", "yolov4-tiny": DATA / "yolov4-tiny.cfg"}
 SMALL = (3, 64, 64)
 
 
@@ -68,6 +69,24 @@ def yolov3_pruned_cfg(tmp_path: Path) -> Path:
     return path
 
 
+V4 = CFGS["yolov4-tiny"].read_text()
+GROUPED = "layers=-1\ngroups=2\ngroup_id=1\n"  # YOLOv4-tiny's layers 3, 11 and 19
+
+
+def grouped_route_cfgs(folder: Path) -> dict[str, Path]:
+    """YOLOv4-tiny variants: layer 3 a grouped route of two layers (part 0 of layers 2 and 1, concatenated), and
+    the same network as three routes (a grouped route of each, then a plain one joining them; later layer
+    references shifted by the two added layers)."""
+    multi = V4.replace(GROUPED, "layers=-1,-2\ngroups=2\ngroup_id=0\n", 1)
+    split = V4.replace(GROUPED, "layers=-1\ngroups=2\ngroup_id=0\n\n[route]\nlayers=-3\ngroups=2\ngroup_id=0\n\n"
+                                "[route]\nlayers=-2,-1\n", 1)
+    split = split.replace("layers = -6,-1", "layers = -8,-1", 1).replace("layers = -1, 23", "layers = -1, 25")
+    paths = {f"yolov4-tiny-{kind}": folder / f"yolov4-tiny-{kind}.cfg" for kind in ("multi", "split")}
+    paths["yolov4-tiny-multi"].write_text(multi)
+    paths["yolov4-tiny-split"].write_text(split)
+    return paths
+
+
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
     """``{name: (cfg, .weights, reference Darknet with the weights loaded)}``, random weights written once."""
@@ -76,7 +95,8 @@ def nets(tmp_path_factory):
 
     def get(name: str):
         if name not in made:
-            cfg = yolov3_pruned_cfg(folder) if name == "yolov3-pruned" else CFGS[name]
+            cfg = (yolov3_pruned_cfg(folder) if name == "yolov3-pruned" else
+                   grouped_route_cfgs(folder)[name] if name.endswith(("-multi", "-split")) else CFGS[name])
             reference = Darknet(str(cfg)).eval()
             weights = folder / f"{name}.weights"
             random_weights_file(reference, str(weights), seed=len(made))
@@ -87,7 +107,8 @@ def nets(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", ["yolov3-tiny", "yolov3", "yolov3-pruned"])
+@pytest.mark.parametrize("name", ["yolov3-tiny", "yolov3", "yolov3-pruned", "yolov4-tiny", "yolov4-tiny-multi",
+                                  "yolov4-tiny-split"])
 def test_import_computes_what_the_reference_darknet_computes(nets, tmp_path, name):
     cfg, weights, reference = nets(name)
     result = cli_run("import", f"darknet:{cfg}", "--weights", weights, "--input", "3,64,64", "-o", tmp_path / "m.yaml")
@@ -97,14 +118,14 @@ def test_import_computes_what_the_reference_darknet_computes(nets, tmp_path, nam
     with torch.no_grad():
         got, expected = model.eval()(x), reference(x)
     assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
-    assert len(got) == (2 if name == "yolov3-tiny" else 3)
+    assert len(got) == (2 if "tiny" in name else 3)
     assert rel_diff(got, expected) <= 1e-5
     reference_params = sum(p.numel() for p in reference.parameters())
     assert slimspec.info(spec)["params"] == reference_params
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["yolov3-tiny", "yolov3"])
+@pytest.mark.parametrize("name", ["yolov3-tiny", "yolov3", "yolov4-tiny"])
 def test_import_at_416_computes_what_the_reference_computes(nets, name):
     cfg, weights, reference = nets(name)
     spec, state, _ = import_darknet(cfg, weights=weights, input_shape=(3, 416, 416))
@@ -124,6 +145,22 @@ def test_stock_specs_have_the_published_parameter_counts(name, params):
     assert heads == ([(255, 13, 13), (255, 26, 26), (255, 52, 52)] if name == "yolov3" else [(255, 13, 13), (255, 26, 26)])
 
 
+def test_yolov4_tiny_imports_with_its_published_parameter_count_and_grouped_routes_as_chunks():
+    spec, _, _ = import_darknet(CFGS["yolov4-tiny"])
+    reference = Darknet(str(CFGS["yolov4-tiny"]))
+    params = slimspec.info(spec)["params"]
+    assert params == sum(p.numel() for p in reference.parameters()) == 6_056_606  # 6.06M
+    assert spec.ir.input_shape == (3, 416, 416)
+    assert [spec.ir.node(n).shape for n in spec.ir.outputs] == [(255, 13, 13), (255, 26, 26)]
+    chunks = re.findall(r"^  - chunk: \{from: -1, parts: 2, index: 1\} +# (\d+) route$", spec.text, re.M)
+    assert chunks == ["3", "11", "19"]
+    numbers = [int(m.group(1)) for m in re.finditer(r"# (\d+) (?:convolutional|route|upsample|maxpool)$", spec.text,
+                                                    re.M)]
+    yolo = [int(m.group(1)) for m in re.finditer(r"# (\d+) \[yolo\] mask=", spec.text)]
+    assert sorted(numbers + yolo) == list(range(38)) and yolo == [30, 37]
+    assert "anchors=10,14,23,27,37,58,81,82,135,169,344,319 classes=80 num=6" in spec.text
+
+
 @pytest.mark.parametrize("stem, name", [("yolov3", "yolov3"), ("yolov3-tiny", "yolov3_tiny")])
 def test_stock_specs_are_the_import_of_the_canonical_cfgs(stem, name):
     text = cfg_spec_text(read_cfg(CFGS[stem]), name, str(CFGS[stem]), (3, 416, 416))
@@ -141,12 +178,14 @@ def test_spec_keeps_layer_numbers_and_yolo_heads_as_comments():
 
 
 @pytest.mark.parametrize("name, header", [("yolov3-tiny", (0, 2, 0, 32013312)), ("yolov3", (0, 2, 0, 32013312)),
-                                          ("yolov3-tiny", (0, 1, 0, 7))])  # seen as int64, then as int32
+                                          ("yolov3-tiny", (0, 1, 0, 7)),  # seen as int64, then as int32
+                                          ("yolov4-tiny", (0, 2, 0, 32013312)), ("yolov4-tiny-multi", (0, 2, 5, 0)),
+                                          ("yolov4-tiny-split", (0, 2, 5, 0))])
 def test_unpruned_round_trip_gives_the_same_cfg_and_weights_bytes(nets, tmp_path, name, header):
     cfg, _, reference = nets(name)
     weights = tmp_path / "in.weights"
     random_weights_file(reference, str(weights), seed=5, header=header)
-    small = name == "yolov3"  # at the cfg's 608x608 the export's check run is slow: 64x64, the [net] says so
+    small = name != "yolov3-tiny"  # at 416x416 (608x608) the export's check run is slow: 64x64, the [net] says so
     assert cli_run("import", f"darknet:{cfg}", "--weights", weights, "-o", tmp_path / "m.yaml",
                    *(["--input", "3,64,64"] if small else [])).exit_code == 0
     result = cli_run("export", tmp_path / "m.safetensors", "--format", "darknet", "--out", tmp_path / "back.cfg")
@@ -242,3 +281,36 @@ def test_reference_weights_reader_reads_what_the_header_says():
         assert len(raw) == 16 + 4 * sum(p.numel() for p in reference.parameters()) + 4 * 2 * sum(
             bn.num_features for _, bn in reference.conv_layers() if bn is not None)
         assert reference.load_darknet_weights(path) == (0, 1, 0, 9)
+
+
+def route_line(text: str, layer: int) -> int:
+    """The cfg line number of layer ``layer``'s section."""
+    starts = [n for n, line in enumerate(text.splitlines(), start=1) if line.startswith("[")]
+    return starts[layer + 1]
+
+
+@pytest.mark.parametrize("route, fragments", [
+    ("layers=-1\ngroups=0\ngroup_id=0\n", ["groups=0: expected a positive integer"]),
+    ("layers=-1\ngroups=two\ngroup_id=1\n", ["groups=two: expected an integer"]),
+    ("layers=-1\ngroups=2\ngroup_id=2\n", ["group_id=2: expected 0..1 (one of groups=2 parts)"]),
+    ("layers=-1\ngroups=2\ngroup_id=-1\n", ["group_id=-1: expected 0..1"]),
+    ("layers=-1\ngroup_id=1\n", ["group_id= without groups="]),
+    ("layers=-1\ngroups=3\ngroup_id=1\n", ["groups=3 does not divide the 64 channels of layer 2"]),
+    ("layers=-1\ngroups=2\ngroup=1\n", ["option 'group' is not supported (supported: layers, groups, group_id)"]),
+])
+def test_grouped_route_problems_are_one_located_line(tmp_path, route, fragments):
+    text = V4.replace(GROUPED, route, 1)
+    cfg = tmp_path / "yolov4-tiny.cfg"
+    cfg.write_text(text)
+    one_line_error(cli_run("import", f"darknet:{cfg}", "-o", tmp_path / "m.yaml"),
+                   f"yolov4-tiny.cfg:{route_line(text, 3)} [route] (layer 3): ", *fragments)
+    assert not (tmp_path / "m.yaml").exists()
+
+
+def test_a_grouped_route_of_an_odd_width_input_is_refused(tmp_path):
+    text = pruned_filters_cfg(V4, {10: 127})  # layer 11 halves layer 10's output
+    cfg = tmp_path / "yolov4-tiny.cfg"
+    cfg.write_text(text)
+    one_line_error(cli_run("import", f"darknet:{cfg}", "-o", tmp_path / "m.yaml"),
+                   f"yolov4-tiny.cfg:{route_line(text, 11)} [route] (layer 11): groups=2 does not divide the 127 "
+                   "channels of layer 10")

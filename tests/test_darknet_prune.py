@@ -9,7 +9,8 @@ from its description on the test's reference Darknet (:mod:`tests.darknet_refere
 * its ``prune_model_keep_size``: a removed channel's gamma is zeroed, its constant leaky(beta, 0.1)
   folded into the next conv's BN running mean (or bias), its beta zeroed.
 
-And prune -> export darknet -> import darknet gives the same pruned network and weights.
+And prune -> export darknet -> import darknet gives the same pruned network and weights; for YOLOv4-tiny
+(grouped ``[route]``s: ``chunk`` layers) the pruned pair is also read by the reference Darknet.
 """
 from __future__ import annotations
 
@@ -204,3 +205,65 @@ def test_tiny_halved_macs_round_trips_through_darknet(tmp_path):
     x = torch.randn(2, *SMALL)
     with torch.no_grad():
         assert rel_diff(model(x), compact(x)) <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def yolov4_tiny(tmp_path_factory):
+    """YOLOv4-tiny at 64x64 with random weights (spread BN scales): ``(folder, imported .safetensors, spec)``."""
+    folder = tmp_path_factory.mktemp("yolov4-tiny")
+    reference = Darknet(str(CFGS["yolov4-tiny"]))
+    random_weights_file(reference, str(folder / "t.weights"), seed=4,
+                        gammas={k: np.random.default_rng(k).uniform(0, 1, n) for k, n in
+                                enumerate(conv.out_channels for conv, _ in reference.conv_layers())})
+    assert cli_run("import", f"darknet:{CFGS['yolov4-tiny']}", "--weights", folder / "t.weights",
+                   "--input", "3,64,64", "-o", folder / "t.yaml").exit_code == 0
+    return folder, folder / "t.safetensors", slimspec.load_spec(folder / "t.yaml")
+
+
+def test_yolov4_tiny_grouped_routes_split_their_conv_into_two_equal_parts(yolov4_tiny):
+    _, _, spec = yolov4_tiny
+    slots = conv_slots(spec)
+    assert len(slots) == 21
+    halved = {i: spec.ir.slots[slots[i]] for i in (2, 10, 18)}  # the convs the routes 3, 11 and 19 read
+    assert [(s.kind, s.size, s.parts) for s in halved.values()] == [("channel", 64, 2), ("channel", 128, 2),
+                                                                   ("channel", 256, 2)]
+    views = [s for s in spec.ir.slots.values() if s.kind == "view"]
+    assert [(s.view[0], s.view[1:]) for s in views] == [(slots[2], (32, 64)), (slots[10], (64, 128)),
+                                                        (slots[18], (128, 256))]
+    assert sorted(i for i, s in slots.items() if spec.ir.slots[s].kind == "fixed") == [29, 36]  # before the heads
+    assert sum(spec.ir.slots[s].prunable for s in slots.values()) == 19
+
+
+@pytest.mark.parametrize("method", [["--method", "slimming", "--percent", "0.5"], ["--method", "l1", "--ratio", "0.3"]],
+                         ids=["slimming", "l1"])
+def test_yolov4_tiny_prunes_checks_and_exports_a_pair_the_reference_runs(yolov4_tiny, tmp_path, method):
+    folder, path, spec = yolov4_tiny
+    result = cli_run("prune", path, *method, "--check", "--out", tmp_path / "p.yaml")
+    assert result.exit_code == 0, result.output
+    assert "check: the pruned network computes what the masked original computes" in result.output
+    options = {"percent": 0.5} if "slimming" in method else {"ratio": 0.3}
+    kept = prune(path, method[1], **options).decision.kept
+    slots = conv_slots(spec)
+    for i in (2, 10, 18):  # as many channels kept in each half: the groups=2 routes stay valid
+        n = spec.ir.slots[slots[i]].size
+        assert 0 < sum(c < n // 2 for c in kept[slots[i]]) == sum(c >= n // 2 for c in kept[slots[i]]) < n // 2, i
+    pruned = slimspec.load_spec(tmp_path / "p.yaml")
+    assert [layer for layer in pruned.data["layers"] if "chunk" in layer] == [
+        {"chunk": {"from": -1, "parts": 2, "index": 1}}] * 3
+    result = cli_run("export", tmp_path / "p.safetensors", "--out", tmp_path / "p.cfg")
+    assert result.exit_code == 0, result.output
+    assert "max abs diff to PyTorch: 0 " in result.output
+    cfg = (tmp_path / "p.cfg").read_text()
+    assert cfg.count("[route]\nlayers=-1\ngroups=2\ngroup_id=1\n") == 3
+    compact = Darknet(str(tmp_path / "p.cfg")).eval()  # the reference reads the pruned pair
+    compact.load_darknet_weights(str(tmp_path / "p.weights"))
+    assert sum(p.numel() for p in compact.parameters()) == slimspec.info(pruned)["params"] < 6_056_606
+    model = slimspec.load_model(tmp_path / "p.safetensors")[0].eval()
+    x = torch.randn(2, *SMALL, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert rel_diff(model(x), compact(x)) <= 1e-5
+    assert cli_run("import", f"darknet:{tmp_path / 'p.cfg'}", "--weights", tmp_path / "p.weights",
+                   "-o", tmp_path / "back.yaml").exit_code == 0
+    back = slimspec.load_spec(tmp_path / "back.yaml")
+    assert back.data["layers"] == pruned.data["layers"] and back.data["outputs"] == pruned.data["outputs"]
+    assert same_weights(tmp_path / "p.safetensors", tmp_path / "back.safetensors")

@@ -1,14 +1,18 @@
 """Darknet in and out: a ``.cfg`` (+ ``.weights``) <-> an ``arch: graph`` spec (+ safetensors).
 
 Redmon & Farhadi's YOLOv3 ("YOLOv3: An Incremental Improvement", 2018) and its cfg format, as the
-PyTorch ports read it (eriklindernoren/PyTorch-YOLOv3 ``models.py``, Lam1360/YOLOv3-model-pruning):
+PyTorch ports read it (eriklindernoren/PyTorch-YOLOv3 ``models.py``, Lam1360/YOLOv3-model-pruning), and
+AlexeyAB's grouped ``[route]`` (``route_layer.c``) that YOLOv4-tiny's CSP blocks use:
 
 ==================  ==============================================================================
 ``[convolutional]``  ``conv`` (``bias`` only without BN), ``bn`` if ``batch_normalize=1``, then the
                      activation (``leaky`` -> ``leaky_relu: {slope: 0.1}``, ``logistic`` ->
                      ``sigmoid``, ``swish`` -> ``silu``, ``relu``, ``mish``; ``linear``: none)
 ``[shortcut]``       ``add: {from: [-1, X]}`` (one residual stream slot for every conv it joins)
-``[route]``          one layer: ``identity: {from: X}``; several: ``concat: {from: [...]}``
+``[route]``          one layer: ``identity: {from: X}``; several: ``concat: {from: [...]}``; with
+                     ``groups=G group_id=I`` (part I of G equal channel parts): ``chunk: {from: X, parts: G,
+                     index: I}``, for several layers a ``chunk`` of each, then a ``concat`` of them (exported
+                     as one route again unless each chunk carries a layer number of its own)
 ``[upsample]``       ``upsample: stride`` (nearest)
 ``[maxpool]``        ``maxpool: {kernel: size, stride, padding: (size-1)//2}``; ``size=2 stride=1``
                      is Darknet's asymmetric pad: ``zeropad: [0, 1, 0, 1]`` first
@@ -68,6 +72,7 @@ class _Import:
     yolo: set[int] = field(default_factory=set)  # Darknet layers that are [yolo] heads
     outputs: list[tuple[int, str]] = field(default_factory=list)  # (graph index, comment)
     filters: dict[int, int] = field(default_factory=dict)  # Darknet conv layer -> its filters
+    width: dict[int, int] = field(default_factory=dict)  # Darknet layer (-1: the input) -> its output channels
 
     def add(self, item: Any, comment: str = "") -> int:
         self.layers.append((item, comment))
@@ -149,6 +154,7 @@ def _convolutional(ctx: _Import, index: int, section: Section) -> None:
     if bn:
         conv["bias"] = False
     ctx.add({"conv": conv}, f"{index} convolutional")
+    ctx.width[index] = filters
     if bn:
         ctx.add("bn")
     act = _activation(section, where, "logistic")  # Darknet's default activation
@@ -166,6 +172,7 @@ def _shortcut(ctx: _Import, index: int, section: Section) -> None:
         raise ModelImportError(f"{where}: from= must name one layer (a weighted multi-input shortcut is not supported)")
     at = len(ctx.layers)
     ctx.add({"add": {"from": [-1, ctx.ref(index, section, refs[0], at)]}}, f"{index} shortcut")
+    ctx.width[index] = ctx.width[index - 1]
     act = _activation(section, where, "linear")
     if act is not None:
         ctx.add(act)
@@ -173,16 +180,36 @@ def _shortcut(ctx: _Import, index: int, section: Section) -> None:
 
 def _route(ctx: _Import, index: int, section: Section) -> None:
     where = section.where(ctx.source, index)
-    _known(section, ("layers",), where)
+    _known(section, ("layers", "groups", "group_id"), where)
     refs = _ints(section.options.get("layers", ""), where, "layers")
     if not refs:
         raise ModelImportError(f"{where}: layers= names no layer")
+    if "group_id" in section.options and "groups" not in section.options:
+        raise ModelImportError(f"{where}: group_id= without groups= (group_id picks one of groups equal parts)")
+    groups, group_id = _int(section, "groups", 1, where), _int(section, "group_id", 0, where)
+    if groups < 1:
+        raise ModelImportError(f"{where}: groups={groups}: expected a positive integer")
+    if not 0 <= group_id < groups:
+        raise ModelImportError(f"{where}: group_id={group_id}: expected 0..{groups - 1} (one of groups={groups} parts)")
     at = len(ctx.layers)
-    froms = [ctx.ref(index, section, ref, at) for ref in refs]
-    if len(froms) == 1:
-        ctx.add({"identity": {"from": froms[0]}}, f"{index} route")
-    else:
-        ctx.add({"concat": {"from": froms}}, f"{index} route")
+    ctx.width[index] = sum(ctx.width[ctx.target(index, section, ref)] for ref in refs) // groups
+    if groups == 1:
+        froms = [ctx.ref(index, section, ref, at) for ref in refs]
+        if len(froms) == 1:
+            ctx.add({"identity": {"from": froms[0]}}, f"{index} route")
+        else:
+            ctx.add({"concat": {"from": froms}}, f"{index} route")
+        return
+    # AlexeyAB's route_layer.c: part group_id of groups equal parts of each input, concatenated
+    for k, ref in enumerate(refs):
+        target = ctx.target(index, section, ref)
+        if ctx.width[target] % groups:
+            raise ModelImportError(f"{where}: groups={groups} does not divide the {ctx.width[target]} channels of "
+                                   f"layer {target} (Darknet splits each input into groups equal parts)")
+        ctx.add({"chunk": {"from": ctx.ref(index, section, ref, at + k), "parts": groups, "index": group_id}},
+                "" if k else f"{index} route")
+    if len(refs) > 1:
+        ctx.add({"concat": {"from": list(range(-len(refs), 0))}})
 
 
 def _upsample(ctx: _Import, index: int, section: Section) -> None:
@@ -193,6 +220,7 @@ def _upsample(ctx: _Import, index: int, section: Section) -> None:
     if stride < 1:
         raise ModelImportError(f"{where}: stride={stride}: only upsampling (a positive stride) is supported")
     ctx.add({"upsample": stride}, f"{index} upsample")
+    ctx.width[index] = ctx.width[index - 1]
 
 
 def _maxpool(ctx: _Import, index: int, section: Section) -> None:
@@ -202,6 +230,7 @@ def _maxpool(ctx: _Import, index: int, section: Section) -> None:
     size = _int(section, "size", None, where)
     stride = _int(section, "stride", 1, where)
     comment = f"{index} maxpool"
+    ctx.width[index] = ctx.width[index - 1]
     if size == 2 and stride == 1:  # Darknet pads right and bottom by one: the map keeps its size
         ctx.add({"zeropad": [0, 1, 0, 1]}, comment)
         ctx.add({"maxpool": {"kernel": 2, "stride": 1}})
@@ -284,7 +313,7 @@ def cfg_spec_text(sections: list[Section], name: str, source: str,
     if input_shape is None:
         input_shape = (_int(net, "channels", 3, where), _int(net, "height", None, where),
                        _int(net, "width", None, where))
-    ctx = _Import(source)
+    ctx = _Import(source, width={-1: input_shape[0]})
     for index, section in enumerate(sections[1:]):
         importer = _IMPORTERS.get(section.kind)
         if importer is None:
@@ -372,6 +401,7 @@ class _Export:
     label: str
     sections: list[Section] = field(default_factory=list)
     darknet: dict[int, int] = field(default_factory=dict)  # graph index of a section's output -> its layer
+    numbered: set[int] | None = None  # graph layers with a ``# N kind`` comment (None: the spec has none)
 
     def options(self, g: int) -> tuple[str, dict, Any]:
         """``(kind, options with defaults, from)`` of graph layer ``g``."""
@@ -393,6 +423,10 @@ class _Export:
                                "activation, a shortcut, a route, an upsample or a maxpool)")
         index = self.darknet[target]
         return str(index - len(self.sections) + 1 if ref < 0 else index)  # the [net] section is not a layer
+
+    def unnumbered(self, g: int) -> bool:
+        """Graph layer ``g`` starts no Darknet layer of the cfg the spec was imported from (as far as it says)."""
+        return self.numbered is None or g not in self.numbered
 
     def previous(self, g: int, ref: Any) -> None:
         """Layer ``g`` must read the graph layer before it, which must end the previous Darknet layer."""
@@ -464,6 +498,26 @@ def _x_concat(ex: _Export, g: int, opts: dict, ref: Any) -> int:
     return 1
 
 
+def _x_chunk(ex: _Export, g: int, opts: dict, ref: Any) -> int:
+    """``chunk``s of the same part of several layers, then a ``concat`` of them (in that order): one grouped
+    ``[route]``, as AlexeyAB's route_layer.c computes it; a single ``chunk``: the route of one layer."""
+    parts, index = opts["parts"], opts["index"]
+    refs, n = [ref], 1
+    while g + n < len(ex.items) and ex.unnumbered(g + n):  # the layers an import made of one [route]
+        kind, more, more_ref = ex.options(g + n)
+        if kind != "chunk" or (more["parts"], more["index"]) != (parts, index):
+            break
+        refs.append(more_ref)
+        n += 1
+    if n > 1:
+        kind, _, joined = ex.options(g + n) if g + n < len(ex.items) and ex.unnumbered(g + n) else ("", {}, [])
+        if kind != "concat" or [r + g + n if r < 0 else r for r in joined] != list(range(g, g + n)):
+            refs, n = refs[:1], 1  # no concat of exactly them: this chunk is a [route] of its own
+    layers = ",".join(ex.ref(g + k, r) for k, r in enumerate(refs))
+    ex.sections.append(Section("route", {"layers": layers, "groups": str(parts), "group_id": str(index)}))
+    return n + (n > 1)
+
+
 def _x_upsample(ex: _Export, g: int, opts: dict, ref: Any) -> int:
     ex.previous(g, ref)
     ex.sections.append(Section("upsample", {"stride": str(opts["scale"])}))
@@ -493,8 +547,8 @@ def _x_maxpool(ex: _Export, g: int, opts: dict, ref: Any) -> int:
 
 
 _EXPORTERS: dict[str, Callable[[_Export, int, dict, Any], int]] = {
-    "conv": _x_conv, "add": _x_add, "identity": _x_identity, "concat": _x_concat, "upsample": _x_upsample,
-    "zeropad": _x_zeropad, "maxpool": _x_maxpool,
+    "conv": _x_conv, "add": _x_add, "identity": _x_identity, "concat": _x_concat, "chunk": _x_chunk,
+    "upsample": _x_upsample, "zeropad": _x_zeropad, "maxpool": _x_maxpool,
 }
 
 _NET_LINE = re.compile(r"^\s*#\s*\[net\]\s?(.*)$")
@@ -520,6 +574,26 @@ def _recorded(spec: Spec, label: str) -> tuple[dict[str, str], list[dict[str, st
     return parse_option_text(net, f"{label}: [net] comment"), heads
 
 
+_LAYER_COMMENT = re.compile(r"#\s*\d+\s+[a-z]+\s*$")
+
+
+def _numbered(spec: Spec) -> set[int] | None:
+    """The graph layers whose line carries an import's ``# N kind`` comment; None when no layer line does, or when
+    the layers are not one line each (the comments cannot be placed)."""
+    lines, in_layers = [], False
+    for line in spec.text.splitlines():
+        if re.match(r"^layers\s*:", line):
+            in_layers = True
+        elif in_layers and re.match(r"^\S", line):
+            break
+        elif in_layers and re.match(r"^\s*-\s", line):
+            lines.append(line)
+        elif in_layers and line.strip() and not line.lstrip().startswith("#"):
+            return None
+    numbered = {g for g, line in enumerate(lines) if _LAYER_COMMENT.search(line)}
+    return numbered if numbered and len(lines) == len(spec.data["layers"]) else None
+
+
 def darknet_sections(spec: Spec, label: str | None = None) -> list[Section]:
     """The cfg sections of a graph spec (one imported from a cfg, pruned or not)."""
     label = label or spec.source or spec.name
@@ -532,7 +606,7 @@ def darknet_sections(spec: Spec, label: str | None = None) -> list[Section]:
                                "(the [yolo] sections an import from a cfg records)")
     c, h, w = spec.data["input"]
     ex = _Export(spec.data["layers"], label, [Section("net", {"width": str(w), "height": str(h), "channels": str(c),
-                                                              **net})])
+                                                              **net})], numbered=_numbered(spec))
     g = 0
     while g < len(ex.items):
         kind, opts, ref = ex.options(g)
