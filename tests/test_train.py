@@ -146,6 +146,19 @@ def test_gate_parameters_and_sparsity_stats():
 
 
 # -- training -----------------------------------------------------------------------------
+def test_training_leaves_torch_s_global_settings_as_it_found_them(digits, tmp_path):
+    threads = torch.get_num_threads()
+    want = 1 if threads != 1 else 2
+    seen = []
+
+    def save_fn(model, path):  # called inside the loop: the run's own settings
+        seen.append((torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()))
+
+    train_model(tiny_net(), digits, fast(epochs=1, threads=want, deterministic=True), tmp_path, save_weights_fn=save_fn)
+    assert seen and set(seen) == {(want, True)}
+    assert torch.get_num_threads() == threads and not torch.are_deterministic_algorithms_enabled()
+
+
 def test_training_learns_digits_and_writes_the_run(digits, tmp_path):
     saved = []
 

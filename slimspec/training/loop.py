@@ -43,6 +43,7 @@ from torch import nn
 
 from ..data.bundle import DataBundle
 from ..errors import TrainingError
+from ..latency.timing import torch_threads
 from ..utils.fileio import atomic_write_with
 from ..utils.progress import ProgressCallback, no_progress, progress
 from ..weights import load_state_into, save_weights, torch_load_reason
@@ -289,9 +290,25 @@ def train_model(
     config = config or TrainConfig()
     info = init_distributed(config.device) if env_world_size() > 1 else DistInfo(0, 1, 0, resolve_device(config.device))
     try:
-        return _train(model, data, config, RunFolder(run_dir), save_weights_fn or default_save_weights, resume, info)
+        with torch_threads(config.threads or None), _deterministic(config.deterministic):  # restored after
+            return _train(model, data, config, RunFolder(run_dir), save_weights_fn or default_save_weights, resume,
+                          info)
     finally:
         cleanup_distributed(info)
+
+
+@contextlib.contextmanager
+def _deterministic(enabled: bool):
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` inside the block, the caller's setting after."""
+    if not enabled:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def _train(model: nn.Module, data: DataBundle, config: TrainConfig, folder: RunFolder, save_fn: SaveWeightsFn,
@@ -321,11 +338,7 @@ def _train(model: nn.Module, data: DataBundle, config: TrainConfig, folder: RunF
 
 
 def _setup(model: nn.Module, config: TrainConfig, folder: RunFolder, save_fn: SaveWeightsFn, info: DistInfo) -> Run:
-    """Threads, determinism, seeds, the model on its device, optimizers and their lr schedules."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    if config.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    """Seeds, the model on its device, optimizers and their lr schedules."""
     seed_everything(config.seed)
     device = info.device
     amp = device.type == "cuda" and config.amp != "off"
