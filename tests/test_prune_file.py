@@ -281,9 +281,21 @@ def test_magnitude_refusals_match_the_model_path(weights_of, masks_of, tmp_path)
     assert a == "PruneError: magnitude pruning of gated weights: prune the gates first (method 'gate')"
     weights = masks_of("digits_vgg")
     for options, message in (({"target": "macs=0.5"}, "only a 'params' target"), ({}, "needs --ratio"),
-                             ({"ratio": 0.5, "exclude": ["nothing*"]}, "matches no slot")):
+                             ({"ratio": 0.5, "exclude": ["cfg[0]"]}, "exclude patterns pick channel slots"),
+                             ({"ratio": 0.5, "overrides": {"cfg[0]": 0.1}}, "overrides patterns pick channel slots")):
         a = outcome(weights, "magnitude", tmp_path, True, **options)
         assert a == outcome(weights, "magnitude", tmp_path, False, **options) and message in a
+
+
+def test_magnitude_ignores_channel_options_with_a_warning_and_records_the_defaults(masks_of, tmp_path):
+    weights = masks_of("digits_vgg")
+    plain = assert_same(weights, "magnitude", tmp_path / "plain", ratio=0.5)
+    for options in ({"round_to": "auto"}, {"round_to": 8, "min_channels": 3, "prune_stream": True}):
+        assert assert_same(weights, "magnitude", tmp_path / str(len(options)), ratio=0.5, **options) == plain
+        result = prune(weights, "magnitude", ratio=0.5, **options)
+        warning, = [note for note in result.notes if note.startswith("warning:")]
+        assert all(f"{key}={value}" in warning for key, value in options.items()) and warning.endswith("ignored")
+        assert result.spec.data["pruned"]["round_to"] == 1 and "options" not in result.spec.data["pruned"]
 
 
 def test_magnitude_from_the_file_holds_no_model_and_no_pooled_scores(masks_of, tmp_path, monkeypatch):

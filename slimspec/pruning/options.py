@@ -68,6 +68,8 @@ def parse_target(text: str | Mapping[str, float] | None) -> dict[str, float] | N
 
 AUTO = "auto"  # round_to: the multiple whose network this machine's runtime runs fastest (pruning.steps)
 
+# The keys (and their defaults) that only say which channels go: meaningless for single-weight masks.
+CHANNEL_SHAPING: dict[str, Any] = {"round_to": 1, "min_channels": 1, "prune_stream": False, "fold_bias": False}
 # The keys that say how much to prune: a flag giving one of them replaces all of the plan's.
 AMOUNT_KEYS = ("ratio", "target", "threshold", "percent")
 
@@ -134,9 +136,20 @@ class PruneOptions:
                     raise PruneError(f"give either {key} or target, not both")
         if isinstance(options.round_to, str) and options.round_to != AUTO:
             raise PruneError(f"round_to: expected an integer >= 1 or '{AUTO}', got '{options.round_to}'")
-        options.policy(get_criterion(options.method), checking=True)  # checks the amount before any weights are read
+        criterion = get_criterion(options.method)
+        if not criterion.structured:
+            for key in ("exclude", "overrides"):
+                if getattr(options, key):
+                    raise PruneError(f"{key}: method '{options.method}' masks single weights of every conv and linear "
+                                     f"layer; {key} patterns pick channel slots and do not apply to it")
+        options.policy(criterion, checking=True)  # checks the amount before any weights are read
         check_target_options(options.target, options.target_options)  # none that the target would ignore
         return options
+
+    def channel_shaping(self) -> dict[str, Any]:
+        """The options set away from their defaults that only shape which channels go (``CHANNEL_SHAPING``):
+        a prune that masks single weights ignores them (with a warning) and records the defaults."""
+        return {key: getattr(self, key) for key, default in CHANNEL_SHAPING.items() if getattr(self, key) != default}
 
     def policy(self, criterion: Criterion, *, ratio: float | None = None, checking: bool = False) -> PolicyConfig:
         """The policy these options ask of ``criterion``.

@@ -137,9 +137,11 @@ def ignored_notes(options: PruneOptions, criterion: Criterion, source_mode: str)
     if options.calibration and not criterion.reads_calibration:
         notes.append(f"warning: calibration data ({options.calibration}) is read by method 'attention' only; "
                      f"'{criterion.name}' scores the weights alone, so it was not loaded")
-    if options.fold_bias and not criterion.structured:
-        notes.append(f"warning: fold_bias moves the bias of removed channels; '{criterion.name}' masks single "
-                     "weights and removes no channel: ignored")
+    if not criterion.structured:
+        shaping = [f"{key}={value}" for key, value in options.channel_shaping().items()]
+        if shaping:
+            notes.append(f"warning: {', '.join(shaping)} shape{'s' if len(shaping) == 1 else ''} the channels a "
+                         f"prune removes; '{criterion.name}' masks single weights and removes no channel: ignored")
     if options.binary_gates and source_mode != "gated":
         notes.append(f"warning: binary_gates applies to weights trained with gates; these are {source_mode}: ignored")
     return notes

@@ -10,6 +10,7 @@ tensor at a time (:mod:`.radix`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -20,7 +21,7 @@ from ..ir import IR, count_macs, count_params
 from ..specio.yamlio import update_spec_text
 from ..weights import load_state_into
 from ..errors import PruneError
-from .options import PruneOptions
+from .options import CHANNEL_SHAPING, PruneOptions
 from .policy import Decision, fraction_search, keep_count
 from .provenance import provenance_block
 from .radix import Cut, smallest
@@ -123,7 +124,8 @@ def masked_spec(parent: Spec, options: PruneOptions, ratio: float, scope: str, w
     macs = count_macs(parent.ir)
     decision = Decision({path: tuple(range(slot.size)) for path, slot in parent.ir.slots.items()}, None)
     data = dict(parent.data)
-    data["pruned"] = provenance_block(parent, options, decision, scope=scope, weights_sha=weights_sha,
+    recorded = replace(options, **CHANNEL_SHAPING)  # what shaped the masks: not the ignored channel options
+    data["pruned"] = provenance_block(parent, recorded, decision, scope=scope, weights_sha=weights_sha,
                                       params=(total, remaining), macs=(macs, macs), ratio=ratio)
     new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
     rows = [SlotRow(name, "weights", before, after) for name, (before, after) in kept.items()]
