@@ -109,7 +109,9 @@ def test_probe_takes_the_runtime_asked_for_and_skips_runtimes_that_cannot_run(we
 def test_probe_of_one_network_times_nothing_and_the_cache_answers_again(weights, cache, monkeypatch):
     same = prune(weights, "l1", ratio=0.0, round_to=1).spec  # nothing pruned: every multiple gives this network
     monkeypatch.setattr(rounding, "_minima", lambda *a: pytest.fail("timed one network"))
-    assert probe(dict.fromkeys(MULTIPLES, same)).multiple == 1
+    alone = probe(dict.fromkeys(MULTIPLES, same))
+    assert alone.multiple == 1 and alone.describe() == ("round-to auto: 1 (every multiple of 1, 4, 8, 16, 32 gives "
+                                                        "the same network: nothing to time)")
     monkeypatch.undo()
     monkeypatch.setenv("SLIMSPEC_CACHE", str(cache))
     nets = networks(weights)

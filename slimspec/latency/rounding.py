@@ -51,7 +51,8 @@ Runner = Callable[[], object]
 
 @dataclass(frozen=True)
 class RoundChoice:
-    """The chosen multiple, each multiple's network time relative to the unrounded one's, and where it was timed."""
+    """The chosen multiple, each multiple's network time relative to the unrounded one's, and where it was timed
+    (``runtime`` empty: every multiple gave the same network, none was timed)."""
 
     multiple: int
     relative: dict[int, float]
@@ -61,6 +62,9 @@ class RoundChoice:
     macs: dict[int, float] | None = None  # each multiple's network MACs relative to the unrounded one's
 
     def describe(self) -> str:
+        if not self.runtime:
+            return (f"round-to auto: 1 (every multiple of {', '.join(map(str, self.relative))} gives the same "
+                    "network: nothing to time)")
         times = ", ".join(f"{m}: {t:.2f}" for m, t in self.relative.items())
         macs = f"; MACs {', '.join(f'{m}: {c:.2f}' for m, c in self.macs.items())}" if self.macs else ""
         where = f"{self.runtime}, the fastest of {', '.join(self.candidates)}" if self.candidates else self.runtime
@@ -141,7 +145,7 @@ def probe(networks: Mapping[int, Spec], *, runtime: str | None = None, threads: 
     if index_of.get(1) != 0:
         raise ValueError("probe: the unrounded network (multiple 1) must be among the networks")
     if len(specs) == 1:
-        return RoundChoice(1, dict.fromkeys(networks, 1.0), runtime or "-", threads)
+        return RoundChoice(1, dict.fromkeys(networks, 1.0), "", threads)  # nothing to time
     key = json.dumps([PROBE_FORMAT, Machine.current(threads).as_dict(), runtime, sorted(index_of.items()),
                       [sha256_bytes(spec.text) for spec in specs], PROBE_BATCH, TIE, min_run_time], sort_keys=True)
     path = cache_dir() / f"round-{sha256_bytes(key)[:16]}.json"
