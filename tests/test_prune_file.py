@@ -22,6 +22,7 @@ from slimspec.pruning.api import prune
 from slimspec.pruning import radix, unstructured
 from slimspec.pruning.criteria import Criterion, criteria
 from slimspec.pruning.options import PruneOptions
+from slimspec.pruning.policy import keep_count
 from slimspec.pruning.steps import from_file_reason
 from slimspec.weights import MappedWeights, weights_metadata, weights_writer
 
@@ -281,10 +282,31 @@ def test_magnitude_refusals_match_the_model_path(weights_of, masks_of, tmp_path)
     assert a == "PruneError: magnitude pruning of gated weights: prune the gates first (method 'gate')"
     weights = masks_of("digits_vgg")
     for options, message in (({"target": "macs=0.5"}, "only a 'params' target"), ({}, "needs --ratio"),
-                             ({"ratio": 0.5, "exclude": ["cfg[0]"]}, "exclude patterns pick channel slots"),
-                             ({"ratio": 0.5, "overrides": {"cfg[0]": 0.1}}, "overrides patterns pick channel slots")):
+                             ({"ratio": 0.5, "exclude": ["nothing*"]}, "matches no layer whose weights are masked"),
+                             ({"ratio": 0.5, "overrides": {"cfg[0]": 0.1}}, "overrides pick channel slots")):
         a = outcome(weights, "magnitude", tmp_path, True, **options)
         assert a == outcome(weights, "magnitude", tmp_path, False, **options) and message in a
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_magnitude_excludes_layers_by_spec_path_same_bytes(masks_of, tmp_path, scope):
+    weights = masks_of("digits_resnet", "masked", ties=True)
+    exclude = ["stem", "stages[1].blocks[1]", "num_classes"]
+    assert_same(weights, "magnitude", tmp_path, ratio=0.6, scope=scope, exclude=exclude)
+    source, _ = slimspec.load_model(weights)
+    result = prune(weights, "magnitude", ratio=0.6, scope=scope, exclude=exclude)
+    untouched = {"stem.conv.weight", "layer2.1.conv1.weight", "layer2.1.conv2.weight", "fc.weight"}
+    assert {row.slot for row in result.report}.isdisjoint(untouched)
+    before, after = source.state_dict(), result.model.state_dict()
+    for name in untouched:  # weight and mask as they were (a masked source keeps its own masks)
+        assert torch.equal(after[name], before[name]) and torch.equal(after[f"{name}_mask"], before[f"{name}_mask"])
+    masked = [name for name in result.model.state_dict() if name.endswith("weight_mask")]
+    scored = [name[: -len("_mask")] for name in masked if name[: -len("_mask")] not in untouched]
+    dropped = sum(int((after[f"{name}_mask"] == 0).sum()) for name in scored)
+    total = sum(after[name].numel() for name in scored)
+    per_layer = sum(after[name].numel() - keep_count(after[name].numel(), 0.6) for name in scored)
+    assert dropped == (total - keep_count(total, 0.6) if scope == "global" else per_layer)
+    assert result.spec.data["pruned"]["options"] == {"exclude": exclude}
 
 
 def test_magnitude_ignores_channel_options_with_a_warning_and_records_the_defaults(masks_of, tmp_path):

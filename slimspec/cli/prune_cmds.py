@@ -32,7 +32,7 @@ POLICY_OPTIONS = (
                  "pruned network rounded up to each candidate multiple is timed in each runtime here (this thread "
                  "count; --latency-runtime's only, with a latency target) and the largest multiple about as fast as "
                  "the fastest is kept (cached; the note says what was measured)."),
-    click.option("--exclude", multiple=True, help="Spec-path pattern of slots to leave alone (repeatable)."),
+    click.option("--exclude", multiple=True, help="Spec-path pattern of slots to leave alone (repeatable; magnitude: of layers, e.g. stem, num_classes)."),
     click.option("--override", "overrides", multiple=True, help="PATTERN=RATIO per-slot ratio (repeatable)."),
     click.option("--prune-stream", is_flag=True, default=None, help="Also prune residual stream widths."),
 )

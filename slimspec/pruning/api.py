@@ -88,8 +88,9 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     model, parent, state, weights_sha = _load_source(weights, spec, input_shape)
     check_finite(state)
     ir = parent.ir
-    pattern_check(ir, options.exclude, "exclude")
-    pattern_check(ir, list(options.overrides), "overrides")
+    if criterion.structured:  # weight masks match excludes against layers (unstructured.scored_weights)
+        pattern_check(ir, options.exclude, "exclude")
+        pattern_check(ir, list(options.overrides), "overrides")
     ignored = ignored_notes(options, criterion, getattr(model, "mode", "plain"))
     calibration = _calibration_batches(options, parent) if criterion.reads_calibration else None
     ctx = ScoreContext(ir, state, model, calibration, options.seed)

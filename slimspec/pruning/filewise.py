@@ -45,7 +45,8 @@ from .policy import pattern_check
 from .report import slot_rows
 from .result import Deferred, PruneResult
 from .transplant import fold_gates, gate_fold_keys, transplant
-from .unstructured import StreamedMasks, WeightScorer, mask_ratio, masked_pair, masked_spec, refuse_gated
+from .unstructured import (StreamedMasks, WeightScorer, mask_ratio, masked_pair, masked_spec, refuse_gated,
+                           scored_weights)
 
 
 class _Hasher(threading.Thread):
@@ -158,13 +159,15 @@ def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Cri
     try:
         check_finite(mapped)
         ir = parent.ir
-        pattern_check(ir, options.exclude, "exclude")
-        pattern_check(ir, list(options.overrides), "overrides")
+        if criterion.structured:  # weight masks match excludes against layers (scored_weights)
+            pattern_check(ir, options.exclude, "exclude")
+            pattern_check(ir, list(options.overrides), "overrides")
         ignored = ignored_notes(options, criterion, source_mode)
         masks: StreamedMasks | None = None
         if isinstance(criterion, WeightScorer) and not criterion.structured:
             refuse_gated(source_mode)
-            sizes = {name: math.prod(mapped.info(name).shape) for name in criterion.weight_names(ir)}
+            sizes = {name: math.prod(mapped.info(name).shape)
+                     for name in scored_weights(ir, criterion.weight_names(ir), options.exclude)}
             scope = options.scope or criterion.default_scope
             ratio = mask_ratio(options, count_params(ir), sum(sizes.values()))
             masks = StreamedMasks(criterion, mapped, sizes, ratio, scope)  # a global cut reads while hashing

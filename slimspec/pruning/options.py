@@ -137,11 +137,9 @@ class PruneOptions:
         if isinstance(options.round_to, str) and options.round_to != AUTO:
             raise PruneError(f"round_to: expected an integer >= 1 or '{AUTO}', got '{options.round_to}'")
         criterion = get_criterion(options.method)
-        if not criterion.structured:
-            for key in ("exclude", "overrides"):
-                if getattr(options, key):
-                    raise PruneError(f"{key}: method '{options.method}' masks single weights of every conv and linear "
-                                     f"layer; {key} patterns pick channel slots and do not apply to it")
+        if not criterion.structured and options.overrides:
+            raise PruneError(f"overrides: method '{options.method}' masks single weights to one ratio; overrides "
+                             "pick channel slots and do not apply to it (exclude layers instead)")
         options.policy(criterion, checking=True)  # checks the amount before any weights are read
         check_target_options(options.target, options.target_options)  # none that the target would ignore
         return options

@@ -9,7 +9,7 @@ tensor at a time (:mod:`.radix`).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
 
@@ -19,9 +19,11 @@ from ..model import build
 from ..document import Spec, spec_from_text
 from ..ir import IR, count_macs, count_params
 from ..specio.yamlio import update_spec_text
+from ..utils.text import listing
 from ..weights import load_state_into
 from ..errors import PruneError
 from .options import CHANNEL_SHAPING, PruneOptions
+from .patterns import matches
 from .policy import Decision, fraction_search, keep_count
 from .provenance import provenance_block
 from .radix import Cut, smallest
@@ -89,6 +91,20 @@ class StreamedMasks:
         return smallest(lambda _: scores, 1, scores.numel() - self.kept[name]).keep(0, scores)
 
 
+def scored_weights(ir: IR, names: Sequence[str], exclude: Sequence[str]) -> list[str]:
+    """``names`` less the weights of the layers an exclude pattern covers, matched against each layer's spec
+    path (``stem``, ``cfg[0]``, ``stages[0].blocks[1]``, ``num_classes`` for the classifier); a pattern that
+    covers none of them is refused (a typo would otherwise mask everything)."""
+    if not exclude:
+        return list(names)
+    paths = {f"{node.name}.weight": node.at or "" for node in ir.nodes}
+    for pattern in exclude:
+        if not any(matches(pattern, paths[name]) for name in names):
+            raise PruneError(f"exclude: pattern '{pattern}' matches no layer whose weights are masked (their spec "
+                             f"paths: {listing(dict.fromkeys(paths[name] for name in names), 8)})")
+    return [name for name in names if not any(matches(pattern, paths[name]) for pattern in exclude)]
+
+
 def refuse_gated(mode: str) -> None:
     if mode == "gated":
         raise PruneError("magnitude pruning of gated weights: prune the gates first (method 'gate')")
@@ -137,6 +153,7 @@ def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.T
                   scores: dict[str, torch.Tensor], options: PruneOptions, weights_sha: str | None) -> PruneResult:
     """Mask the lowest-scored weights (per tensor or globally) to a ratio or a params target (the model path)."""
     refuse_gated(getattr(model, "mode", "plain"))
+    scores = {name: scores[name] for name in scored_weights(parent.ir, list(scores), options.exclude)}
     scope = options.scope or "global"
     ratio = mask_ratio(options, count_params(parent.ir), sum(s.numel() for s in scores.values()))
     masks = _masks(scores, ratio, scope)
