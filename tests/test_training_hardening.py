@@ -84,15 +84,22 @@ def test_resume_refuses_contradicting_flags_and_lists_them(run_dir):
     assert (run_dir / "run.json").read_text() == before and load_state(run_dir / "state.pt")["epoch"] == 2
 
 
-def test_resume_with_more_epochs_device_threads_and_same_flags(run_dir):
-    threads = torch.get_num_threads()
-    try:
-        result = run("train", MLP, "--resume", run_dir, "--epochs", "3", "--device", "cpu", "--threads", "1", "-q",
-                     "--lr", "0.05", "--data", "digits")
-        assert result.exit_code == 0, result.output
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(threads)
+def test_resume_with_more_epochs_device_threads_and_same_flags(run_dir, monkeypatch):
+    import slimspec.training.loop as loop
+
+    threads, seen = torch.get_num_threads(), []
+    epoch = loop._train_epoch
+
+    def recording(*args, **kwargs):  # the resumed epoch runs on the threads asked for
+        seen.append(torch.get_num_threads())
+        return epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_train_epoch", recording)
+    want = 1 if threads != 1 else 2
+    result = run("train", MLP, "--resume", run_dir, "--epochs", "3", "--device", "cpu", "--threads", str(want), "-q",
+                 "--lr", "0.05", "--data", "digits")
+    assert result.exit_code == 0, result.output
+    assert seen == [want] and torch.get_num_threads() == threads  # and the caller's setting is back
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
     config = json.loads((run_dir / "run.json").read_text())["config"]

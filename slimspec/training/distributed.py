@@ -99,9 +99,12 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world_size, local_rank, target, owns)
 
 
-def cleanup_distributed(info: DistInfo) -> None:
-    """Destroy the process group if :func:`init_distributed` created it."""
+def cleanup_distributed(info: DistInfo, *, finished: bool = False) -> None:
+    """Destroy the process group if :func:`init_distributed` created it; after a ``finished`` run every rank
+    first waits for the others (a rank tearing gloo down while a peer still talks to it can abort)."""
     if info.owns_group and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

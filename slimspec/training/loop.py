@@ -289,12 +289,15 @@ def train_model(
     """
     config = config or TrainConfig()
     info = init_distributed(config.device) if env_world_size() > 1 else DistInfo(0, 1, 0, resolve_device(config.device))
+    finished = False
     try:
         with torch_threads(config.threads or None), _deterministic(config.deterministic):  # restored after
-            return _train(model, data, config, RunFolder(run_dir), save_weights_fn or default_save_weights, resume,
-                          info)
+            result = _train(model, data, config, RunFolder(run_dir), save_weights_fn or default_save_weights, resume,
+                            info)
+        finished = True
+        return result
     finally:
-        cleanup_distributed(info)
+        cleanup_distributed(info, finished=finished)
 
 
 @contextlib.contextmanager
