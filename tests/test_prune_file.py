@@ -309,6 +309,22 @@ def test_magnitude_excludes_layers_by_spec_path_same_bytes(masks_of, tmp_path, s
     assert result.spec.data["pruned"]["options"] == {"exclude": exclude}
 
 
+def test_magnitude_warns_when_a_smaller_ratio_unmasks_the_source_s_masks(masks_of, tmp_path):
+    first = prune(masks_of("digits_vgg"), "magnitude", ratio=0.6)
+    _, masked = first.save(tmp_path / "m60.yaml")
+    for ratio, scope, warned in ((0.8, "global", False), (0.3, "global", True), (0.3, "layer", True)):
+        assert_same(masked, "magnitude", tmp_path / f"{ratio}{scope}", ratio=ratio, scope=scope)
+        for from_file in (True, False):
+            result = prune(masked, "magnitude", ratio=ratio, scope=scope, from_file=from_file)
+            notes = [note for note in result.notes if "unmasked again" in note]
+            assert len(notes) == warned
+            if warned:  # each weight: its old zeros beyond the new mask's
+                model = result.model.state_dict()
+                old = first.model.state_dict()
+                back = sum(int(((old[k] == 0) & (model[k] == 1)).sum()) for k in old if k.endswith("weight_mask"))
+                assert back > 0 and notes[0].startswith(f"warning: {back:,} weights the source masks")
+
+
 def test_magnitude_ignores_channel_options_with_a_warning_and_records_the_defaults(masks_of, tmp_path):
     weights = masks_of("digits_vgg")
     plain = assert_same(weights, "magnitude", tmp_path / "plain", ratio=0.5)

@@ -209,7 +209,8 @@ def _masked_file(weights: str | os.PathLike, spec: Spec | str | os.PathLike | No
     tensors, without the source model, a second one, or a copy of the state or of the scores)."""
     new_spec, decision, rows, params, macs, notes = masked_spec(
         parent, options, masks.ratio, masks.scope, weights_sha,
-        {name: (math.prod(mapped.info(name).shape), kept) for name, kept in masks.kept.items()})
+        {name: (math.prod(mapped.info(name).shape), kept) for name, kept in masks.kept.items()}, mapped)
+    mapped.release()
     infos = _network_infos(new_spec, "masked")
     weight_of = {f"{name}_mask": name for name in masks.kept}  # mask buffer -> its weight
     last: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # one weight's pair (its mask is written beside it)

@@ -131,10 +131,10 @@ def masked_pair(weight: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def masked_spec(parent: Spec, options: PruneOptions, ratio: float, scope: str, weights_sha: str | None,
-                kept: Mapping[str, tuple[int, int]]
+                kept: Mapping[str, tuple[int, int]], source: Mapping[str, torch.Tensor]
                 ) -> tuple[Spec, Decision, list[SlotRow], tuple[int, int], tuple[int, int], list[str]]:
     """The new spec (widths unchanged, provenance added) of masks keeping ``kept[name] = (before, after)``
-    weights: ``(spec, decision, report rows, params before/after, MACs before/after, notes)``."""
+    weights of ``source``: ``(spec, decision, report rows, params before/after, MACs before/after, notes)``."""
     total = count_params(parent.ir)
     remaining = total - sum(before - after for before, after in kept.values())
     macs = count_macs(parent.ir)
@@ -145,8 +145,23 @@ def masked_spec(parent: Spec, options: PruneOptions, ratio: float, scope: str, w
                                       params=(total, remaining), macs=(macs, macs), ratio=ratio)
     new_spec = spec_from_text(update_spec_text(parent.text, data), f"{parent.source or parent.name} (pruned)")
     rows = [SlotRow(name, "weights", before, after) for name, (before, after) in kept.items()]
-    notes = [f"{100 * (1 - remaining / total):.1f}% of parameters masked (widths unchanged)"]
+    notes = [f"{100 * (1 - remaining / total):.1f}% of parameters masked (widths unchanged)",
+             *unmasked_notes(source, kept)]
     return new_spec, decision, rows, (total, remaining), (macs, macs), notes
+
+
+def unmasked_notes(source: Mapping[str, torch.Tensor], kept: Mapping[str, tuple[int, int]]) -> list[str]:
+    """A warning when the source's own masks zero more of a weight than the new mask drops: those masked
+    weights are unmasked again (the new masks replace the old; at least this many, counted per weight)."""
+    back = 0
+    for name, (before, after) in kept.items():
+        old = source.get(f"{name}_mask")
+        if old is not None:
+            back += max(0, int((old == 0).sum()) - (before - after))
+    if not back:
+        return []
+    return [f"warning: {back:,} weights the source masks are unmasked again (the new masks replace the old ones; "
+            "give a ratio at least the source's to keep them masked)"]
 
 
 def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.Tensor],
@@ -158,7 +173,8 @@ def prune_weights(parent: Spec, model: torch.nn.Module, state: dict[str, torch.T
     ratio = mask_ratio(options, count_params(parent.ir), sum(s.numel() for s in scores.values()))
     masks = _masks(scores, ratio, scope)
     new_spec, decision, rows, params, macs, notes = masked_spec(
-        parent, options, ratio, scope, weights_sha, {name: (m.numel(), int(m.sum())) for name, m in masks.items()})
+        parent, options, ratio, scope, weights_sha, {name: (m.numel(), int(m.sum())) for name, m in masks.items()},
+        state)
     new_model = build(new_spec, "masked")
     new_state = dict(state)
     for name, mask in masks.items():
