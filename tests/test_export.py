@@ -66,6 +66,21 @@ def test_resnet_onnx_has_no_batchnorm_and_matches(trained_weights, tmp_path):
     assert "BatchNormalization" not in _ops(tmp_path / "r.onnx")
 
 
+def test_export_reports_the_difference_relative_to_the_outputs_when_they_are_large(trained_weights, tmp_path):
+    from slimspec.workflows.export import ExportResult
+
+    weights = trained_weights("digits_mlp")
+    result = export(weights, tmp_path / "m.pt2")
+    model, _ = slimspec.load_model(weights)
+    x = torch.randn(3, *model.ir.input_shape, generator=torch.Generator().manual_seed(1))  # the check batch
+    with torch.no_grad():
+        assert result.output_scale == float(model.eval()(x).abs().max())
+    line = ExportResult(tmp_path, "onnx", 0.0658, [], 3, 109901.7).check_line()
+    assert line == "max abs diff to PyTorch: 0.0658 (batch of 3; 6e-07 of the largest output, 1.1e+05)"
+    assert ExportResult(tmp_path, "onnx", 0.0, [], 3, 1e5).check_line() == "max abs diff to PyTorch: 0 (batch of 3)"
+    assert ExportResult(tmp_path, "onnx", 1e-6, [], 3, 0.5).check_line() == "max abs diff to PyTorch: 1e-06 (batch of 3)"
+
+
 def test_export_threads_reach_the_onnx_runtime_check(trained_weights, tmp_path, monkeypatch):
     import slimspec.workflows.export as export_module
 

@@ -70,7 +70,7 @@ def export(weights: str, fmt: str | None, out: str, no_fold_bn: bool, as_json: b
         click.echo(json.dumps(result.summary(), indent=2))
         return
     click.echo(f"wrote {result.path} ({result.format}; {len(result.folded_bn)} BatchNorm layers folded)")
-    click.echo(f"max abs diff to PyTorch: {result.max_abs_diff:.3g} (batch of {result.batch_checked})")
+    click.echo(result.check_line())
 
 
 @click.command()

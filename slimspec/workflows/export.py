@@ -297,10 +297,20 @@ class ExportResult:
     max_abs_diff: float
     folded_bn: list[str]
     batch_checked: int
+    output_scale: float | None = None  # the largest |output| of the PyTorch model on the check batch
 
     def summary(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "max_abs_diff": self.max_abs_diff,
-                "folded_bn": len(self.folded_bn), "batch_checked": self.batch_checked}
+                "folded_bn": len(self.folded_bn), "batch_checked": self.batch_checked,
+                "output_scale": self.output_scale}
+
+    def check_line(self) -> str:
+        """``max abs diff to PyTorch: D (batch of N)``, with D relative to the largest output when that is above 1
+        (a network with random weights can output 1e5, where float32 rounding alone differs by 1e-2)."""
+        relative = ""
+        if self.max_abs_diff and self.output_scale and self.output_scale > 1:
+            relative = f"; {self.max_abs_diff / self.output_scale:.2g} of the largest output, {self.output_scale:.3g}"
+        return f"max abs diff to PyTorch: {self.max_abs_diff:.3g} (batch of {self.batch_checked}{relative})"
 
 
 def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, format: str | None = None, *,
@@ -332,7 +342,12 @@ def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, 
         outputs.write(target, _writer(fmt, owned, example))
     with torch.no_grad():
         got = fmt.run(target, x)
-    return ExportResult(target, fmt.name, max_difference(got, expected), folded, check_batch)
+    return ExportResult(target, fmt.name, max_difference(got, expected), folded, check_batch, largest(expected))
+
+
+def largest(outputs: torch.Tensor | tuple) -> float:
+    """The largest absolute value of an output (a tensor, or a tuple of them)."""
+    return max(float(t.abs().max()) for t in (outputs if isinstance(outputs, (tuple, list)) else (outputs,)))
 
 
 def _writer(fmt: ExportFormat, owned: list[torch.nn.Module], example: torch.Tensor) -> Writer:
