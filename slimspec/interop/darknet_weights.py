@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
+from ..weights import tensor_bytes
 
 Layout = Sequence[tuple[str, tuple[int, ...]]]
 
@@ -133,8 +134,7 @@ def weights_writer(header: Header, layout: Layout, tensors: Mapping[str, torch.T
         with open(path, "xb") as handle:
             handle.write(header.to_bytes())
             for key, _ in layout:
-                tensor = tensors[key].detach().to("cpu", torch.float32).contiguous()
-                handle.write(memoryview(tensor.numpy().astype("<f4", copy=False)).cast("B"))
+                handle.write(tensor_bytes(tensors[key].to(torch.float32)))
             handle.flush()
             os.fsync(handle.fileno())
 

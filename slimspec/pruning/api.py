@@ -20,10 +20,10 @@ from ..utils.fileio import sha256_file
 from .criteria import PruneError, ScoreContext, get_criterion
 from .fold_bias import fold_removed_bias
 from .options import PruneOptions
-from .policy import keep_count, pattern_check
+from .policy import keep_count
 from .report import slot_rows
 from .result import PruneResult
-from .steps import (check_finite, checked_scores, describe, from_file_reason, ignored_notes, new_sizes,
+from .steps import (check_finite, check_patterns, checked_scores, describe, from_file_reason, ignored_notes, new_sizes,
                     prunable_from_file)
 from .transplant import fold_gates, transplant
 from .unstructured import prune_weights
@@ -88,9 +88,7 @@ def prune(weights: str | os.PathLike | torch.nn.Module, method: str | None = Non
     model, parent, state, weights_sha = _load_source(weights, spec, input_shape)
     check_finite(state)
     ir = parent.ir
-    if criterion.structured:  # weight masks match excludes against layers (unstructured.scored_weights)
-        pattern_check(ir, options.exclude, "exclude")
-        pattern_check(ir, list(options.overrides), "overrides")
+    check_patterns(ir, options, criterion)
     ignored = ignored_notes(options, criterion, getattr(model, "mode", "plain"))
     calibration = _calibration_batches(options, parent) if criterion.reads_calibration else None
     ctx = ScoreContext(ir, state, model, calibration, options.seed)

@@ -38,10 +38,9 @@ from ..nn import LAYER_SETS, SpecNet
 from ..nn.net import make_module
 from ..weights import (MappedWeights, TensorInfo, embedded_spec_text, state_problems, stream_safetensors,
                        weights_metadata)
-from .steps import check_finite, checked_scores, describe, ignored_notes, new_sizes
+from .steps import check_finite, check_patterns, checked_scores, describe, ignored_notes, new_sizes
 from .criteria import Criterion, ScoreContext
 from .options import PruneOptions
-from .policy import pattern_check
 from .report import slot_rows
 from .result import Deferred, PruneResult
 from .transplant import fold_gates, gate_fold_keys, transplant
@@ -159,9 +158,7 @@ def prune_file(weights: str | os.PathLike, options: PruneOptions, criterion: Cri
     try:
         check_finite(mapped)
         ir = parent.ir
-        if criterion.structured:  # weight masks match excludes against layers (scored_weights)
-            pattern_check(ir, options.exclude, "exclude")
-            pattern_check(ir, list(options.overrides), "overrides")
+        check_patterns(ir, options, criterion)
         ignored = ignored_notes(options, criterion, source_mode)
         masks: StreamedMasks | None = None
         if isinstance(criterion, WeightScorer) and not criterion.structured:

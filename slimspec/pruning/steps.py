@@ -17,7 +17,7 @@ from ..utils.text import listing
 from ..weights import nonfinite
 from .criteria import Criterion, PruneError, ScoreContext
 from .options import AUTO, PruneOptions
-from .policy import Decision, decide, fraction_search
+from .policy import Decision, decide, fraction_search, pattern_check
 from .provenance import provenance_block
 from .report import degenerate_notes
 from .targets import TargetContext, get_target
@@ -129,6 +129,14 @@ def from_file_reason(weights: object, criterion: Criterion, options: PruneOption
 
 def prunable_from_file(weights: object, criterion: Criterion, options: PruneOptions) -> bool:
     return from_file_reason(weights, criterion, options) is None
+
+
+def check_patterns(ir: IR, options: PruneOptions, criterion: Criterion) -> None:
+    """Every exclude/override pattern of a channel prune names a slot (weight masks match excludes against
+    layers instead: :func:`~slimspec.pruning.unstructured.scored_weights`)."""
+    if criterion.structured:
+        pattern_check(ir, options.exclude, "exclude")
+        pattern_check(ir, list(options.overrides), "overrides")
 
 
 def ignored_notes(options: PruneOptions, criterion: Criterion, source_mode: str) -> list[str]:

@@ -347,7 +347,12 @@ def export(weights: str | os.PathLike | Spec | SpecNet, out: str | os.PathLike, 
 
 def largest(outputs: torch.Tensor | tuple) -> float:
     """The largest absolute value of an output (a tensor, or a tuple of them)."""
-    return max(float(t.abs().max()) for t in (outputs if isinstance(outputs, (tuple, list)) else (outputs,)))
+    return max(float(t.abs().max()) for t in _tensors(outputs))
+
+
+def _tensors(outputs: torch.Tensor | tuple | list) -> tuple | list:
+    """A model's outputs as a sequence: a spec's ``outputs`` tuple as it is, one tensor as a 1-tuple."""
+    return outputs if isinstance(outputs, (tuple, list)) else (outputs,)
 
 
 def _writer(fmt: ExportFormat, owned: list[torch.nn.Module], example: torch.Tensor) -> Writer:
@@ -365,7 +370,7 @@ def _writer(fmt: ExportFormat, owned: list[torch.nn.Module], example: torch.Tens
 
 def max_difference(got: torch.Tensor | tuple, expected: torch.Tensor | tuple) -> float:
     """The largest absolute difference between two outputs (a tensor, or a tuple of them: a spec's ``outputs``)."""
-    got, expected = (t if isinstance(t, (tuple, list)) else (t,) for t in (got, expected))
+    got, expected = _tensors(got), _tensors(expected)
     if len(got) != len(expected):
         raise ExportError(f"the exported model returns {len(got)} tensors, the model {len(expected)}")
     return max(float((a.float() - b).abs().max()) for a, b in zip(got, expected))
