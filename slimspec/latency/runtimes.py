@@ -173,7 +173,12 @@ def _onnxruntime_quick(model: torch.nn.Module, x: torch.Tensor, threads: int | N
                               opset_version=17)
     except Exception:  # noqa: BLE001 - any failure of the legacy exporter: take the main one
         return _onnxruntime(model, x, threads)
-    session = ort_session(buffer.getvalue(), threads)
+    return _session_runner(buffer.getvalue(), x, threads)
+
+
+def _session_runner(model_bytes: bytes, x: torch.Tensor, threads: int | None) -> Runner:
+    """One forward pass of a serialized ONNX model on ``x`` in an :func:`ort_session`."""
+    session = ort_session(model_bytes, threads)
     feed = {"input": x.detach().cpu().numpy()}
     return lambda: session.run(None, feed)
 
@@ -183,6 +188,4 @@ def _onnxruntime_quick(model: torch.nn.Module, x: torch.Tensor, threads: int | N
 def _onnxruntime(model: torch.nn.Module, x: torch.Tensor, threads: int | None) -> Runner:
     buffer = io.BytesIO()
     onnx_export(model, x, buffer)
-    session = ort_session(buffer.getvalue(), threads)
-    feed = {"input": x.detach().cpu().numpy()}
-    return lambda: session.run(None, feed)
+    return _session_runner(buffer.getvalue(), x, threads)
